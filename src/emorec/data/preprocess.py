@@ -1,0 +1,98 @@
+"""Preprocessing shared by training, evaluation and inference.
+
+Two steps, kept apart so the expensive one is cached:
+
+1. ``prepare_image``: any decoded image (gray or colour, any size) ->
+   optional face crop -> grayscale or RGB -> square uint8 of ``image_size``.
+   Its output is what the dataset cache stores.
+2. ``normalize``: uint8 batch -> float32 in [-1, 1], per batch, cheap.
+
+``eval_batch`` chains both and is the one eval preprocessing: validation and
+test arrays went through step 1 at load time, and inference (the logged
+pyfunc, ``emorec predict``) calls ``eval_batch`` on raw images, so a served
+model sees exactly what it was evaluated on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from emorec.data import faces
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw images become model input; logged with every model."""
+
+    image_size: int = 48  # side of the square image the model sees
+    channels: int = 1  # 1 = grayscale, 3 = RGB
+    face_detect: bool = False  # crop the largest detected face (Haar cascade) first
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.image_size <= 512:
+            raise ValueError(f"image_size must be in [16, 512], got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(int(d["image_size"]), int(d["channels"]), _as_bool(d["face_detect"]))
+
+
+def _as_bool(v) -> bool:
+    return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+
+
+def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 -> (H, W, channels)."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 2:
+        return img[:, :, None] if channels == 1 else np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None] if channels == 1 else img
+    raise ValueError(f"expected a (H, W) or (H, W, 1/3/4) image, got shape {img.shape}")
+
+
+def prepare_image(img: np.ndarray, prep: Preprocessing) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """One raw image -> (image_size, image_size, channels) uint8, plus the face box used.
+
+    The box is ``(x, y, w, h)`` in the input's pixels, or ``None`` when face
+    detection is off or found no face (the whole image is used then).
+    """
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    box = None
+    if prep.face_detect:
+        box = faces.largest_face(img)
+        if box is not None:
+            x, y, w, h = box
+            img = img[y:y + h, x:x + w]
+    img = to_channels(img, prep.channels)
+    side = prep.image_size
+    if img.shape[0] != side or img.shape[1] != side:
+        interp = cv2.INTER_AREA if min(img.shape[:2]) > side else cv2.INTER_LINEAR
+        img = cv2.resize(img, (side, side), interpolation=interp)
+        if img.ndim == 2:
+            img = img[:, :, None]
+    return np.ascontiguousarray(img), box
+
+
+def normalize(batch: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 in [-1, 1]; the same for every model."""
+    return batch.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+
+
+def eval_batch(images, prep: Preprocessing) -> np.ndarray:
+    """Raw images (a list of any-size uint8 arrays) -> normalised float32 (N, S, S, C)."""
+    prepared = [prepare_image(np.asarray(img), prep)[0] for img in images]
+    return normalize(np.stack(prepared)) if prepared else np.zeros(
+        (0, prep.image_size, prep.image_size, prep.channels), np.float32)

@@ -1,0 +1,85 @@
+"""The raw-image MLflow pyfunc: face photos in, per-emotion probabilities out.
+
+Logged beside every trained model (artifact ``emotion_model``). It carries
+the class names and the preprocessing settings the model was trained with and
+applies the shared eval preprocessing (``emorec.data.preprocess.eval_batch``),
+so ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` see images
+exactly as evaluation did.
+
+Input, any of:
+- a DataFrame with an ``image`` column of base64-encoded image files (PNG,
+  JPEG ...) or raw bytes: the serving format;
+- a NumPy array (N, H, W) or (N, H, W, C), or a list of (H, W[, C]) arrays.
+Output: a DataFrame, one row per image, a probability column per emotion
+plus ``label`` and ``confidence``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from emorec.data.images import ImageError, decode_image
+from emorec.data.preprocess import Preprocessing, eval_batch
+
+NATIVE = "native_model"  # the artifact key of the framework-flavour model
+
+
+def decode_payload(value) -> np.ndarray:
+    """One cell of the ``image`` column (base64 text or bytes) -> pixels."""
+    if isinstance(value, str):
+        try:
+            value = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ImageError(f"image is not valid base64 ({exc})") from None
+    if not isinstance(value, (bytes, bytearray)) or not value:
+        raise ImageError("image must be non-empty base64 text or bytes")
+    return decode_image(bytes(value))
+
+
+def as_images(model_input) -> list[np.ndarray]:
+    if isinstance(model_input, pd.DataFrame):
+        if "image" not in model_input.columns:
+            raise ImageError(f"expected an 'image' column, got {list(model_input.columns)}")
+        return [decode_payload(v) for v in model_input["image"]]
+    if isinstance(model_input, np.ndarray) and model_input.ndim in (3, 4):
+        return list(model_input)
+    if isinstance(model_input, (list, tuple)):
+        return [np.asarray(v) for v in model_input]
+    raise ImageError("expected a DataFrame with an 'image' column, an (N, H, W[, C]) array "
+                     "or a list of images")
+
+
+class EmotionModel(mlflow.pyfunc.PythonModel):
+    def __init__(self, framework: str, classes: list[str], prep: dict):
+        self.framework, self.classes, self.prep = framework, list(classes), dict(prep)
+        self._model = None
+
+    def load_context(self, context) -> None:
+        path = context.artifacts[NATIVE]
+        if self.framework == "torch":
+            import mlflow.pytorch
+            self._model = mlflow.pytorch.load_model(path, map_location="cpu")
+        else:
+            import mlflow.keras
+            self._model = mlflow.keras.load_model(path)
+
+    def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
+        batch = eval_batch(images, Preprocessing.from_dict(self.prep))
+        if self.framework == "torch":
+            import torch
+            with torch.inference_mode():
+                logits = self._model.eval()(torch.from_numpy(batch).permute(0, 3, 1, 2))
+                return torch.softmax(logits.float(), 1).numpy()
+        return np.asarray(self._model(batch, training=False), dtype=np.float32)
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        proba = self.predict_proba(as_images(model_input))
+        out = pd.DataFrame(proba, columns=self.classes)
+        out["label"] = [self.classes[i] for i in proba.argmax(1)]
+        out["confidence"] = proba.max(1)
+        return out

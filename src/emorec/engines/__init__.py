@@ -1,0 +1,25 @@
+"""Training engines: one per framework, one interface.
+
+``get_engine(framework)`` imports only the engine asked for, so a PyTorch run
+never imports TensorFlow. Both engines train on uint8 (N, H, W, C) arrays
+straight from memory, augment per batch, report per-epoch values to
+callbacks, and predict class probabilities as NumPy.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from emorec.engines.base import Callback, Engine, FitResult, StopTraining, TrainingDiverged
+
+_ENGINES = {"torch": "emorec.engines.torch_engine:TorchEngine",
+            "keras": "emorec.engines.keras_engine:KerasEngine"}
+
+__all__ = ["Callback", "Engine", "FitResult", "StopTraining", "TrainingDiverged", "get_engine"]
+
+
+def get_engine(framework: str) -> Engine:
+    if framework not in _ENGINES:
+        raise ValueError(f"unknown framework {framework!r}; valid: {', '.join(_ENGINES)}")
+    module, cls = _ENGINES[framework].split(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,241 @@
+"""Everything emorec says to MLflow goes through this module.
+
+Store: ``$MLFLOW_TRACKING_URI`` when set (a server, PostgreSQL ...), else a
+SQLite database in ``./mlruns/mlflow.db`` with artifacts under
+``./mlruns/artifacts`` (MLflow 3 no longer accepts the old ``./mlruns`` file
+store). One experiment per dataset. A run always ends FINISHED, FAILED (with
+the reason in the ``failure_reason`` tag) or KILLED (Ctrl-C): never RUNNING.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.dataset_source import DatasetSource
+
+from emorec.config import TrainConfig
+from emorec.data.splits import Split
+from emorec.data.types import Dataset
+from emorec.engines.base import Callback
+
+log = logging.getLogger(__name__)
+STORE_DIR = Path("mlruns")
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{(STORE_DIR / 'mlflow.db').resolve()}"
+
+
+def configure() -> str:
+    """Point MLflow at the configured store (creating the local one) and return its URI."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def experiment_id(name: str) -> str:
+    """The experiment's id, creating it (artifacts under ./mlruns for a local store)."""
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in ./mlartifacts
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+@contextlib.contextmanager
+def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = None):
+    """A run that always ends in a terminal state, with the failure reason recorded."""
+    configure()
+    run = mlflow.start_run(experiment_id=experiment_id(cfg.experiment_name),
+                           run_name=cfg.run_name or f"{cfg.model}-{cfg.dataset}", nested=nested,
+                           log_system_metrics=cfg.system_metrics,
+                           tags={"framework": cfg.framework, "model": cfg.model,
+                                 "dataset": cfg.dataset, "git_commit": git_commit(),
+                                 **(tags or {})})
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.set_tag("failure_reason", "interrupted by the user (Ctrl-C)")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag("failure_reason", f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+class MlflowCallback(Callback):
+    """Logs each epoch's values as MLflow metrics, stepped by epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        mlflow.log_metrics(logs, step=epoch)
+
+
+def log_config(cfg: TrainConfig) -> None:
+    mlflow.log_params({k: ("" if v is None else v) for k, v in cfg.to_params().items()})
+
+
+class _FolderSource(DatasetSource):
+    """Where a dataset came from: a local path, or 'builtin:synthetic'."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "local"
+
+    def load(self, **_):
+        return self.uri
+
+    @staticmethod
+    def _can_resolve(raw_source) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source):
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict:
+        return {"uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict):
+        return cls(source_dict["uri"])
+
+
+def dataset_digest(ds: Dataset) -> str:
+    import hashlib
+
+    h = hashlib.sha256(ds.images.tobytes())
+    h.update(ds.labels.tobytes())
+    return h.hexdigest()[:16]
+
+
+def log_dataset(ds: Dataset, split: Split, cfg: TrainConfig) -> None:
+    """The dataset as an MLflow input (name, source, content digest) plus split facts."""
+    source = _FolderSource(str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "builtin:synthetic")
+    mlflow.log_input(MetaDataset(source, name=ds.name, digest=dataset_digest(ds)), context="training")
+    sizes = split.sizes()
+    mlflow.log_params({"split_strategy": split.strategy, "split_digest": split.digest,
+                       "classes": ",".join(ds.classes), "num_classes": len(ds.classes),
+                       **{f"{k}_size": v for k, v in sizes.items()}})
+    mlflow.log_dict({"classes": list(ds.classes), "split_sizes": sizes,
+                     "split_digest": split.digest, "decode": ds.stats},
+                    "data/dataset.json")
+
+
+def log_metrics(values: dict[str, float]) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in values.items()})
+
+
+def log_figure(fig, name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, name)
+    plt.close(fig)
+
+
+def log_json(data: dict, name: str) -> None:
+    mlflow.log_dict(json.loads(json.dumps(data, default=_jsonable)), name)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _requirements(framework: str) -> list[str]:
+    """Exact pins of what the logged models import (skips MLflow's slow inference)."""
+    from importlib.metadata import version
+
+    names = ["mlflow", "numpy", "pandas", "pillow", "opencv-python-headless", "cloudpickle"]
+    names += ["torch", "torchvision"] if framework == "torch" else ["tensorflow-cpu", "keras"]
+    return [f"{n}=={version(n)}" for n in names]
+
+
+def log_trained_model(model, cfg: TrainConfig, classes: tuple[str, ...], prep_dict: dict,
+                      example: np.ndarray) -> None:
+    """The model in its own flavour, plus the raw-image ``emotion_model`` pyfunc."""
+    import tempfile
+
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from emorec.data.preprocess import normalize
+    from emorec.emotion_model import NATIVE, EmotionModel
+
+    x = normalize(example)
+    reqs = _requirements(cfg.framework)
+    with tempfile.TemporaryDirectory() as tmp:
+        native_dir = Path(tmp) / NATIVE
+        if cfg.framework == "torch":
+            import mlflow.pytorch
+            import torch
+
+            model = model.cpu().eval()
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            with torch.inference_mode():
+                y = model(torch.from_numpy(x)).numpy()
+            sig = infer_signature(x, y)
+            # Pickle (with our code beside it) rather than MLflow's default torch.export
+            # graph, which fixes the batch size traced from the input example.
+            kwargs = dict(pip_requirements=reqs, code_paths=[str(Path(__file__).parent)],
+                          serialization_format="pickle")
+            mlflow.pytorch.log_model(model, name="model", signature=sig, input_example=x, **kwargs)
+            mlflow.pytorch.save_model(model, native_dir, **kwargs)
+        else:
+            import mlflow.keras
+
+            sig = infer_signature(x, np.asarray(model(x, training=False)))
+            mlflow.keras.log_model(model, name="model", signature=sig, input_example=x,
+                                   pip_requirements=reqs)
+            mlflow.keras.save_model(model, native_dir, pip_requirements=reqs)
+        import base64
+
+        import cv2
+
+        png = cv2.imencode(".png", example[0])[1].tobytes()
+        mlflow.pyfunc.log_model(
+            name="emotion_model",
+            python_model=EmotionModel(cfg.framework, list(classes), prep_dict),
+            artifacts={NATIVE: str(native_dir)},
+            code_paths=[str(Path(__file__).parent)],
+            input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
+            pip_requirements=reqs)
+
+
+def log_exploration(folder: Path, dataset: str) -> str:
+    """Log an exploration folder as its own run in the dataset's experiment."""
+    configure()
+    with mlflow.start_run(experiment_id=experiment_id(f"emorec-{dataset}"),
+                          run_name=f"explore-{dataset}", tags={"kind": "exploration"}) as run:
+        mlflow.log_artifacts(str(folder), "exploration")
+        return run.info.run_id

@@ -1,0 +1,23 @@
+"""Shared test set-up: an isolated tracking store and dataset cache per test.
+
+torchvision is imported before anything can import TensorFlow: loading
+TensorFlow first and torchvision (triton) second segfaults the process, and
+this suite builds models of both frameworks in one pytest run.
+"""
+
+import os
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import torchvision  # noqa: E402,F401  (import order matters, see above)
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path, monkeypatch):
+    """Each test gets its own MLflow store, working directory and dataset cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setenv("EMOREC_CACHE_DIR", str(tmp_path / "cache"))
+    yield tmp_path
