@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The MLproject calls `emorec`, so the venv's bin goes first on PATH.
 run: setup
-	$(BIN)/mlflow run . -P model=$(MODEL) --env-manager local --experiment-name emorec-synthetic
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow run . -P model=$(MODEL) --env-manager local --experiment-name emorec-synthetic
 
 test: setup
 	$(BIN)/python -m pytest

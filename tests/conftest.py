@@ -11,6 +11,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import torchvision  # noqa: E402,F401  (import order matters, see above)
+import mlflow  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -18,6 +19,8 @@ import pytest  # noqa: E402
 def isolated_store(tmp_path, monkeypatch):
     """Each test gets its own MLflow store, working directory and dataset cache."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # also reset the URI an earlier test left in this process
     monkeypatch.setenv("EMOREC_CACHE_DIR", str(tmp_path / "cache"))
     yield tmp_path

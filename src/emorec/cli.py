@@ -58,6 +58,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
           f"{', '.join(f'{c} {n}' for c, n in summary['counts'].items())}")
     for part, counts in summary["counts_per_split"].items():
         print(f"  {part:5s} {sum(counts.values()):6d}")
+    q = summary["quality"]
+    sharpness = " / ".join(f"{part} {v}" for part, v in q["median_sharpness_per_split"].items())
+    print(f"  quality: {q['near_blank_images']} near-blank, {q['duplicate_groups']} duplicate "
+          f"groups ({q['duplicate_groups_with_conflicting_labels']} with conflicting labels), "
+          f"median sharpness {sharpness}")
     print(f"wrote {args.out}/class_distribution.png, samples.png, summary.json")
     return 0
 

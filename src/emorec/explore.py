@@ -18,11 +18,44 @@ from emorec.data.preprocess import Preprocessing
 from emorec.data.splits import make_split
 from emorec.labels import EMOTION_ID
 
+N_SAMPLES = 8  # images per class in the sample grid
+
+
+def image_quality(ds, parts: dict[str, np.ndarray]) -> dict:
+    """Cheap checks that catch a broken or uneven dataset before any training.
+
+    Sharpness is the median variance of the Laplacian per split (a blurred
+    split scores near 0, a sharp 48 px face in the hundreds or more); a large
+    gap between splits means train and test were not captured alike.
+    """
+    import hashlib
+
+    import cv2
+
+    flat = ds.images.reshape(len(ds), -1)
+    sharp = np.array([cv2.Laplacian(img, cv2.CV_64F).var() for img in ds.images])
+    digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+    _, inverse, counts = np.unique(digests, return_inverse=True, return_counts=True)
+    dup_labels = {}
+    for i, d in enumerate(inverse):
+        if counts[d] > 1:
+            dup_labels.setdefault(d, set()).add(int(ds.labels[i]))
+    return {
+        "near_blank_images": int(np.sum(flat.std(axis=1) < 3.0)),
+        "duplicate_groups": int(np.sum(counts > 1)),
+        "images_in_duplicate_groups": int(counts[counts > 1].sum()),
+        "duplicate_groups_with_conflicting_labels": sum(len(v) > 1 for v in dup_labels.values()),
+        "median_sharpness_per_split": {part: round(float(np.median(sharp[idx])), 1)
+                                       if len(idx) else None for part, idx in parts.items()},
+    }
+
 
 def summarize(ds, split) -> dict:
     parts = {"train": split.train, "val": split.val, "test": split.test}
     counts = {part: {c: int(np.sum(ds.labels[idx] == EMOTION_ID[c])) for c in ds.classes}
               for part, idx in parts.items()}
+    subjects = None if ds.groups is None else {
+        part: int(len(np.unique(ds.groups[idx]))) for part, idx in parts.items()}
     return {
         "dataset": ds.name,
         "images": len(ds),
@@ -31,10 +64,27 @@ def summarize(ds, split) -> dict:
         "counts": {c: sum(counts[p][c] for p in parts) for c in ds.classes},
         "image_shape": list(ds.images.shape[1:]),
         "subjects": None if ds.groups is None else int(len(np.unique(ds.groups))),
+        "subjects_per_split": subjects,
+        "quality": image_quality(ds, parts),
         "split_strategy": split.strategy,
         "split_digest": split.digest,
         "decode": ds.stats,
     }
+
+
+def pick_samples(ds, name: str, rng: np.random.Generator, n: int = N_SAMPLES) -> np.ndarray:
+    """Up to ``n`` random images of class ``name``, one per subject while subjects last.
+
+    CK+ and KDEF hold several near-identical frames per subject; without this
+    a grid row often shows the same face twice.
+    """
+    index = rng.permutation(np.flatnonzero(ds.labels == EMOTION_ID[name]))
+    if ds.groups is None:
+        return index[:n]
+    _, first = np.unique(ds.groups[index], return_index=True)
+    distinct = index[np.sort(first)]  # one random image per subject, in random order
+    rest = index[~np.isin(index, distinct)]
+    return np.concatenate([distinct, rest])[:n]
 
 
 def explore(dataset: str, data_dir: str | None, out_dir: str | Path, *, image_size: int = 48,
@@ -47,11 +97,14 @@ def explore(dataset: str, data_dir: str | None, out_dir: str | Path, *, image_si
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    samples = {c: ds.images[rng.permutation(np.flatnonzero(ds.labels == EMOTION_ID[c]))[:8]]
-               for c in ds.classes}
+    samples = {c: ds.images[pick_samples(ds, c, rng)] for c in ds.classes}
     plots.save_figure(plots.class_distribution_figure(summary["counts_per_split"]),
                       out / "class_distribution.png")
-    plots.save_figure(plots.sample_grid_figure(samples), out / "samples.png")
+    grid = plots.sample_grid_figure(samples, n_per_class=N_SAMPLES)
+    for ax in grid.axes:  # show the pixels the model sees, not a smoothed upscale
+        for im in ax.get_images():
+            im.set_interpolation("nearest")
+    plots.save_figure(grid, out / "samples.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if log_to_mlflow:
         from emorec import tracking

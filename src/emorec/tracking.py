@@ -68,7 +68,10 @@ def git_commit() -> str:
 def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = None):
     """A run that always ends in a terminal state, with the failure reason recorded."""
     configure()
-    run = mlflow.start_run(experiment_id=experiment_id(cfg.experiment_name),
+    # Under `mlflow run`, MLFLOW_RUN_ID names a run already created in the experiment
+    # given to `mlflow run`; resume it there rather than in ours.
+    resumed = not nested and bool(os.environ.get("MLFLOW_RUN_ID"))
+    run = mlflow.start_run(experiment_id=None if resumed else experiment_id(cfg.experiment_name),
                            run_name=cfg.run_name or f"{cfg.model}-{cfg.dataset}", nested=nested,
                            log_system_metrics=cfg.system_metrics,
                            tags={"framework": cfg.framework, "model": cfg.model,
@@ -96,7 +99,11 @@ class MlflowCallback(Callback):
 
 
 def log_config(cfg: TrainConfig) -> None:
-    mlflow.log_params({k: ("" if v is None else v) for k, v in cfg.to_params().items()})
+    # `mlflow run` has already logged the MLproject parameters in its own spelling
+    # ("false" for False) and MLflow forbids changing a logged value: add the rest.
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    mlflow.log_params({k: ("" if v is None else v) for k, v in cfg.to_params().items()
+                       if k not in logged})
 
 
 class _FolderSource(DatasetSource):
@@ -210,14 +217,15 @@ def log_trained_model(model, cfg: TrainConfig, classes: tuple[str, ...], prep_di
             kwargs = dict(pip_requirements=reqs, code_paths=[str(Path(__file__).parent)],
                           serialization_format="pickle")
             mlflow.pytorch.log_model(model, name="model", signature=sig, input_example=x, **kwargs)
-            mlflow.pytorch.save_model(model, native_dir, **kwargs)
+            mlflow.pytorch.save_model(model, str(native_dir), **kwargs)
         else:
             import mlflow.keras
 
             sig = infer_signature(x, np.asarray(model(x, training=False)))
-            mlflow.keras.log_model(model, name="model", signature=sig, input_example=x,
-                                   pip_requirements=reqs)
-            mlflow.keras.save_model(model, native_dir, pip_requirements=reqs)
+            # No input_example: mlflow.keras 3.17 writes it before creating the model
+            # folder and fails; the signature still documents the input.
+            mlflow.keras.log_model(model, name="model", signature=sig, pip_requirements=reqs)
+            mlflow.keras.save_model(model, str(native_dir), pip_requirements=reqs)
         import base64
 
         import cv2
@@ -239,3 +247,20 @@ def log_exploration(folder: Path, dataset: str) -> str:
                           run_name=f"explore-{dataset}", tags={"kind": "exploration"}) as run:
         mlflow.log_artifacts(str(folder), "exploration")
         return run.info.run_id
+
+
+# --- Added for studies (emorec.study) and the registry/report (emorec.registry) ---------------
+
+def log_params(values: dict) -> None:
+    """Parameters of the active run (``None`` logged as "", as ``log_config`` does)."""
+    mlflow.log_params({k: ("" if v is None else v) for k, v in values.items()})
+
+
+def set_tags(values: dict) -> None:
+    """Tags of the active run, values as text."""
+    mlflow.set_tags({k: str(v) for k, v in values.items()})
+
+
+def log_text(text: str, name: str) -> None:
+    """A text artifact (a CSV table, a YAML file) of the active run."""
+    mlflow.log_text(text, name)

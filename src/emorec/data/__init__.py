@@ -66,6 +66,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, prep: Preprocess
     prep = prep or Preprocessing()
     scan = scanner(name)
     opts = _scanner_options(scan, dict(options or {}))
+    if strict and "strict" in inspect.signature(scan).parameters:
+        opts.setdefault("strict", True)  # e.g. FER2013 CSV: malformed rows raise too
     if name == "synthetic":  # generated in memory, faster than a cache read
         opts.setdefault("image_size", prep.image_size)
         return _materialize(name, scan(None, **opts), prep, strict, progress)

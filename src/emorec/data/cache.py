@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,8 @@ def load(key: str) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError):  # unreadable entry: treat as a miss, it will be rewritten
+    # An unreadable entry (truncated, empty, not a zip) is a miss; it will be rewritten.
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None
 
 

@@ -26,8 +26,11 @@ def _detector() -> "cv2.CascadeClassifier":
 
 
 def detect_faces(img: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """All faces as (x, y, w, h), largest first; ``img`` is uint8 gray or RGB."""
-    gray = img if img.ndim == 2 else cv2.cvtColor(img[:, :, :3], cv2.COLOR_RGB2GRAY)
+    """All faces as (x, y, w, h), largest first; ``img`` is uint8 (H, W), (H, W, 1), RGB or RGBA."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    gray = img if img.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]),
+                                                  cv2.COLOR_RGB2GRAY)
     min_side = max(16, min(gray.shape[:2]) // 8)
     found = _detector().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
                                          minSize=(min_side, min_side))

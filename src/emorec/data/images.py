@@ -7,6 +7,7 @@ decompression bomb is rejected without allocating its pixels.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +28,21 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def decode_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode an image file or bytes to uint8 pixels: (H, W) gray or (H, W, 3) RGB."""
+def decode_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file or bytes to uint8 pixels: (H, W) gray or (H, W, 3) RGB.
+
+    ``max_pixels`` defaults to ``MAX_PIXELS``, read at call time so that the
+    module-level limit can be changed at run time.
+    """
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     name = str(source) if isinstance(source, (str, Path)) else "<bytes>"
     try:
         fh = open(source, "rb") if isinstance(source, (str, Path)) else io.BytesIO(source)
     except OSError as exc:
         raise ImageError(f"{name}: cannot open ({exc.strerror})") from exc
-    with fh:
+    with fh, warnings.catch_warnings():
+        # Pillow warns at half its own bomb limit; our stricter check below decides.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(fh) as im:
                 if im.format not in SUPPORTED_FORMATS:
@@ -54,7 +62,9 @@ def decode_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) ->
                     arr = np.asarray(im.convert("RGB"))
         except ImageError:
             raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-                Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:  # Pillow's own, far larger limit
+            raise ImageError(f"{name}: exceeds the pixel limit of {max_pixels} "
+                             f"(possible decompression bomb; {exc})") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"{name}: not a readable image ({exc})") from exc
     return np.ascontiguousarray(arr, dtype=np.uint8)

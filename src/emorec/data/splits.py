@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
 from emorec.data.errors import DatasetError
 from emorec.data.types import Dataset
-from emorec.labels import EMOTION_ID
+from emorec.labels import EMOTION_ID, EMOTIONS
 
 STRATEGIES = ("auto", "official", "grouped", "stratified")
 
@@ -74,6 +74,11 @@ def _carve(ds: Dataset, index: np.ndarray, fraction: float, seed: int,
         folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         rest, carved = next(folds.split(np.zeros(len(index)), y, ds.groups[index]))
     else:
+        ids, counts = np.unique(y, return_counts=True)
+        too_small = [f"{EMOTIONS[i]} ({n})" for i, n in zip(ids, counts) if n < 2]
+        if too_small:
+            raise DatasetError(f"cannot split {ds.name!r}: class(es) {', '.join(too_small)} "
+                               f"have fewer than 2 images to divide; add images or drop them")
         try:
             sss = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
             rest, carved = next(sss.split(np.zeros(len(index)), y))

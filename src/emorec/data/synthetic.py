@@ -159,17 +159,17 @@ def _identity(seq: np.random.SeedSequence) -> dict:
     # head outline stays visible.
     hair = skin - rng.uniform(60, 110) if rng.random() < 0.8 or skin > 185 else skin + 35
     return {
-        "face_w": rng.uniform(0.27, 0.32),  # half-width of the face oval
+        "face_w": rng.uniform(0.29, 0.33),  # half-width of the face oval
         "ratio": rng.uniform(1.15, 1.35),  # face height / width
         "eye_spacing": rng.uniform(0.38, 0.47),  # eye centre offset, in face half-widths
-        "eye_size": rng.uniform(0.18, 0.22),  # eye half-width, in face half-widths
+        "eye_size": rng.uniform(0.2, 0.24),  # eye half-width, in face half-widths
         "skin": skin,
         "hair": float(np.clip(hair, 10, 235)),
         "hairline": rng.uniform(0.0, 1.0),  # 0 low fringe .. 1 high forehead
         "iris": rng.uniform(25, 75),
         "brow_tone": rng.uniform(15, 70),
-        "brow_thick": rng.uniform(0.018, 0.034),
-        "mouth_w": rng.uniform(0.36, 0.46),  # mouth half-width, in face half-widths
+        "brow_thick": rng.uniform(0.024, 0.038),
+        "mouth_w": rng.uniform(0.40, 0.50),  # mouth half-width, in face half-widths
         "nose_len": rng.uniform(0.2, 0.28),
         # How strongly this subject emotes, and a resting bias of the face
         # (e.g. naturally down-turned mouth): people differ in both.
@@ -213,12 +213,12 @@ def _render(rng: np.random.Generator, ident: dict, emotion: str, size: int) -> n
     theta = rng.uniform(0, 2 * math.pi)
     coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / size
     ramp = coords[None, :] * math.cos(theta) + coords[:, None] * math.sin(theta)
-    img *= 1.0 + rng.uniform(0.0, 0.6) * ramp  # up to +-30% from one side to the other
-    img = (img - 128.0) * rng.uniform(0.7, 1.2) + 128.0 + rng.uniform(-15, 15)
-    sigma = rng.uniform(0.0, 0.9) * size / 48  # camera blur, in 48-px pixels
+    img *= 1.0 + rng.uniform(0.0, 0.4) * ramp  # up to +-20% from one side to the other
+    img = (img - 128.0) * rng.uniform(0.8, 1.2) + 128.0 + rng.uniform(-12, 12)
+    sigma = rng.uniform(0.0, 0.7) * size / 48  # camera blur, in 48-px pixels
     if sigma > 0.2:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    img += rng.normal(0.0, rng.uniform(2.0, 7.0), img.shape).astype(np.float32)
+    img += rng.normal(0.0, rng.uniform(2.0, 6.0), img.shape).astype(np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
@@ -303,8 +303,8 @@ def _draw_face(pen: _Pen, ident: dict, ex: dict, flip: bool) -> None:
         pen.ellipse((x, eye_y), (ew, eh), dark(0.6), 0.012)
 
         # Brows: outer end, arch, inner end; tilt lifts or drops the inner end.
-        by = eye_y - 0.21 * fh - 0.10 * fh * ex["raise"]
-        inner = by - 0.09 * fh * ex["tilt"]
+        by = eye_y - 0.22 * fh - 0.14 * fh * ex["raise"]
+        inner = by - 0.12 * fh * ex["tilt"]
         outer = by + 0.02 * fh * ex["tilt"]
         arch = 0.5 * (inner + outer) - 0.03 * fh * (1 - 0.5 * abs(ex["tilt"]))
         pen.line([(x + sign * 1.3 * ew, outer), (x, arch), (x - sign * 1.05 * ew, inner)],
@@ -333,20 +333,20 @@ def _draw_face(pen: _Pen, ident: dict, ex: dict, flip: bool) -> None:
     mw = ident["mouth_w"] * fw * ex["width"]
     side_t = -_T if flip else _T
     lift = np.clip(side_t, 0, 1)
-    base = my - ex["curve"] * 0.5 * mw * _T ** 2 - ex["asym"] * 0.55 * mw * lift ** 1.5
+    base = my - ex["curve"] * 0.7 * mw * _T ** 2 - ex["asym"] * 0.55 * mw * lift ** 1.5
     x = cx + _T * mw
     open_h = ex["open"] * 0.6 * mw / max(ex["width"], 0.6)  # a narrow mouth opens rounder
     bulge = 1 - _T ** 2
     upper = base - 0.3 * open_h * bulge - ex["asym"] * 0.1 * mw * np.clip(side_t + 0.5, 0, 1)
     lower = base + open_h * bulge ** 0.8
-    lip = dark(0.4)
+    lip = dark(0.55)
     if open_h > 0.012:
         pen.fill(np.concatenate([np.stack([x, upper], 1), np.stack([x, lower], 1)[::-1]]), 30)
         if ex["curve"] > 0.25:  # a broad smile shows the upper teeth
             teeth = upper + 0.35 * open_h * bulge
             pen.fill(np.concatenate([np.stack([x, upper], 1), np.stack([x, teeth], 1)[::-1]]),
                      225)
-        pen.line(np.stack([x, upper], 1), lip, 0.018)
-        pen.line(np.stack([x, lower], 1), lip, 0.022)
+        pen.line(np.stack([x, upper], 1), lip, 0.022)
+        pen.line(np.stack([x, lower], 1), lip, 0.026)
     else:
-        pen.line(np.stack([x, 0.5 * (upper + lower)], 1), lip, 0.024)
+        pen.line(np.stack([x, 0.5 * (upper + lower)], 1), lip, 0.03)

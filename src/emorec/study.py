@@ -1,0 +1,476 @@
+"""Optuna studies per model-dataset pair; the only module that talks to Optuna.
+
+``run_study(values, options)`` creates or resumes the study
+``<model>-<dataset>-<sampler>-<objective>`` (or ``options.study_name``) in
+an RDB storage (default: SQLite ``mlruns/optuna.db``; any SQLAlchemy URL,
+PostgreSQL for several workers), runs trials until ``n_trials`` trials have
+finished, the grid is exhausted or the timeout passes, and registers the best
+trial's model (``emorec.registry``).
+
+- Samplers: ``grid`` (GridSampler over the YAML grid, stops when exhausted)
+  and ``tpe`` (seeded, multivariate, over the YAML space, with the YAML start
+  points first). Pruners: ``median`` (default for tpe), ``hyperband``,
+  ``none`` (default for grid, whose table should hold fully trained points).
+  Trials report validation accuracy after every epoch.
+- Objectives: ``accuracy`` / ``f1`` maximise validation accuracy / macro F1;
+  ``multi`` maximises validation accuracy and minimises training time and
+  peak RSS (Pareto front; Optuna cannot prune multi-objective trials).
+- Tracking: each session is a parent MLflow run (tag ``kind=study``); each
+  trial a nested run (``kind=trial``, ``study``, ``trial_number``,
+  ``trial_state``). A pruned trial's run ends KILLED with
+  ``trial_state=PRUNED`` and ``state_reason``; a failed one FAILED with
+  ``trial_state=FAIL``.
+- Resume: the same command continues the study: finished trials are kept,
+  grid points done are skipped, trials whose heartbeat stopped (dead process)
+  are failed and retried once, and their MLflow runs closed as FAILED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from emorec import registry, search_space, tracking
+from emorec.config import TrainConfig
+from emorec.engines.base import Callback, TrainingDiverged
+
+log = logging.getLogger(__name__)
+
+# objective -> ((run metric, direction), ...); the first is what pruning and "best" use.
+OBJECTIVES = {
+    "accuracy": (("val_final_accuracy", "maximize"),),
+    "f1": (("val_final_f1_macro", "maximize"),),
+    "multi": (("val_final_accuracy", "maximize"), ("train_time_s", "minimize"),
+              ("peak_rss_mb", "minimize")),
+}
+# The test metric registration compares champions on, per objective.
+TEST_METRIC = {"accuracy": "test_accuracy", "f1": "test_f1_macro", "multi": "test_accuracy"}
+SAMPLERS = ("grid", "tpe")
+PRUNERS = ("median", "hyperband", "none")
+DEFAULT_TPE_TRIALS = 20
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards n_trials
+# Config fields a study's trials must share to be comparable (checked on resume).
+_NOT_COMPARED = ("data_dir", "experiment", "run_name", "progress", "system_metrics", "log_model")
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    sampler: str = "tpe"  # grid | tpe
+    objective: str = "accuracy"  # accuracy | f1 | multi
+    pruner: str | None = None  # median | hyperband | none; None = median for tpe, none otherwise
+    n_trials: int | None = None  # finished trials the study should reach; None = grid size or 20
+    timeout: float | None = None  # seconds after which this session starts no new trial
+    storage: str | None = None  # SQLAlchemy URL; None = $EMOREC_OPTUNA_STORAGE or mlruns/optuna.db
+    study_name: str | None = None  # None = <model>-<dataset>-<sampler>-<objective>
+    space_file: str | None = None  # None = tuning/<model>.yaml
+    heartbeat_interval: int = 30  # seconds between a running trial's heartbeats
+    grace_period: int = 120  # a RUNNING trial without heartbeat for this long is failed (dead)
+    pruner_startup_trials: int = 5  # median: trials that finish before any is pruned
+    pruner_warmup_epochs: int = 0  # median: epochs a trial runs before it may be pruned
+    register: bool = True  # register the best trial's model at the end
+    plots: bool = True  # log Optuna's plots to the parent run
+
+    def __post_init__(self) -> None:
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("objective", self.objective, tuple(OBJECTIVES))
+        if self.pruner is not None:
+            _choice("pruner", self.pruner, PRUNERS)
+        if self.pruner not in (None, "none") and self.objective == "multi":
+            raise ValueError("pruning needs a single objective; use --pruner none with "
+                             "--objective multi")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
+        if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
+            raise ValueError("heartbeat_interval must be >= 1 and grace_period above it, got "
+                             f"{self.heartbeat_interval} and {self.grace_period}")
+
+    @property
+    def pruner_name(self) -> str:
+        if self.pruner is not None:
+            return self.pruner
+        return "median" if self.sampler == "tpe" and self.objective != "multi" else "none"
+
+
+@dataclass
+class StudyResult:
+    name: str
+    storage: str  # password masked
+    objective: str
+    new_trials: int  # trials run by this session
+    states: dict[str, int]  # every trial of the study by state
+    best: list[dict]  # best trial (Pareto front for multi, best first): number, values, config, run_id
+    parent_run_id: str | None = None  # None when there was nothing left to do
+    registration: registry.Registration | None = None
+    orphans_closed: list[str] = field(default_factory=list)
+
+
+def _choice(name: str, value, valid: tuple) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+# --- storage -----------------------------------------------------------------------------------
+
+def default_storage() -> str:
+    url = os.environ.get("EMOREC_OPTUNA_STORAGE")
+    if url:
+        return url
+    path = (tracking.STORE_DIR / "optuna.db").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def mask(url: str) -> str:
+    """The URL with its password hidden, for anything printed or logged."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<not a database URL>"
+
+
+def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats: a trial left RUNNING by a dead process is failed and retried once."""
+    from sqlalchemy.exc import ArgumentError
+
+    # SQLite: wait for a lock rather than fail while another process writes;
+    # servers: test pooled connections, which idle through hour-long trials.
+    engine = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
+              else {"pool_pre_ping": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1))
+        except ArgumentError:
+            raise ValueError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. "
+                             "sqlite:///mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
+
+
+# --- the study ---------------------------------------------------------------------------------
+
+def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResult:
+    """Create or resume the study for ``values`` (model, dataset, data_dir, fixed overrides)."""
+    base, space = _resolve(values, options)
+    name = options.study_name or (f"{base.model}-{base.dataset}-{options.sampler}-"
+                                  f"{options.objective}")
+    url = options.storage or default_storage()
+    study = _open(name, make_storage(url, options.heartbeat_interval, options.grace_period),
+                  base, space, options)
+    orphans = _recover(study, name)
+    result = StudyResult(name, mask(url), options.objective, 0, {}, [], orphans_closed=orphans)
+    remaining = _remaining(study, space, options)
+    if remaining:
+        with tracking.start_run(base.replace(run_name=f"study:{name}", system_metrics=False),
+                                tags={"kind": "study", "study": name}) as run:
+            result.parent_run_id = run.info.run_id
+            _log_settings(name, url, base, space, options)
+            result.new_trials = _optimize(study, name, base, space, options, remaining)
+            result.orphans_closed += _recover(study, name)
+            _finish(study, name, base, options, result)
+    else:
+        log.info("study %s: nothing left to run (%d trials finished)", name,
+                 len(study.get_trials(deepcopy=False, states=FINISHED)))
+        _finish(study, name, base, options, result)
+    return result
+
+
+def _resolve(values: dict, options: StudyOptions) -> tuple[TrainConfig, search_space.SearchSpace]:
+    """The base config and the space: defaults < YAML ``fixed`` < sampled < caller's values."""
+    first = TrainConfig.from_mapping(values)  # validates model, dataset, overrides
+    path = options.space_file or search_space.default_path(first.model)
+    space = search_space.load(path, first).without(set(values) - {"model", "dataset", "data_dir"})
+    base = TrainConfig.from_mapping({**space.fixed, **values})
+    if options.sampler == "grid" and not space.grid:
+        raise ValueError(f"{path} has no grid left to search (its grid is empty or fixed "
+                         "by --set); use --sampler tpe or edit the grid")
+    if options.sampler == "tpe" and not space.space:
+        raise ValueError(f"{path} has no space left to sample; use --sampler grid or add a space")
+    return base, space
+
+
+def _open(name: str, storage, base: TrainConfig, space, options: StudyOptions) -> optuna.Study:
+    directions = [d for _, d in OBJECTIVES[options.objective]]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions,
+                                pruner=_pruner(options, base), load_if_exists=True)
+    _check_settings(study, base, space, options)
+    # Seeded, but differently per session: a resumed TPE study must not replay its first draws.
+    seed = base.seed + len(study.get_trials(deepcopy=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.sampler = (optuna.samplers.GridSampler(space.grid, seed=base.seed)
+                         if options.sampler == "grid" else
+                         optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                                    n_startup_trials=_startup(options)))
+    if options.sampler == "tpe":
+        for point in space.start:  # skip_if_exists: a resumed study does not enqueue twice
+            study.enqueue_trial(_labelled(point, space, base), skip_if_exists=True)
+    return study
+
+
+def _startup(options: StudyOptions) -> int:
+    """Random trials before TPE models the space: Optuna's 10, fewer on small budgets."""
+    return min(10, max(2, (options.n_trials or DEFAULT_TPE_TRIALS) // 3))
+
+
+def _pruner(options: StudyOptions, base: TrainConfig) -> optuna.pruners.BasePruner:
+    if options.pruner_name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=options.pruner_startup_trials,
+                                           n_warmup_steps=options.pruner_warmup_epochs)
+    if options.pruner_name == "hyperband":  # resource = epochs
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=base.epochs,
+                                              reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _check_settings(study: optuna.Study, base: TrainConfig, space, options: StudyOptions) -> None:
+    """A resumed study must mean the same thing: same objective, space and fixed values."""
+    settings = {"objective": options.objective, "space": space.digest(),
+                **{k: v for k, v in base.to_params().items() if k not in _NOT_COMPARED}}
+    stored = study.user_attrs.get("emorec")
+    if stored is None:
+        study.set_user_attr("emorec", settings)
+        return
+    changed = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+    if changed:
+        diff = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+        raise ValueError(f"study {study.study_name!r} was created with other settings ({diff}); "
+                         "re-run with the original ones or start a new study with --study-name")
+
+
+def _recover(study: optuna.Study, name: str) -> list[str]:
+    """Fail trials whose heartbeat stopped (retried once), then close their MLflow runs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    running = {t.number for t in trials if t.state == TrialState.RUNNING}
+    return registry.close_orphaned_trial_runs(name, running, {t.number: t.state.name for t in trials})
+
+
+def _remaining(study: optuna.Study, space, options: StudyOptions) -> int:
+    """Trials this session may start; 0 when the study is complete."""
+    trials = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)  # retries, start points
+    if options.sampler == "grid":
+        if study.sampler.is_exhausted(study) and not waiting:
+            return 0
+        target = min(options.n_trials or space.grid_size(), space.grid_size())
+    else:
+        target = options.n_trials or DEFAULT_TPE_TRIALS
+    done = sum(t.state in FINISHED for t in trials)
+    return max(target - done, 0) or waiting
+
+
+def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions, n: int) -> int:
+    before = len(study.get_trials(deepcopy=False))
+    target = (min(options.n_trials or space.grid_size(), space.grid_size())
+              if options.sampler == "grid" else options.n_trials or DEFAULT_TPE_TRIALS)
+    study.optimize(_Objective(name, base, space, options), n_trials=n, timeout=options.timeout,
+                   # A diverged trial is a result (a bad point), not a reason to stop the study.
+                   catch=(TrainingDiverged,), gc_after_trial=True,
+                   callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), _log_trial])
+    return len(study.get_trials(deepcopy=False)) - before
+
+
+def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    values = ", ".join(f"{v:.4g}" for v in trial.values) if trial.values else "-"
+    log.info("trial %d %s: %s %s (%s)", trial.number, trial.state.name, values,
+             trial.user_attrs.get("config"), trial.user_attrs.get("state_reason", ""))
+
+
+class PruningCallback(Callback):
+    """Reports each epoch's validation accuracy to the trial; raises TrialPruned when told to."""
+
+    def __init__(self, trial: optuna.Trial, pruner: str, monitor: str = "val_accuracy"):
+        self.trial, self.pruner, self.monitor = trial, pruner, monitor
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.monitor not in logs:
+            return
+        value = float(logs[self.monitor])
+        self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"{self.monitor} {value:.4f} after epoch {epoch}: "
+                                     f"stopped by the {self.pruner} pruner")
+
+
+class _Objective:
+    """One trial: sample a config, train it as a nested run, return the objective value(s)."""
+
+    def __init__(self, name: str, base: TrainConfig, space, options: StudyOptions):
+        self.name, self.base, self.space, self.options = name, base, space, options
+
+    def __call__(self, trial: optuna.Trial):
+        overrides = _suggest(trial, self.space, self.options.sampler, self.base)
+        trial.set_user_attr("config", overrides)
+        # A retried trial inherits its user attributes: origin names the first attempt.
+        origin = trial.user_attrs.get("origin_trial", trial.number)
+        trial.set_user_attr("origin_trial", origin)
+        cfg = self.base.replace(**overrides, run_name=f"{self.name}/trial-{trial.number}")
+        tags = {"kind": "trial", "study": self.name, "trial_number": str(trial.number),
+                "trial_state": "RUNNING", "origin_trial": str(origin)}
+        pruner = self.options.pruner_name
+        callbacks = [] if pruner == "none" else [PruningCallback(trial, pruner)]
+        from emorec.training import train  # heavy imports (engines) only when a trial runs
+
+        try:
+            result = train(cfg, callbacks, nested=True, tags=tags)
+        except optuna.TrialPruned as exc:
+            # KILLED, not FAILED: the run was stopped on purpose and nothing went wrong.
+            self._mark(trial, "PRUNED", str(exc), status="KILLED")
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            self._mark(trial, "FAIL", f"{type(exc).__name__}: {exc}")
+            raise
+        trial.set_user_attr("mlflow_run_id", result.run_id)
+        trial.set_user_attr("test", {k: v for k, v in result.metrics.items() if k.startswith("test_")})
+        registry.mark_trial_run(self.name, trial.number, "COMPLETE")
+        return _values(result.metrics, self.options.objective)
+
+    def _mark(self, trial: optuna.Trial, state: str, reason: str, status: str | None = None) -> None:
+        trial.set_user_attr("state_reason", reason[:1000])
+        run_id = registry.mark_trial_run(self.name, trial.number, state, reason, status)
+        if run_id:
+            trial.set_user_attr("mlflow_run_id", run_id)
+
+
+def _values(metrics: dict, objective: str):
+    values = [float(metrics.get(key, np.nan)) for key, _ in OBJECTIVES[objective]]
+    return values[0] if len(values) == 1 else values
+
+
+def _suggest(trial: optuna.Trial, space, sampler: str, base: TrainConfig) -> dict:
+    """The trial's config overrides (TrainConfig field -> value)."""
+    if sampler == "grid":
+        return {k: trial.suggest_categorical(k, v) for k, v in space.grid.items()}
+    context, values = base.to_params(), {}
+    for name, alternatives in space.space.items():
+        alt = next((a for a in alternatives if a.holds(context)), None)
+        if alt is None:  # no condition holds: the field keeps its fixed value
+            continue
+        label = alt.label(name)
+        if alt.choices is not None:
+            value = trial.suggest_categorical(label, list(alt.choices))
+        elif alt.is_int:
+            value = trial.suggest_int(label, int(alt.low), int(alt.high), step=int(alt.step or 1),
+                                      log=alt.log)
+        else:
+            value = trial.suggest_float(label, alt.low, alt.high, step=alt.step, log=alt.log)
+        values[name] = context[name] = value
+    return values
+
+
+def _labelled(point: dict, space, base: TrainConfig) -> dict:
+    """A start point in Optuna's parameter names (one per alternative)."""
+    context, params = {**base.to_params(), **point}, {}
+    for name, alternatives in space.space.items():
+        alt = next((a for a in alternatives if a.holds(context)), None)
+        if alt is not None and name in point:
+            params[alt.label(name)] = point[name]
+    return params
+
+
+# --- results -----------------------------------------------------------------------------------
+
+def _finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOptions,
+            result: StudyResult) -> None:
+    trials = study.get_trials(deepcopy=False)
+    result.states = {s.name: sum(t.state == s for t in trials) for s in TrialState
+                     if any(t.state == s for t in trials)}
+    result.best = _best(study, options.objective)
+    if result.parent_run_id:
+        _log_summary(study, result, options)
+    best_run = result.best[0]["run_id"] if result.best else None
+    if options.register and best_run:
+        result.registration = registry.register_best(
+            best_run, registry.model_name(base.model, base.dataset), TEST_METRIC[options.objective],
+            tags={"study": name, "trial_number": result.best[0]["number"],
+                  "objective": options.objective})
+        if result.parent_run_id and result.registration:
+            reg = result.registration
+            tracking.set_tags({"registered_model": reg.name, "registered_version": reg.version,
+                               "registered_alias": reg.alias})
+
+
+def _best(study: optuna.Study, objective: str) -> list[dict]:
+    """Best trial first; for multi the Pareto front ordered by validation accuracy, then time."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    trials = study.best_trials if objective == "multi" else [study.best_trial]
+    trials = sorted(trials, key=lambda t: (-t.values[0], *t.values[1:]))
+    return [{"number": t.number, "values": list(t.values), "config": t.user_attrs.get("config", {}),
+             "run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
+
+
+def _log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOptions) -> None:
+    settings = {k: v for k, v in dataclasses.asdict(options).items()
+                if k not in ("storage", "study_name", "register", "plots")}
+    tracking.log_params({"study_name": name, "storage": mask(url), "space_digest": space.digest(),
+                         "grid_size": space.grid_size(), "pruner_used": options.pruner_name,
+                         **settings})
+    tracking.log_text(Path(space.path).read_text(), "optuna/space.yaml")
+    tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")
+
+
+def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions) -> None:
+    """The parent run's record: trial counts, the best trial, the trials table, the plots."""
+    tracking.log_metrics({"new_trials": result.new_trials,
+                          **{f"trials_{k.lower()}": v for k, v in result.states.items()}})
+    if result.best:
+        best = result.best[0]
+        tracking.log_params({f"best.{k}": v for k, v in best["config"].items()})
+        tracking.log_metrics({f"best_{metric}": value for (metric, _), value
+                              in zip(OBJECTIVES[options.objective], best["values"])})
+        tracking.set_tags({"best_trial": best["number"], "best_run_id": best["run_id"]})
+    if options.objective == "multi":
+        tracking.log_json({"objectives": [m for m, _ in OBJECTIVES["multi"]],
+                           "pareto_front": result.best}, "optuna/pareto_front.json")
+    tracking.log_text(study.trials_dataframe().to_csv(index=False), "optuna/trials.csv")
+    if not options.plots:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name, make in _plots(study, options.objective):
+            try:
+                axes = make()
+            except Exception as exc:  # a plot is a bonus: never fail a finished study over one
+                log.warning("skipped the %s plot: %s", name, exc)
+                continue
+            tracking.log_figure(np.ravel(axes)[0].figure, f"optuna/{name}.png")
+
+
+def _plots(study: optuna.Study, objective: str):
+    """(name, thunk) for each Optuna plot that makes sense for this study."""
+    from optuna.visualization import matplotlib as vis
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return
+    metric = OBJECTIVES[objective][0][0]
+    # Multi-objective plots need one target: validation accuracy.
+    target = ({"target": lambda t: t.values[0], "target_name": metric}
+              if objective == "multi" else {"target_name": metric})
+    yield "optimization_history", lambda: vis.plot_optimization_history(study, **target)
+    if len(complete) >= 2:  # importances need variation to attribute
+        yield "param_importances", lambda: vis.plot_param_importances(study, **target)
+    yield "parallel_coordinate", lambda: vis.plot_parallel_coordinate(study, **target)
+    if objective == "multi":
+        yield "pareto_front", lambda: vis.plot_pareto_front(
+            study, target_names=[m for m, _ in OBJECTIVES["multi"]])
+    elif any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        yield "intermediate_values", lambda: vis.plot_intermediate_values(study)

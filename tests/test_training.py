@@ -1,0 +1,181 @@
+"""One tracked run end to end: train(config) on tiny synthetic data, per engine.
+
+Checks what a user relies on: the run holds params, metrics, plots, reports and
+two models that load back and reproduce the training-time probabilities; bad
+input is refused before a run exists; a NaN loss or Ctrl-C leaves a FAILED or
+KILLED run, never a RUNNING one.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+import fixtures
+from emorec.config import TrainConfig
+from emorec.data import DatasetError, load_dataset
+from emorec.data.preprocess import Preprocessing
+from emorec.data.splits import make_split
+from emorec.engines import Callback, TrainingDiverged
+from emorec.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=False,
+            progress=False)
+
+
+def _logged_models(run):
+    found = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                        filter_string=f"source_run_id = '{run.info.run_id}'",
+                                        output_format="list")
+    return {m.name: m for m in found}
+
+
+def _test_images(cfg: TrainConfig):
+    ds = load_dataset(cfg.dataset, cfg.data_dir, Preprocessing(cfg.input_size, cfg.channels),
+                      options=cfg.dataset_options(), progress=False)
+    split = make_split(ds, strategy=cfg.split, seed=cfg.seed)
+    return ds.images[split.test]
+
+
+@pytest.mark.parametrize("model", ["cnn_torch", "cnn_tf"])
+def test_tracked_run_holds_everything_and_models_reload(model):
+    cfg = TrainConfig(model=model, **TINY)
+    result = train(cfg)
+    client = mlflow.MlflowClient()
+    run = client.get_run(result.run_id)
+
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["framework"] == cfg.framework and run.data.tags["model"] == model
+    for key, value in cfg.to_params().items():
+        assert run.data.params[key] == ("" if value is None else str(value)), key
+    assert run.data.params["split_strategy"] == "grouped"  # synthetic has subjects
+    for key in ("test_accuracy", "test_f1_macro", "test_f1_weighted", "test_auc_roc_macro",
+                "train_time_s", "eval_time_s", "peak_rss_mb", "num_parameters"):
+        assert np.isfinite(run.data.metrics[key]), key
+    assert 0 <= run.data.metrics["test_accuracy"] <= 1
+    assert run.data.metrics["num_parameters"] == 1_240_231  # the same CNN in both frameworks
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1]
+    artifacts = {a.path for folder in ("plots", "reports", "data")
+                 for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"plots/confusion_matrix.png", "plots/roc_curves.png", "plots/learning_curves.png",
+            "reports/classification_report.json", "data/dataset.json"} <= artifacts
+    report = json.loads(Path(client.download_artifacts(
+        run.info.run_id, "reports/classification_report.json")).read_text())
+    assert len(report["confusion_matrix"]) == len(result.classes)
+    assert run.inputs.dataset_inputs[0].dataset.name == "synthetic"
+
+    # Both logged models load back and give the probabilities the run was scored with.
+    models = _logged_models(run)
+    assert {"model", "emotion_model"} <= set(models)
+    images = _test_images(cfg)
+    from emorec.engines import get_engine
+    expected = get_engine(cfg.framework).predict_proba(result.model, images)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{models['emotion_model'].model_id}")
+    raw = pyfunc.unwrap_python_model().predict(None, list(images))
+    np.testing.assert_allclose(raw[list(result.classes)].to_numpy(), expected, atol=1e-5)
+    assert list(raw["label"]) == [result.classes[i] for i in expected.argmax(1)]
+
+
+def test_emotion_model_takes_base64_images_of_any_size():
+    import base64
+
+    import cv2
+    import pandas as pd
+
+    result = train(TrainConfig(**TINY))
+    run = mlflow.get_run(result.run_id)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{_logged_models(run)['emotion_model'].model_id}")
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 255, (90, 70, 3), np.uint8), rng.integers(0, 255, (30, 40), np.uint8)]
+    payload = pd.DataFrame({"image": [base64.b64encode(cv2.imencode(".png", p)[1]).decode()
+                                      for p in photos]})
+    out = pyfunc.predict(payload)
+    assert len(out) == 2
+    np.testing.assert_allclose(out[list(result.classes)].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_torch_run_never_imports_tensorflow(tmp_path):
+    code = ("import sys; from emorec.config import TrainConfig; from emorec.training import train;"
+            "train(TrainConfig(epochs=1, samples=70, image_size=16, system_metrics=False,"
+            " progress=False, log_model=False));"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/t.db"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"model": "alexnet"}, "valid models"),
+    ({"lr": 0}, "lr must be"),
+    ({"batch_size": 0}, "batch_size must be"),
+    ({"model": "vgg16", "image_size": 16}, "image_size must be"),
+    ({"optimizer": "rmsprop"}, "valid: adam, adamw, sgd"),
+    ({"dataset": "affectnet"}, "valid datasets"),
+    ({"dataset": "ckplus"}, "needs data_dir"),
+])
+def test_invalid_parameters_are_refused_with_the_valid_range(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**TINY, **bad})
+
+
+def test_class_too_small_to_split_is_refused_before_any_run(tmp_path):
+    root = fixtures.write_folder_set(tmp_path / "faces")
+    with pytest.raises(DatasetError):
+        train(TrainConfig(dataset="folder", data_dir=str(root), **TINY))
+    assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_nan_loss_fails_the_run_with_its_reason(monkeypatch):
+    import emorec.engines.base as base
+
+    monkeypatch.setattr(base, "normalize", lambda b: np.full(b.shape, np.nan, np.float32))
+    with pytest.raises(TrainingDiverged):
+        train(TrainConfig(**TINY))
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert list(runs["status"]) == ["FAILED"]
+    assert "loss became nan" in runs["tags.failure_reason"][0]
+
+
+class _CtrlC(Callback):
+    def on_epoch_end(self, epoch, logs):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_kills_the_run_and_keeps_what_was_logged():
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(**{**TINY, "epochs": 3}), callbacks=[_CtrlC()])
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert list(runs["status"]) == ["KILLED"]
+    assert runs["metrics.val_loss"].notna().all()  # epoch 1 was logged before the interrupt
+    assert runs["params.model"][0] == "cnn_torch"
+
+
+def test_mlflow_run_trains_through_the_mlproject(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    cmd = [str(mlflow_cli), "run", str(REPO), "--env-manager", "local",
+           "--experiment-name", "emorec-synthetic", "-P", "model=cnn_torch", "-P", "epochs=1",
+           "-P", "samples=70", "-P", "image_size=16", "-P", "log_model=false",
+           "-P", "system_metrics=false", "-P", "progress=false"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["emorec-synthetic"])
+    assert list(runs["status"]) == ["FINISHED"]
+    assert runs["params.model"][0] == "cnn_torch" and runs["metrics.test_accuracy"].notna().all()
+
+
+def test_cli_reports_bad_input_in_one_line(capsys):
+    from emorec.cli import main
+
+    assert main(["train", "--model", "alexnet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emorec: error: unknown model 'alexnet'") and "Traceback" not in err
