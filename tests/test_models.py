@@ -114,7 +114,7 @@ def test_missing_pretrained_weights_fail_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(FileNotFoundError) as err:
         models.build_model("vgg16", num_classes=NUM_CLASSES, pretrained=True)
-    expected = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    expected = tmp_path / "hub" / "checkpoints" / "vgg16_bn-6c64b313.pth"
     assert str(expected) in str(err.value)
 
 

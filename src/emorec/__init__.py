@@ -1,1 +1,24 @@
-"""emorec."""
+"""emorec: MLflow-tracked training with Optuna tuning for facial emotion recognition.
+
+``import emorec`` is light: frameworks (PyTorch, TensorFlow) and MLflow are
+imported only by the modules that use them, when they are used.
+
+    from emorec import TrainConfig, train
+    result = train(TrainConfig(model="cnn_torch", dataset="synthetic", epochs=5))
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["TrainConfig", "train"]
+
+
+def __getattr__(name: str):
+    # Lazy exports keep `import emorec` free of MLflow and the frameworks.
+    if name == "TrainConfig":
+        from emorec.config import TrainConfig
+        return TrainConfig
+    if name == "train":
+        from emorec.training import train
+        return train
+    raise AttributeError(f"module 'emorec' has no attribute {name!r}")

@@ -22,7 +22,7 @@ class TrainConfig:
     dataset: str = "synthetic"  # a name from emorec.data.FORMATS
     data_dir: str | None = None  # the dataset's root folder (or FER2013 CSV file)
     # Optimisation.
-    epochs: int = 10  # upper bound; early stopping may end sooner
+    epochs: int = 5  # upper bound; early stopping may end sooner
     batch_size: int = 64
     lr: float = 1e-3  # initial learning rate
     optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9, Nesterov)

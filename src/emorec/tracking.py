@@ -188,9 +188,34 @@ def _requirements(framework: str) -> list[str]:
     return [f"{n}=={version(n)}" for n in names]
 
 
+@contextlib.contextmanager
+def _quiet_model_logging():
+    """Silence MLflow's generic advice printed on every model save (pickle
+    cautions, type-hint tips) so a training run's output stays readable."""
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("mlflow.pytorch", "mlflow.pyfunc", "mlflow.models")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def log_trained_model(model, cfg: TrainConfig, classes: tuple[str, ...], prep_dict: dict,
                       example: np.ndarray) -> None:
     """The model in its own flavour, plus the raw-image ``emotion_model`` pyfunc."""
+    with _quiet_model_logging():
+        _log_trained_model(model, cfg, classes, prep_dict, example)
+
+
+def _log_trained_model(model, cfg, classes, prep_dict, example) -> None:
     import tempfile
 
     import pandas as pd

@@ -75,10 +75,10 @@ SPREAD = np.array([0.30, 0.15, 0.12, 0.25, 0.28, 0.30, 0.15, 0.20])
 # Global noise scale: the one knob that sets difficulty. Tuned by training a
 # 3-conv-layer CNN on 1400 images (700 held out, 48 px, 5 epochs) to land near
 # 80% test accuracy; 0 makes expressions near-prototypical.
-JITTER = 0.9
+JITTER = 0.6
 # Per-image expression intensity range (times the subject's expressiveness):
 # low values pull an expression towards neutral and blur class boundaries.
-INTENSITY = (0.45, 1.1)
+INTENSITY = (0.6, 1.1)
 # Valid range of each parameter after noise, so no feature is drawn inside out.
 _LOW = np.array([-1.2, 0.0, 0.6, 0.0, -1.2, -1.2, 0.12, 0.0])
 _HIGH = np.array([1.2, 1.1, 1.45, 1.0, 1.2, 1.2, 1.15, 1.0])

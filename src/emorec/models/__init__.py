@@ -81,7 +81,7 @@ register("sanet", framework="torch", builder="emorec.models.sanet:build",
          summary="the proposed CNN with a shuffle-attention block after each stage")
 register("vgg16", framework="torch", builder="emorec.models.torchvision_models:build_vgg16",
          min_image_size=32, default_image_size=48,
-         summary="torchvision VGG-16 features with a small GAP classifier head")
+         summary="torchvision VGG-16 (batch-norm variant) with a small GAP classifier head")
 register("resnet50", framework="torch", builder="emorec.models.torchvision_models:build_resnet50",
          min_image_size=32, default_image_size=48,
          summary="torchvision ResNet50 with a small classifier head")
