@@ -5,12 +5,13 @@ imported only by the modules that use them, when they are used.
 
     from emorec import TrainConfig, train
     result = train(TrainConfig(model="cnn_torch", dataset="synthetic", epochs=5))
+    predictor = emorec.load(f"runs:/{result.run_id}/emotion_model")  # or models:/name@champion
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "load", "train"]
 
 
 def __getattr__(name: str):
@@ -18,6 +19,9 @@ def __getattr__(name: str):
     if name == "TrainConfig":
         from emorec.config import TrainConfig
         return TrainConfig
+    if name == "load":
+        from emorec.inference import load
+        return load
     if name == "train":
         from emorec.training import train
         return train
