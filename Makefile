@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The MLproject calls `emorec`, so the venv's bin goes first on PATH.
 run: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow run . -P model=$(MODEL) --env-manager local --experiment-name emorec-synthetic
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mlflow run . -P model=$(MODEL) --env-manager local --experiment-name emorec-synthetic
 
 test: setup
 	$(BIN)/python -m pytest

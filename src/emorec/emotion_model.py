@@ -77,7 +77,9 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
                 return torch.softmax(logits.float(), 1).numpy()
         return np.asarray(self._model(batch, training=False), dtype=np.float32)
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    # The hint tells MLflow not to infer a schema from type hints (it warns otherwise);
+    # arrays and lists still arrive unchanged.
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         proba = self.predict_proba(as_images(model_input))
         out = pd.DataFrame(proba, columns=self.classes)
         out["label"] = [self.classes[i] for i in proba.argmax(1)]

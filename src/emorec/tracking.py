@@ -194,7 +194,8 @@ def _quiet_model_logging():
     cautions, type-hint tips) so a training run's output stays readable."""
     import warnings
 
-    loggers = [logging.getLogger(n) for n in ("mlflow.pytorch", "mlflow.pyfunc", "mlflow.models")]
+    names = ("mlflow.pytorch", "mlflow.keras", "mlflow.pyfunc", "mlflow.models")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -250,7 +251,7 @@ def _log_trained_model(model, cfg, classes, prep_dict, example) -> None:
             # No input_example: mlflow.keras 3.17 writes it before creating the model
             # folder and fails; the signature still documents the input.
             mlflow.keras.log_model(model, name="model", signature=sig, pip_requirements=reqs)
-            mlflow.keras.save_model(model, str(native_dir), pip_requirements=reqs)
+            mlflow.keras.save_model(model, str(native_dir), signature=sig, pip_requirements=reqs)
         import base64
 
         import cv2
@@ -289,3 +290,33 @@ def set_tags(values: dict) -> None:
 def log_text(text: str, name: str) -> None:
     """A text artifact (a CSV table, a YAML file) of the active run."""
     mlflow.log_text(text, name)
+
+
+def load_emotion_model(uri: str):
+    """The ``EmotionModel`` behind a logged pyfunc, ready to predict; a URI that names
+    nothing raises ``inference.ModelNotFound`` listing the registered models and aliases."""
+    from mlflow.exceptions import MlflowException
+
+    from emorec.emotion_model import EmotionModel
+    from emorec.inference import ModelNotFound
+
+    configure()
+    try:
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except (MlflowException, OSError) as exc:
+        raise ModelNotFound(f"cannot load {uri!r} ({str(exc).splitlines()[0][:200]}); "
+                            f"registered models: {registered_summary() or 'none'}") from None
+    if not isinstance(model, EmotionModel):
+        raise ModelNotFound(f"{uri!r} is not an emorec emotion_model (it is a "
+                            f"{type(model).__name__})")
+    return model
+
+
+def registered_summary() -> str:
+    """'name@alias (vN), ...' for every registered model, for error messages."""
+    client = mlflow.MlflowClient()
+    parts = []
+    for rm in client.search_registered_models():
+        aliases = ", ".join(f"@{a} (v{v})" for a, v in sorted(rm.aliases.items())) or "no aliases"
+        parts.append(f"{rm.name} [{aliases}]")
+    return "; ".join(parts)
