@@ -56,7 +56,7 @@ def test_tracked_run_holds_everything_and_models_reload(model):
         assert run.data.params[key] == ("" if value is None else str(value)), key
     assert run.data.params["split_strategy"] == "grouped"  # synthetic has subjects
     for key in ("test_accuracy", "test_f1_macro", "test_f1_weighted", "test_auc_roc_macro",
-                "train_time_s", "eval_time_s", "peak_rss_mb", "num_parameters"):
+                "train_time_s", "eval_time_s", "peak_rss_mb", "num_parameters", "model_size_mb"):
         assert np.isfinite(run.data.metrics[key]), key
     assert 0 <= run.data.metrics["test_accuracy"] <= 1
     assert run.data.metrics["num_parameters"] == 1_240_231  # the same CNN in both frameworks

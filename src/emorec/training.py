@@ -73,6 +73,7 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: 
             "epochs_run": fit.epochs_run,
             "best_epoch": fit.best_epoch,
             "num_parameters": _count_parameters(model, cfg.framework),
+            "model_size_mb": _weights_mb(model, cfg.framework),
             **memory.as_metrics(),
         }
         tracking.log_metrics(metrics)
@@ -88,6 +89,14 @@ def _count_parameters(model, framework: str) -> int:
     if framework == "torch":
         return int(sum(p.numel() for p in model.parameters()))
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def _weights_mb(model, framework: str) -> float:
+    """Size of the weights in memory (parameters and buffers such as BN statistics)."""
+    if framework == "torch":
+        tensors = [*model.parameters(), *model.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    return sum(np.asarray(w).nbytes for w in model.weights) / 2**20
 
 
 def _log_artifacts(report: dict, history: dict, y_true: np.ndarray, proba: np.ndarray,
