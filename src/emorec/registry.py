@@ -74,19 +74,21 @@ def mark_trial_run(study: str, trial_number: int, state: str, reason: str = "",
     return run_id
 
 
-def close_orphaned_trial_runs(study: str, running_trials: set[int], states: dict[int, str]) -> list[str]:
-    """End as FAILED every RUNNING run whose trial is no longer RUNNING in Optuna.
+def close_orphaned_trial_runs(study: str, states: dict[int, str]) -> list[str]:
+    """End as FAILED each RUNNING run whose trial Optuna has finished (``states``: number->state).
 
     Such a run belonged to a process that died mid-trial: Optuna's heartbeat
     has since failed (and maybe re-queued) the trial, but nothing ended the
-    run. Runs of trials still RUNNING are left alone: another worker may own them.
+    run (a live trial ends its run before Optuna records its state). Runs of
+    trials RUNNING, or too new to be in ``states``, are left alone: another
+    worker may own them.
     """
     closed, client = [], _client()
     for run in trial_runs(study, status="RUNNING"):
         number = int(run.data.tags.get("trial_number", -1))
-        if number in running_trials:
+        state = states.get(number)
+        if state not in ("COMPLETE", "PRUNED", "FAIL"):
             continue
-        state = states.get(number, "unknown")
         client.set_tag(run.info.run_id, "trial_state", "FAIL")
         client.set_tag(run.info.run_id, "failure_reason",
                        f"orphaned: the process running trial {number} died; Optuna marks the "
@@ -95,6 +97,24 @@ def close_orphaned_trial_runs(study: str, running_trials: set[int], states: dict
         closed.append(run.info.run_id)
     if closed:
         log.warning("closed %d orphaned run(s) of study %s as FAILED", len(closed), study)
+    return closed
+
+
+def close_orphaned_study_runs(study: str, alive) -> list[str]:
+    """End as FAILED every RUNNING parent run of ``study`` whose process ``alive(run)`` denies."""
+    tracking.configure()
+    query = (f"tags.kind = 'study' AND tags.study = '{_quote(study)}' "
+             "AND attributes.status = 'RUNNING'")
+    closed, client = [], _client()
+    for run in mlflow.search_runs(search_all_experiments=True, filter_string=query,
+                                  output_format="list"):
+        if alive(run):
+            continue
+        client.set_tag(run.info.run_id, "failure_reason",
+                       f"orphaned: its process ({run.data.tags.get('host')}, pid "
+                       f"{run.data.tags.get('pid')}) died before the session ended")
+        client.set_terminated(run.info.run_id, "FAILED")
+        closed.append(run.info.run_id)
     return closed
 
 
@@ -129,7 +149,8 @@ def emotion_model_uri(run_id: str) -> str | None:
     return None
 
 
-def register_best(run_id: str, name: str, metric: str, tags: dict | None = None) -> Registration | None:
+def register_best(run_id: str, name: str, metric: str,
+                  tags: dict | None = None) -> Registration | None:
     """Register the run's ``emotion_model`` as a version of ``name`` and set its alias.
 
     Idempotent: a run already registered under ``name`` is not registered
@@ -137,7 +158,8 @@ def register_best(run_id: str, name: str, metric: str, tags: dict | None = None)
     """
     uri = emotion_model_uri(run_id)
     if uri is None:
-        log.warning("run %s logged no %s (log_model=false?): nothing registered", run_id, EMOTION_MODEL)
+        log.warning("run %s logged no %s (log_model=false?): nothing registered", run_id,
+                    EMOTION_MODEL)
         return None
     client = _client()
     existing = client.search_model_versions(f"name = '{_quote(name)}' AND run_id = '{run_id}'")
@@ -167,7 +189,8 @@ def decide(new: dict, champion: dict | None, metric: str) -> tuple[str, str]:
                                 f"{champion[key]} (a different test set)")
     if new["value"] > champion["value"]:
         return CHAMPION, f"{metric} {new['value']:.4f} beats the champion's {champion['value']:.4f}"
-    return CHALLENGER, f"{metric} {new['value']:.4f} does not beat the champion's {champion['value']:.4f}"
+    return CHALLENGER, (f"{metric} {new['value']:.4f} does not beat the champion's "
+                        f"{champion['value']:.4f}")
 
 
 def _facts(client: MlflowClient, run_id: str, metric: str) -> dict:
@@ -218,12 +241,17 @@ def champions() -> list[dict]:
     return rows
 
 
-def best_runs(metric: str = "test_accuracy") -> list[dict]:
-    """The best FINISHED run per (model, dataset) by ``metric``, over every experiment."""
+def best_runs(metric: str = "val_final_accuracy") -> list[dict]:
+    """The best FINISHED run per (model, dataset) by ``metric``, over every experiment.
+
+    Chosen on validation accuracy by default: choosing on the test split would
+    flatter the test numbers the report then shows.
+    """
     tracking.configure()
+    query = f"attributes.status = 'FINISHED' AND metrics.{metric} >= 0"
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"attributes.status = 'FINISHED' AND metrics.{metric} >= 0",
-                              order_by=[f"metrics.{metric} DESC"], max_results=5000)
+                              filter_string=query, order_by=[f"metrics.{metric} DESC"],
+                              max_results=5000)
     best: dict[tuple[str, str], object] = {}
     for run in runs:
         best.setdefault((run.data.tags.get("model"), run.data.tags.get("dataset")), run)
@@ -257,10 +285,15 @@ def load_pyfunc(uri: str):
     return mlflow.pyfunc.load_model(uri)
 
 
-def log_report(folder, experiment: str = "emorec-comparison", tags: dict | None = None) -> str:
-    """Log a report folder as one run of ``experiment``; returns the run id."""
+def log_report(folder, experiment: str = "emorec-comparison",
+               tags: dict | None = None) -> tuple[str, str]:
+    """Log a report folder as one run of ``experiment``; returns (run id, experiment name).
+
+    Under `mlflow run` the run is the project run instead, in whatever experiment
+    `--experiment-name` chose (MLflow resumes it from $MLFLOW_RUN_ID).
+    """
     tracking.configure()
     with mlflow.start_run(experiment_id=tracking.experiment_id(experiment), run_name="compare",
                           tags={"kind": "comparison", **(tags or {})}) as run:
         mlflow.log_artifacts(str(folder), "report")
-        return run.info.run_id
+        return run.info.run_id, mlflow.get_experiment(run.info.experiment_id).name

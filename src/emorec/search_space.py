@@ -90,16 +90,21 @@ class SearchSpace:
                                    fixed=keep(self.fixed),
                                    start=tuple(keep(p) for p in self.start))
 
-    def digest(self) -> str:
-        """Identifies the space a study was created with (checked on resume)."""
+    def digest(self, part: str | None = None) -> str:
+        """Identifies the grid (``part="grid"``), the space (``"tpe"``) or both; a study
+        checks on resume that what its sampler searches has not changed."""
         data = {"grid": self.grid, "space": {k: [dataclasses.asdict(a) for a in v]
                                              for k, v in self.space.items()}}
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        if part is not None:
+            data = data["grid" if part == "grid" else "space"]
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def default_path(model: str) -> Path:
     """``tuning/<model>.yaml``: from $EMOREC_TUNING_DIR, ./tuning, or beside the source tree."""
-    candidates = [Path(os.environ["EMOREC_TUNING_DIR"])] if os.environ.get("EMOREC_TUNING_DIR") else []
+    env = os.environ.get("EMOREC_TUNING_DIR")
+    candidates = [Path(env)] if env else []
     candidates += [Path("tuning"), Path(__file__).resolve().parents[2] / "tuning"]
     for folder in candidates:
         if (folder / f"{model}.yaml").is_file():
@@ -258,8 +263,8 @@ def _check_conditions(where: _Where, space: SearchSpace) -> None:
         for alt in alternatives:
             for other, _ in alt.when:
                 if other not in seen and other not in space.fixed:
-                    where.fail(f"space.{name}.if.{other}", "must name a parameter listed "
-                               f"earlier in 'space' or in 'fixed'; earlier: {', '.join(seen) or 'none'}")
+                    where.fail(f"space.{name}.if.{other}", "must name a parameter listed earlier "
+                               f"in 'space' or in 'fixed'; earlier: {', '.join(seen) or 'none'}")
         seen.append(name)
 
 

@@ -11,7 +11,7 @@ trial's model (``emorec.registry``).
   and ``tpe`` (seeded, multivariate, over the YAML space, with the YAML start
   points first). Pruners: ``median`` (default for tpe), ``hyperband``,
   ``none`` (default for grid, whose table should hold fully trained points).
-  Trials report validation accuracy after every epoch.
+  Single-objective trials report validation accuracy after every epoch.
 - Objectives: ``accuracy`` / ``f1`` maximise validation accuracy / macro F1;
   ``multi`` maximises validation accuracy and minimises training time and
   peak RSS (Pareto front; Optuna cannot prune multi-objective trials).
@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ _NOT_COMPARED = ("data_dir", "experiment", "run_name", "progress", "system_metri
 
 @dataclass(frozen=True)
 class StudyOptions:
-    sampler: str = "tpe"  # grid | tpe
+    sampler: str = "grid"  # grid | tpe
     objective: str = "accuracy"  # accuracy | f1 | multi
     pruner: str | None = None  # median | hyperband | none; None = median for tpe, none otherwise
     n_trials: int | None = None  # finished trials the study should reach; None = grid size or 20
@@ -88,9 +89,9 @@ class StudyOptions:
                              "--objective multi")
         if self.n_trials is not None and self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
-        if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
-            raise ValueError("heartbeat_interval must be >= 1 and grace_period above it, got "
-                             f"{self.heartbeat_interval} and {self.grace_period}")
+        if self.heartbeat_interval < 1 or self.grace_period < self.heartbeat_interval:
+            raise ValueError("heartbeat_interval must be >= 1 and grace_period at least as "
+                             f"long, got {self.heartbeat_interval} and {self.grace_period}")
 
     @property
     def pruner_name(self) -> str:
@@ -106,7 +107,8 @@ class StudyResult:
     objective: str
     new_trials: int  # trials run by this session
     states: dict[str, int]  # every trial of the study by state
-    best: list[dict]  # best trial (Pareto front for multi, best first): number, values, config, run_id
+    # The best trial, or the Pareto front for multi (best first): number, values, config, run_id.
+    best: list[dict]
     parent_run_id: str | None = None  # None when there was nothing left to do
     registration: registry.Registration | None = None
     orphans_closed: list[str] = field(default_factory=list)
@@ -139,8 +141,9 @@ def mask(url: str) -> str:
         return "<not a database URL>"
 
 
-def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
-    """RDB storage with heartbeats: a trial left RUNNING by a dead process is failed and retried once."""
+def make_storage(url: str, heartbeat_interval: int,
+                 grace_period: int) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats: a trial a dead process left RUNNING is failed, retried once."""
     from sqlalchemy.exc import ArgumentError
 
     # SQLite: wait for a lock rather than fail while another process writes;
@@ -156,8 +159,8 @@ def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=1))
         except ArgumentError:
-            raise ValueError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. "
-                             "sqlite:///mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
+            raise ValueError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
+                             "mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
 
 
 # --- the study ---------------------------------------------------------------------------------
@@ -175,7 +178,7 @@ def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResu
     remaining = _remaining(study, space, options)
     if remaining:
         with tracking.start_run(base.replace(run_name=f"study:{name}", system_metrics=False),
-                                tags={"kind": "study", "study": name}) as run:
+                                tags={"kind": "study", "study": name, **_session_tags()}) as run:
             result.parent_run_id = run.info.run_id
             _log_settings(name, url, base, space, options)
             result.new_trials = _optimize(study, name, base, space, options, remaining)
@@ -239,7 +242,7 @@ def _pruner(options: StudyOptions, base: TrainConfig) -> optuna.pruners.BasePrun
 
 def _check_settings(study: optuna.Study, base: TrainConfig, space, options: StudyOptions) -> None:
     """A resumed study must mean the same thing: same objective, space and fixed values."""
-    settings = {"objective": options.objective, "space": space.digest(),
+    settings = {"objective": options.objective, "space": space.digest(options.sampler),
                 **{k: v for k, v in base.to_params().items() if k not in _NOT_COMPARED}}
     stored = study.user_attrs.get("emorec")
     if stored is None:
@@ -253,13 +256,36 @@ def _check_settings(study: optuna.Study, base: TrainConfig, space, options: Stud
 
 
 def _recover(study: optuna.Study, name: str) -> list[str]:
-    """Fail trials whose heartbeat stopped (retried once), then close their MLflow runs."""
+    """Fail trials whose heartbeat stopped (retried once), then close their MLflow runs.
+
+    Parent runs of dead sessions are closed too when they ran on this machine
+    (their process id is checked); another machine's are left to it.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False)
-    running = {t.number for t in trials if t.state == TrialState.RUNNING}
-    return registry.close_orphaned_trial_runs(name, running, {t.number: t.state.name for t in trials})
+    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    closed = registry.close_orphaned_trial_runs(name, states)
+    return closed + registry.close_orphaned_study_runs(name, _session_alive)
+
+
+def _session_tags() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _session_alive(run) -> bool:
+    """Whether the process that opened this parent run still runs (unknown -> assume so)."""
+    import psutil
+
+    tags = run.data.tags
+    if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
+        return True
+    try:
+        process = psutil.Process(int(tags["pid"]))
+        # A recycled pid belongs to a process younger than the run.
+        return process.create_time() * 1000 <= run.info.start_time + 1000
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _remaining(study: optuna.Study, space, options: StudyOptions) -> int:
@@ -277,20 +303,22 @@ def _remaining(study: optuna.Study, space, options: StudyOptions) -> int:
 
 
 def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions, n: int) -> int:
-    before = len(study.get_trials(deepcopy=False))
+    """Run up to ``n`` trials; returns how many ran (retries included)."""
     target = (min(options.n_trials or space.grid_size(), space.grid_size())
               if options.sampler == "grid" else options.n_trials or DEFAULT_TPE_TRIALS)
+    ran: list[int] = []
+
+    def log_trial(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        ran.append(trial.number)
+        values = ", ".join(f"{v:.4g}" for v in trial.values) if trial.values else "-"
+        log.info("trial %d %s: %s %s %s", trial.number, trial.state.name, values,
+                 trial.user_attrs.get("config"), trial.user_attrs.get("state_reason", ""))
+
     study.optimize(_Objective(name, base, space, options), n_trials=n, timeout=options.timeout,
                    # A diverged trial is a result (a bad point), not a reason to stop the study.
                    catch=(TrainingDiverged,), gc_after_trial=True,
-                   callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), _log_trial])
-    return len(study.get_trials(deepcopy=False)) - before
-
-
-def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    values = ", ".join(f"{v:.4g}" for v in trial.values) if trial.values else "-"
-    log.info("trial %d %s: %s %s (%s)", trial.number, trial.state.name, values,
-             trial.user_attrs.get("config"), trial.user_attrs.get("state_reason", ""))
+                   callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), log_trial])
+    return len(ran)
 
 
 class PruningCallback(Callback):
@@ -324,8 +352,10 @@ class _Objective:
         cfg = self.base.replace(**overrides, run_name=f"{self.name}/trial-{trial.number}")
         tags = {"kind": "trial", "study": self.name, "trial_number": str(trial.number),
                 "trial_state": "RUNNING", "origin_trial": str(origin)}
-        pruner = self.options.pruner_name
-        callbacks = [] if pruner == "none" else [PruningCallback(trial, pruner)]
+        # Report every epoch even without a pruner (the intermediate-values plot);
+        # Optuna takes no reports from multi-objective trials.
+        callbacks = ([] if self.options.objective == "multi"
+                     else [PruningCallback(trial, self.options.pruner_name)])
         from emorec.training import train  # heavy imports (engines) only when a trial runs
 
         try:
@@ -338,11 +368,13 @@ class _Objective:
             self._mark(trial, "FAIL", f"{type(exc).__name__}: {exc}")
             raise
         trial.set_user_attr("mlflow_run_id", result.run_id)
-        trial.set_user_attr("test", {k: v for k, v in result.metrics.items() if k.startswith("test_")})
+        trial.set_user_attr("test", {k: v for k, v in result.metrics.items()
+                                     if k.startswith("test_")})
         registry.mark_trial_run(self.name, trial.number, "COMPLETE")
         return _values(result.metrics, self.options.objective)
 
-    def _mark(self, trial: optuna.Trial, state: str, reason: str, status: str | None = None) -> None:
+    def _mark(self, trial: optuna.Trial, state: str, reason: str,
+              status: str | None = None) -> None:
         trial.set_user_attr("state_reason", reason[:1000])
         run_id = registry.mark_trial_run(self.name, trial.number, state, reason, status)
         if run_id:
@@ -418,11 +450,13 @@ def _best(study: optuna.Study, objective: str) -> list[dict]:
 
 
 def _log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOptions) -> None:
+    """Study settings as ``study.*`` params: under `mlflow run` the parent run is the project
+    run, which already holds the entry point's parameters under the plain names."""
     settings = {k: v for k, v in dataclasses.asdict(options).items()
-                if k not in ("storage", "study_name", "register", "plots")}
-    tracking.log_params({"study_name": name, "storage": mask(url), "space_digest": space.digest(),
-                         "grid_size": space.grid_size(), "pruner_used": options.pruner_name,
-                         **settings})
+                if k not in ("storage", "study_name", "pruner", "register", "plots")}
+    settings.update(name=name, storage=mask(url), pruner=options.pruner_name,
+                    space_digest=space.digest(options.sampler), grid_size=space.grid_size())
+    tracking.log_params({f"study.{k}": v for k, v in settings.items()})
     tracking.log_text(Path(space.path).read_text(), "optuna/space.yaml")
     tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")
 
@@ -445,13 +479,17 @@ def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # tight_layout on twin axes, small studies
         for name, make in _plots(study, options.objective):
             try:
                 axes = make()
             except Exception as exc:  # a plot is a bonus: never fail a finished study over one
                 log.warning("skipped the %s plot: %s", name, exc)
                 continue
-            tracking.log_figure(np.ravel(axes)[0].figure, f"optuna/{name}.png")
+            fig = np.ravel(axes)[0].figure
+            fig.set_size_inches(9, 5.5)
+            fig.tight_layout()  # Optuna's figures clip long names such as lr[optimizer=sgd]
+            tracking.log_figure(fig, f"optuna/{name}.png")
 
 
 def _plots(study: optuna.Study, objective: str):

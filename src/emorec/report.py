@@ -1,0 +1,141 @@
+"""The comparison report: one results table for every model x dataset, plus charts.
+
+``compare()`` reads each registered model's champion (``emorec-<model>-<dataset>@champion``)
+and, for pairs without one, the best finished run by validation accuracy; it writes
+``results.md`` and ``results.csv`` (accuracy, macro F1, AUC ROC, training and
+evaluation time, peak RSS, parameter count, hyperparameters, run link), one
+bar chart per metric, and with ``cross`` the cross-dataset matrix
+(``emorec.cross_dataset``); the folder is then logged as a run of the
+``emorec-comparison`` experiment. Numbers are read back from the runs, never
+recomputed, so the report shows what MLflow recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from emorec import plots, registry
+
+log = logging.getLogger(__name__)
+
+# (row key, Markdown header, format); the CSV keeps every key unformatted.
+COLUMNS = (
+    ("model", "model", "{}"), ("dataset", "dataset", "{}"), ("source", "source", "{}"),
+    ("test_accuracy", "accuracy", "{:.4f}"), ("test_f1_macro", "F1 macro", "{:.4f}"),
+    ("test_auc_roc_macro", "AUC ROC", "{:.4f}"), ("train_time_s", "train s", "{:.1f}"),
+    ("eval_time_s", "eval s", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("num_parameters", "parameters", "{:,.0f}"),
+)
+CSV_KEYS = [c[0] for c in COLUMNS] + list(registry.REPORT_PARAMS) + ["run_id", "run_link",
+                                                                      "model_uri"]
+HYPERPARAMS = ("lr", "batch_size", "optimizer", "epochs", "dropout", "weight_decay", "image_size")
+CHARTS = (("test_accuracy", "Test accuracy"), ("test_f1_macro", "Test macro F1"),
+          ("train_time_s", "Training time (s)"), ("peak_rss_mb", "Peak RSS (MB)"))
+
+
+@dataclass
+class Report:
+    folder: Path
+    rows: list[dict]
+    files: list[Path] = field(default_factory=list)
+    cross: dict | None = None  # see cross_dataset.evaluate
+    run_id: str | None = None  # the MLflow run holding the report, when logged
+    experiment: str = ""  # its experiment (emorec-comparison unless under `mlflow run`)
+
+
+def compare(datasets: list[str] | None = None, out: str | Path = "outputs/compare", *,
+            cross: bool = False, log_mlflow: bool = True) -> Report:
+    """Write the report for ``datasets`` (all when empty) into ``out``; log it to MLflow."""
+    rows = collect_rows(datasets)
+    if not rows:
+        raise ValueError("nothing to compare: no registered champion or finished run"
+                         + (f" for dataset(s) {', '.join(datasets)}" if datasets else "")
+                         + "; run `emorec tune` or `emorec train` first")
+    report = Report(Path(out), rows)
+    report.folder.mkdir(parents=True, exist_ok=True)
+    report.files += write_tables(rows, report.folder)
+    report.files += [plots.save_figure(bar_chart(rows, key, title), report.folder / f"{key}.png")
+                     for key, title in CHARTS]
+    if cross:
+        from emorec import cross_dataset
+
+        report.cross = cross_dataset.evaluate(rows)
+        report.files += cross_dataset.write(report.cross, report.folder)
+    if log_mlflow:
+        report.run_id, report.experiment = registry.log_report(report.folder, tags={
+            "datasets": ",".join(sorted({r["dataset"] for r in rows}))})
+    return report
+
+
+def collect_rows(datasets: list[str] | None = None) -> list[dict]:
+    """Champions first; the best run for any (model, dataset) without a champion."""
+    rows = registry.champions()
+    have = {(r["model"], r["dataset"]) for r in rows}
+    rows += [r for r in registry.best_runs() if (r["model"], r["dataset"]) not in have]
+    if datasets:
+        rows = [r for r in rows if r["dataset"] in datasets]
+    return sorted(rows, key=lambda r: (r["dataset"], r["model"]))
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def markdown(rows: list[dict]) -> str:
+    headers = [h for _, h, _ in COLUMNS] + ["hyperparameters", "run"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        hyper = ", ".join(f"{k}={r[k]}" for k in HYPERPARAMS if r.get(k))
+        cells = [_cell(r.get(k), fmt) for k, _, fmt in COLUMNS]
+        cells += [hyper, f"[{r['run_id'][:8]}]({r['run_link']})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(rows: list[dict], folder: Path) -> list[Path]:
+    md, table = folder / "results.md", folder / "results.csv"
+    md.write_text("# emorec: results per model and dataset\n\nTest-split numbers of each "
+                  "registered champion (or the best run where none is registered).\n\n"
+                  + markdown(rows))
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_KEYS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return [md, table]
+
+
+def bar_chart(rows: list[dict], key: str, title: str) -> Figure:
+    """Grouped bars: one group per model, one bar per dataset."""
+    models = sorted({r["model"] for r in rows})
+    datasets = sorted({r["dataset"] for r in rows})
+    values = {(r["model"], r["dataset"]): r.get(key) for r in rows}
+    x = np.arange(len(models))
+    width = 0.8 / len(datasets)
+    fig = Figure(figsize=(max(5.0, 1.4 * len(models) * max(len(datasets), 1) ** 0.5 + 2), 4.2),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    for i, dataset in enumerate(datasets):
+        heights = [values.get((m, dataset)) for m in models]
+        heights = [np.nan if h is None else float(h) for h in heights]
+        bars = ax.bar(x + (i - (len(datasets) - 1) / 2) * width, heights, width, label=dataset)
+        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
+    ax.set_xticks(x, models)
+    ax.set_ylabel(title)
+    ax.set_title(f"{title} per model")
+    ax.margins(y=0.15)
+    ax.grid(axis="y", alpha=0.3)
+    if len(datasets) > 1:
+        ax.legend(title="Dataset", fontsize=8)
+    return fig
