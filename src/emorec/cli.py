@@ -5,8 +5,9 @@
 summarises a dataset; ``emorec models`` and ``emorec datasets`` list the
 valid names. ``emorec tune`` runs or resumes an Optuna study, ``emorec
 compare`` writes the comparison report, ``emorec benchmark-all`` does both
-for many models and datasets. User mistakes end with one clear line, never
-a stack trace.
+for many models and datasets. ``emorec predict`` runs a logged or registered
+model on image files and folders. User mistakes end with one clear line,
+never a stack trace.
 """
 
 from __future__ import annotations
@@ -86,6 +87,45 @@ def cmd_datasets(_args) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from emorec import inference
+
+    files = inference.collect_images(args.inputs)
+    if not files:
+        raise ValueError(f"no image files in {' '.join(args.inputs)}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    predictor = inference.load(args.model_uri)
+    names = dict(files)
+    skipped, width = 0, max(len(str(f)) for f in names)
+    if not args.json:
+        print(f"{'file':{width}s} {'face':>4s} {'label':10s} {'confidence':>10s}")
+    for path, pixels, preds, error in inference.predict_files(
+            predictor, list(names), batch_size=args.batch_size, detect_faces=not args.no_detect):
+        if error:
+            skipped += 1
+            print(f"emorec: skipped {error}", file=sys.stderr)
+            continue
+        for p in preds:
+            if args.json:
+                print(json.dumps({"file": str(path), "face": p.face, "box": list(p.box),
+                                  "face_found": p.face_found, "label": p.label,
+                                  "confidence": round(p.confidence, 6),
+                                  "probabilities": {k: round(v, 6)
+                                                    for k, v in p.probabilities.items()}}))
+            else:
+                face = str(p.face) if p.face_found else "-"
+                print(f"{str(path):{width}s} {face:>4s} {p.label:10s} {p.confidence:10.4f}")
+        if args.annotate:
+            inference.annotate(pixels, preds, Path(args.annotate) / names[path])
+    if skipped:
+        print(f"emorec: {skipped} of {len(files)} file(s) skipped (unreadable)", file=sys.stderr)
+    return EXIT_FAILED if skipped == len(files) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emorec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -105,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--log-mlflow", action="store_true", help="also log the files to MLflow")
     p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("predict", help="emotions of the faces in images or folders of images")
+    p.add_argument("--model-uri", required=True,
+                   help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--json", action="store_true", help="one JSON object per face")
+    p.add_argument("--annotate", metavar="OUT_DIR", default=None,
+                   help="write copies with the face boxes and labels drawn")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    p.add_argument("--no-detect", action="store_true",
+                   help="classify whole images, without face detection")
+    p.set_defaults(func=cmd_predict)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the dataset formats").set_defaults(func=cmd_datasets)

@@ -8,10 +8,20 @@ exactly as evaluation did.
 
 Input, any of:
 - a DataFrame with an ``image`` column of base64-encoded image files (PNG,
-  JPEG ...) or raw bytes: the serving format;
-- a NumPy array (N, H, W) or (N, H, W, C), or a list of (H, W[, C]) arrays.
+  JPEG ...) or raw bytes: the serving format, and the only one
+  ``mlflow.pyfunc.load_model(...).predict`` accepts (the logged signature
+  enforces it);
+- a NumPy array (N, H, W) or (N, H, W, C), or a list of (H, W[, C]) arrays,
+  through ``unwrap_python_model().predict`` or, better, ``emorec.load``.
 Output: a DataFrame, one row per image, a probability column per emotion
 plus ``label`` and ``confidence``.
+
+Bad input (garbage bytes, an empty request, an image too small or over the
+pixel limit) raises ``InvalidImageInput``: both an ``ImageError`` (so
+``except ImageError`` keeps working for Python callers) and an
+``MlflowException`` with error code INVALID_PARAMETER_VALUE, which
+``mlflow models serve`` answers with HTTP 400 and the message; any other
+exception would be a generic 400 without our message.
 """
 
 from __future__ import annotations
@@ -22,11 +32,20 @@ import binascii
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from emorec.data.images import ImageError, decode_image
 from emorec.data.preprocess import Preprocessing, eval_batch
 
 NATIVE = "native_model"  # the artifact key of the framework-flavour model
+
+
+class InvalidImageInput(MlflowException, ImageError):
+    """A user-input error from the pyfunc: HTTP 400 when served, an ImageError in Python."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def decode_payload(value) -> np.ndarray:
@@ -41,11 +60,18 @@ def decode_payload(value) -> np.ndarray:
     return decode_image(bytes(value))
 
 
+def _decode_row(index: int, value) -> np.ndarray:
+    try:
+        return decode_payload(value)
+    except ImageError as exc:
+        raise ImageError(f"image {index}: {str(exc).removeprefix('<bytes>: ')}") from None
+
+
 def as_images(model_input) -> list[np.ndarray]:
     if isinstance(model_input, pd.DataFrame):
         if "image" not in model_input.columns:
             raise ImageError(f"expected an 'image' column, got {list(model_input.columns)}")
-        return [decode_payload(v) for v in model_input["image"]]
+        return [_decode_row(i, v) for i, v in enumerate(model_input["image"])]
     if isinstance(model_input, np.ndarray) and model_input.ndim in (3, 4):
         return list(model_input)
     if isinstance(model_input, (list, tuple)):
@@ -80,7 +106,14 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
     # The hint tells MLflow not to infer a schema from type hints (it warns otherwise);
     # arrays and lists still arrive unchanged.
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        proba = self.predict_proba(as_images(model_input))
+        try:
+            images = as_images(model_input)
+            if not images:
+                raise ImageError("the request holds no images (expected at least one row "
+                                 "in the 'image' column)")
+            proba = self.predict_proba(images)
+        except ImageError as exc:
+            raise InvalidImageInput(str(exc)) from None
         out = pd.DataFrame(proba, columns=self.classes)
         out["label"] = [self.classes[i] for i in proba.argmax(1)]
         out["confidence"] = proba.max(1)

@@ -14,6 +14,7 @@ the logged model (``EmotionModel.prep``), never re-guessed.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,9 +49,14 @@ class Predictor:
 
     def predict(self, images, *, detect_faces: bool = True, batch_size: int = 256) -> list[Prediction]:
         """One prediction per face (or per image without a face), in input order."""
+        items = images if isinstance(images, (list, tuple)) else [images]
+        return self._predict_pixels([_as_pixels(image, i) for i, image in enumerate(items)],
+                                    detect_faces, batch_size)
+
+    def _predict_pixels(self, sourced, detect_faces: bool, batch_size: int) -> list[Prediction]:
+        """``sourced``: (source name, pixels) pairs."""
         crops, meta = [], []
-        for i, image in enumerate(images if isinstance(images, (list, tuple)) else [images]):
-            source, pixels = _as_pixels(image, i)
+        for source, pixels in sourced:
             boxes = faces.detect_faces(pixels) if detect_faces else []
             if not boxes:
                 h, w = pixels.shape[:2]
@@ -90,3 +96,73 @@ def load(model_uri: str) -> Predictor:
     from emorec import tracking
 
     return Predictor(tracking.load_emotion_model(model_uri), model_uri)
+
+
+# --- files and folders (the ``emorec predict`` command) ---------------------------------------
+
+def collect_images(inputs) -> list[tuple[Path, Path]]:
+    """(file, name to write it under) for every image file given or found in a folder, sorted
+    per folder; a path that does not exist raises FileNotFoundError."""
+    from emorec.data.images import is_image_file
+
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += [(f, f.relative_to(item)) for f in sorted(item.rglob("*"))
+                      if is_image_file(f)]
+        elif item.exists():
+            found.append((item, Path(item.name)))  # given by name: kept even if the suffix is odd
+        else:
+            raise FileNotFoundError(f"no such file or folder: {item}")
+    return found
+
+
+def predict_files(predictor: Predictor, files: list[Path], *, batch_size: int = 64,
+                  detect_faces: bool = True, progress: bool | None = None):
+    """Yield (file, pixels, predictions, error) per file, ``batch_size`` files at a time;
+    an unreadable file gives its ImageError message and no predictions."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), unit="img", file=sys.stderr,
+               disable=not (len(files) > 50 if progress is None else progress))
+    with bar:
+        for start in range(0, len(files), batch_size):
+            decoded = {}
+            for f in files[start:start + batch_size]:
+                try:
+                    decoded[f] = decode_image(f)
+                except ImageError as exc:
+                    decoded[f] = exc
+            ok = [(str(f), px) for f, px in decoded.items() if not isinstance(px, ImageError)]
+            by_source: dict[str, list[Prediction]] = {}
+            for p in predictor._predict_pixels(ok, detect_faces, batch_size):
+                by_source.setdefault(p.source, []).append(p)
+            for f, px in decoded.items():
+                failed = isinstance(px, ImageError)
+                yield f, (None if failed else px), by_source.get(str(f), []), \
+                    (str(px) if failed else None)
+            bar.update(len(decoded))
+
+
+WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def annotate(pixels: np.ndarray, predictions: list[Prediction], out: Path) -> Path:
+    """Write a copy of the image with each face box and its label drawn; returns the path
+    (``.png`` when OpenCV cannot write the original format)."""
+    import cv2
+
+    img = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR if pixels.ndim == 2 else cv2.COLOR_RGB2BGR)
+    scale = max(img.shape[:2]) / 500
+    for p in predictions:
+        x, y, w, h = p.box
+        colour = (0, 200, 0) if p.face_found else (0, 165, 255)
+        cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, max(1, round(2 * scale)))
+        cv2.putText(img, f"{p.label} {p.confidence:.2f}", (x + 2, max(y - 4, 12)),
+                    cv2.FONT_HERSHEY_SIMPLEX, max(0.3, 0.5 * scale), colour,
+                    max(1, round(scale)), cv2.LINE_AA)
+    out = out if out.suffix.lower() in WRITABLE_SUFFIXES else out.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), img):
+        raise OSError(f"cannot write {out}")
+    return out

@@ -1,0 +1,121 @@
+"""`emorec predict`: table and JSON output, annotated copies, bad files and URIs."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emorec.cli import main
+from emorec.config import TrainConfig
+from emorec.training import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import os
+
+    import mlflow
+
+    store = tmp_path_factory.mktemp("store")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    result = train(TrainConfig(epochs=1, samples=70, image_size=16, batch_size=16,
+                               system_metrics=False, progress=False))
+    yield f"runs:/{result.run_id}/emotion_model", result.classes, os.environ["MLFLOW_TRACKING_URI"]
+    if old is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture
+def model(trained, monkeypatch):
+    uri, classes, store = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    return uri, classes
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder of three photos (one in a subfolder, one colour) and one corrupt file."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (40, 30), np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 255, (50, 60, 3), np.uint8)).save(folder / "b.jpg")
+    Image.fromarray(rng.integers(0, 255, (32, 32), np.uint8)).save(folder / "sub" / "c.bmp")
+    (folder / "notes.txt").write_text("not an image, not an image suffix: ignored")
+    return folder
+
+
+def test_table_output(model, photos, capsys):
+    uri, classes = model
+    assert main(["predict", "--model-uri", uri, str(photos / "a.png"), str(photos / "b.jpg")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["file", "face", "label", "confidence"]
+    assert len(lines) == 3  # noise has no face: one whole-image row per file
+    for line, name in zip(lines[1:], ["a.png", "b.jpg"]):
+        file, face, label, confidence = line.split()
+        assert file.endswith(name) and face == "-" and label in classes
+        assert 0 < float(confidence) <= 1
+
+
+def test_json_lines_over_a_folder(model, photos, capsys):
+    uri, classes = model
+    assert main(["predict", "--model-uri", uri, "--json", "--batch-size", "2", str(photos)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"].removeprefix(str(photos) + "/") for r in rows] == ["a.png", "b.jpg",
+                                                                          "sub/c.bmp"]
+    for r in rows:
+        assert set(r["probabilities"]) == set(classes) and r["face_found"] is False
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-4
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+
+
+def test_annotate_writes_copies(model, photos, tmp_path, capsys):
+    uri, _ = model
+    out = tmp_path / "annotated"
+    assert main(["predict", "--model-uri", uri, "--annotate", str(out), "--no-detect",
+                 str(photos)]) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "b.jpg", "sub/c.bmp"]
+    copy = np.asarray(Image.open(out / "a.png"))
+    assert copy.shape == (40, 30, 3)  # drawn in colour on a copy of the gray photo
+    # The whole-image box (no face looked for) is drawn in orange along the top edge.
+    assert (copy[0, :, 0] == 255).all() and (copy[0, :, 1] == 165).all()
+
+
+def test_corrupt_file_is_reported_and_skipped(model, photos, capsys):
+    uri, _ = model
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    assert main(["predict", "--model-uri", uri, "--json", str(photos)]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 3
+    assert "broken.jpg" in captured.err and "not a readable image" in captured.err
+    assert "1 of 4 file(s) skipped" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_many_files_show_a_progress_bar(model, tmp_path, capsys):
+    uri, _ = model
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(55):
+        Image.new("L", (16, 16), i * 4).save(folder / f"{i:03d}.png")
+    assert main(["predict", "--model-uri", uri, "--json", "--batch-size", "16", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 55
+    assert "55/55" in captured.err
+
+
+def test_unknown_uri_exits_2(model, photos, capsys):
+    assert main(["predict", "--model-uri", "models:/emorec-nothing@champion", str(photos)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load 'models:/emorec-nothing@champion'" in err and "registered models" in err
+    assert "Traceback" not in err
+
+
+def test_missing_path_exits_2(model, tmp_path, capsys):
+    uri, _ = model
+    assert main(["predict", "--model-uri", uri, str(tmp_path / "nowhere.png")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
