@@ -73,3 +73,52 @@ def test_unreadable_file_is_a_clear_error(predictor, tmp_path):
     bad.write_text("not an image")
     with pytest.raises(ImageError, match="notes.png"):
         pred.predict([str(bad)])
+
+
+def test_registered_champion_agrees_with_run_and_training_engine(trained, monkeypatch):
+    """The issue's flow: train, register, load by alias, same probabilities everywhere."""
+    from mlflow import MlflowClient
+
+    from emorec.data.preprocess import Preprocessing, prepare_image
+    from emorec.engines import get_engine
+    from emorec.registry import CHAMPION, register_best
+
+    result, store = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    name = "emorec-cnn_torch-synthetic-test"
+    reg = register_best(result.run_id, name, "test_accuracy")
+    assert reg is not None and reg.alias == CHAMPION  # first version: nothing to beat
+    version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    assert version.run_id == result.run_id and str(version.version) == reg.version
+
+    by_alias = emorec.load(f"models:/{name}@{CHAMPION}")
+    by_run = emorec.load(f"runs:/{result.run_id}/emotion_model")
+    assert by_alias.classes == by_run.classes == list(result.classes)
+    images = list(np.random.default_rng(3).integers(0, 256, (6, 16, 16), np.uint8))
+    p_alias = by_alias.predict_proba(images)
+    p_run = by_run.predict_proba(images)
+    # Training-time predictions: the engine on the trained model, same prepared pixels.
+    prep = Preprocessing(16, 1, False)
+    prepared = np.stack([prepare_image(img, prep)[0] for img in images])
+    p_engine = get_engine("torch").predict_proba(result.model, prepared)
+    assert p_alias.shape == (6, len(result.classes))
+    np.testing.assert_allclose(p_alias, p_run, atol=1e-5)
+    np.testing.assert_allclose(p_alias, p_engine, atol=1e-5)
+    labels = [p.label for p in by_alias.predict(images, detect_faces=False)]
+    assert labels == [result.classes[i] for i in p_engine.argmax(1)]
+
+
+def test_expected_class_set_is_checked(predictor, trained, monkeypatch):
+    pred, result = predictor
+    pred.check_classes(list(reversed(result.classes)))  # the same set in another order is fine
+    expected = ["happy", "sad", "surprised-ish"]
+    with pytest.raises(ValueError) as info:
+        pred.check_classes(expected)
+    message = str(info.value)
+    assert str(list(result.classes)) in message and str(expected) in message
+    assert "surprised-ish" in message  # named as not in the model
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained[1])
+    uri = f"runs:/{result.run_id}/emotion_model"
+    with pytest.raises(ValueError, match="was trained on classes"):
+        emorec.load(uri, expect_classes=expected)
+    assert emorec.load(uri, expect_classes=result.classes).classes == list(result.classes)

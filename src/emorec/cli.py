@@ -6,8 +6,9 @@ summarises a dataset; ``emorec models`` and ``emorec datasets`` list the
 valid names. ``emorec tune`` runs or resumes an Optuna study, ``emorec
 compare`` writes the comparison report, ``emorec benchmark-all`` does both
 for many models and datasets. ``emorec predict`` runs a logged or registered
-model on image files and folders. User mistakes end with one clear line,
-never a stack trace.
+model on image files and folders; ``emorec export`` writes a PyTorch model as
+ONNX (``emorec predict --model-uri model.onnx`` then runs it on ONNX Runtime).
+User mistakes end with one clear line, never a stack trace.
 """
 
 from __future__ import annotations
@@ -126,6 +127,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED if skipped == len(files) else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from emorec.onnx_export import OnnxEmotionModel, OnnxParityError, export_onnx
+
+    start = time.perf_counter()
+    try:
+        out = export_onnx(args.model_uri, args.out, log_to_run=not args.no_log)
+    except OnnxParityError as exc:
+        print(f"emorec: export failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    meta = OnnxEmotionModel(out).metadata
+    logged = "" if args.no_log else "; logged to the run under onnx/"
+    print(f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "
+          f"input 1x{meta['prep']['channels']}x{meta['prep']['image_size']}"
+          f"x{meta['prep']['image_size']} (batch dynamic), max probability difference from "
+          f"PyTorch {meta['parity_max_abs_diff']:.2g}{logged}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emorec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -157,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true",
                    help="classify whole images, without face detection")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a logged PyTorch model to ONNX (checked for parity "
+                                      "and logged back to its run)")
+    p.add_argument("--model-uri", required=True,
+                   help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--no-log", action="store_true", help="do not log the file to the model's run")
+    p.set_defaults(func=cmd_export)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the dataset formats").set_defaults(func=cmd_datasets)

@@ -43,9 +43,23 @@ class ModelNotFound(ValueError):
 class Predictor:
     def __init__(self, emotion_model, uri: str):
         self.uri = uri
-        self._model = emotion_model  # an emorec.emotion_model.EmotionModel with its model loaded
+        # an emorec.emotion_model.EmotionModel with its model loaded, or an
+        # emorec.onnx_export.OnnxEmotionModel (same classes, prep, predict_proba)
+        self._model = emotion_model
         self.classes: list[str] = list(emotion_model.classes)
         self.prep = Preprocessing.from_dict(emotion_model.prep)
+
+    def check_classes(self, expected) -> None:
+        """Raise ValueError when the model's class set differs from ``expected`` (order
+        does not matter: predictions are labelled by name)."""
+        expected = [str(c) for c in expected]
+        if set(expected) == set(self.classes):
+            return
+        missing = [c for c in expected if c not in self.classes]
+        extra = [c for c in self.classes if c not in expected]
+        raise ValueError(f"model {self.uri} was trained on classes {self.classes}, but "
+                         f"{expected} were expected (not in the model: {missing or 'none'}; "
+                         f"only in the model: {extra or 'none'})")
 
     def predict(self, images, *, detect_faces: bool = True, batch_size: int = 256) -> list[Prediction]:
         """One prediction per face (or per image without a face), in input order."""
@@ -91,11 +105,25 @@ def _as_pixels(image, index: int) -> tuple[str, np.ndarray]:
                      f"got {type(image).__name__}")
 
 
-def load(model_uri: str) -> Predictor:
-    """A predictor for any MLflow URI of an emorec ``emotion_model`` (runs:/, models:/ ...)."""
-    from emorec import tracking
+def load(model_uri: str, *, expect_classes=None) -> Predictor:
+    """A predictor for any MLflow URI of an emorec ``emotion_model`` (runs:/, models:/ ...),
+    or for the path of an ``.onnx`` file written by ``emorec export`` (run on ONNX Runtime).
 
-    return Predictor(tracking.load_emotion_model(model_uri), model_uri)
+    ``expect_classes``: the class names the caller relies on; a model trained on another
+    class set raises ValueError naming both (see ``Predictor.check_classes``).
+    """
+    if str(model_uri).lower().endswith(".onnx") and "://" not in str(model_uri) \
+            and not str(model_uri).startswith(("runs:/", "models:/")):
+        from emorec.onnx_export import OnnxEmotionModel
+
+        predictor = Predictor(OnnxEmotionModel(model_uri), str(model_uri))
+    else:
+        from emorec import tracking
+
+        predictor = Predictor(tracking.load_emotion_model(model_uri), model_uri)
+    if expect_classes is not None:
+        predictor.check_classes(expect_classes)
+    return predictor
 
 
 # --- files and folders (the ``emorec predict`` command) ---------------------------------------

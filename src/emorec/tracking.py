@@ -320,3 +320,31 @@ def registered_summary() -> str:
         aliases = ", ".join(f"@{a} (v{v})" for a, v in sorted(rm.aliases.items())) or "no aliases"
         parts.append(f"{rm.name} [{aliases}]")
     return "; ".join(parts)
+
+
+# --- Added for ONNX export (emorec.onnx_export) ------------------------------------------------
+
+def run_id_of(uri: str) -> str:
+    """The run that logged the model at ``uri``: runs:/RUN/..., models:/NAME@ALIAS,
+    models:/NAME/VERSION or models:/MODEL_ID (an MLflow 3 logged model)."""
+    configure()
+    client = mlflow.MlflowClient()
+    if uri.startswith("runs:/"):
+        return uri.removeprefix("runs:/").strip("/").split("/")[0]
+    if not uri.startswith("models:/"):
+        raise ValueError(f"cannot tell which run logged {uri!r}: expected a runs:/ or "
+                         "models:/ URI")
+    rest = uri.removeprefix("models:/").strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return client.get_model_version_by_alias(name, alias).run_id
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return client.get_model_version(name, version).run_id
+    return client.get_logged_model(rest).source_run_id
+
+
+def log_artifact_to_run(run_id: str, path, folder: str | None = None) -> None:
+    """Add a local file to an existing (possibly finished) run's artifacts."""
+    configure()
+    mlflow.MlflowClient().log_artifact(run_id, str(path), folder)

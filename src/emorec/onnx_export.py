@@ -1,0 +1,157 @@
+"""ONNX export of the PyTorch emotion models, and an ONNX Runtime model to run it.
+
+    from emorec.onnx_export import export_onnx
+    export_onnx("models:/emorec-cnn_torch-ckplus@champion", "cnn.onnx")
+    predictor = emorec.load("cnn.onnx")  # same Predictor API, on ONNX Runtime
+
+The graph takes the normalised float32 NCHW batch (``input``: N x C x S x S,
+values in [-1, 1], the batch axis dynamic) and outputs probabilities
+(``probabilities``: N x classes, softmax included). The class names and the
+eval preprocessing settings travel in the model's ``metadata_props`` (key
+``emorec``, JSON), so the ONNX file alone is enough to predict on raw photos.
+
+Exported with the legacy TorchScript exporter (``dynamo=False``): the default
+dynamo exporter needs ``onnxscript``, which emorec does not depend on. Every
+export is checked against the PyTorch model on random inputs and refused when
+the probabilities differ by ``PARITY_ATOL`` or more. Keras models are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from emorec.data.preprocess import Preprocessing, eval_batch
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "emorec"
+INPUT, OUTPUT = "input", "probabilities"
+OPSET = 17
+PARITY_ATOL = 1e-4
+PARITY_SAMPLES = 16
+
+
+class OnnxParityError(RuntimeError):
+    """The exported graph does not reproduce the PyTorch model's probabilities."""
+
+
+class OnnxEmotionModel:
+    """An exported model on ONNX Runtime, with ``EmotionModel``'s ``classes``, ``prep``
+    and ``predict_proba(images)``."""
+
+    framework = "onnx"
+
+    def __init__(self, path: str | Path):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no such ONNX model: {self.path}")
+        try:
+            self._session = ort.InferenceSession(str(self.path),
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ValueError(f"cannot load {self.path} with ONNX Runtime: "
+                             f"{str(exc).splitlines()[0][:300]}") from None
+        raw = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if raw is None:
+            raise ValueError(f"{self.path} is not an emorec ONNX export (no {METADATA_KEY!r} "
+                             "metadata with classes and preprocessing)")
+        self.metadata = json.loads(raw)
+        self.classes = list(self.metadata["classes"])
+        self.prep = dict(self.metadata["prep"])
+        self._input = self._session.get_inputs()[0].name
+
+    def run(self, batch_nchw: np.ndarray) -> np.ndarray:
+        """Probabilities for an already-normalised float32 NCHW batch."""
+        return self._session.run(None, {self._input: np.ascontiguousarray(batch_nchw,
+                                                                          np.float32)})[0]
+
+    def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
+        batch = eval_batch(images, Preprocessing.from_dict(self.prep))
+        if not len(batch):
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.run(batch.transpose(0, 3, 1, 2))
+
+
+def _with_softmax(module):
+    import torch
+    from torch import nn
+
+    class WithSoftmax(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return torch.softmax(self.inner(x).float(), dim=1)
+
+    # eval() on the wrapper: the exporter restores the wrapper's mode on all submodules.
+    return WithSoftmax(module.cpu()).eval()
+
+
+def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True,
+                opset: int = OPSET) -> Path:
+    """Export the PyTorch ``emotion_model`` at ``model_uri`` to ``out_path`` (ONNX, with
+    softmax, dynamic batch), check parity, and log it to the source run under ``onnx/``.
+
+    Raises ValueError for a Keras model and OnnxParityError when the check fails (the
+    file is then removed).
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from emorec import tracking
+
+    emotion_model = tracking.load_emotion_model(model_uri)
+    if emotion_model.framework != "torch":
+        raise ValueError(f"ONNX export supports PyTorch models; {model_uri} is a Keras model")
+    prep = Preprocessing.from_dict(emotion_model.prep)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = _with_softmax(emotion_model._model)
+    shape = (2, prep.channels, prep.image_size, prep.image_size)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(wrapped, (torch.zeros(shape),), str(out), dynamo=False,
+                          opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+    export_s = time.perf_counter() - start
+
+    # Parity on a batch size other than the traced one, so the dynamic axis is exercised too.
+    x = np.random.default_rng(0).uniform(-1, 1, (PARITY_SAMPLES, *shape[1:])).astype(np.float32)
+    with torch.inference_mode():
+        expected = wrapped(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {INPUT: x})[0]
+    diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+    if not diff < PARITY_ATOL:
+        out.unlink(missing_ok=True)
+        raise OnnxParityError(f"ONNX export of {model_uri} does not match the PyTorch model: "
+                              f"max probability difference {diff:.3g} (allowed < {PARITY_ATOL}; "
+                              f"shapes {got.shape} vs {expected.shape})")
+
+    proto = onnx.load(str(out))
+    meta = {"classes": list(emotion_model.classes), "prep": prep.to_dict(),
+            "source_uri": model_uri, "opset": opset, "parity_max_abs_diff": diff,
+            "parity_samples": PARITY_SAMPLES, "input": "float32 NCHW in [-1, 1]",
+            "output": "probabilities, one column per class"}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    proto.doc_string = f"emorec emotion model exported from {model_uri}"
+    onnx.save(proto, str(out))
+    log.info("exported %s to %s in %.2fs; parity max |dp| %.3g", model_uri, out, export_s, diff)
+
+    if log_to_run:
+        run_id = tracking.run_id_of(model_uri)
+        tracking.log_artifact_to_run(run_id, out, "onnx")
+        log.info("logged %s to run %s under onnx/", out.name, run_id)
+    return out

@@ -1,0 +1,150 @@
+"""ONNX export of a PyTorch model: parity, ONNX Runtime predictor, artifact, CLI, Keras refusal."""
+
+import json
+
+import numpy as np
+import pytest
+
+import emorec
+from emorec.cli import main
+from emorec.config import TrainConfig
+from emorec.onnx_export import OnnxEmotionModel, OnnxParityError, export_onnx
+from emorec.training import train
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    import os
+
+    import mlflow
+
+    store = tmp_path_factory.mktemp("store")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    result = train(TrainConfig(model="cnn_torch", epochs=1, samples=70, image_size=16,
+                               batch_size=16, system_metrics=False, progress=False))
+    uri = f"runs:/{result.run_id}/emotion_model"
+    path = export_onnx(uri, store / "model.onnx")
+    yield result, uri, path, os.environ["MLFLOW_TRACKING_URI"]
+    if old is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture
+def model(exported, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", exported[3])
+    return exported[:3]
+
+
+def test_export_matches_pytorch_and_carries_its_settings(model):
+    result, uri, path = model
+    onnx_model = OnnxEmotionModel(path)
+    assert onnx_model.classes == list(result.classes)
+    assert onnx_model.prep == {"image_size": 16, "channels": 1, "face_detect": False}
+    assert onnx_model.metadata["source_uri"] == uri
+    assert onnx_model.metadata["parity_max_abs_diff"] < 1e-4
+    # Independent check on other random inputs and another batch size (dynamic batch axis).
+    import torch
+
+    torch_model = emorec.load(uri)._model._model.eval()
+    x = np.random.default_rng(7).uniform(-1, 1, (5, 1, 16, 16)).astype(np.float32)
+    with torch.inference_mode():
+        expected = torch.softmax(torch_model(torch.from_numpy(x)), 1).numpy()
+    got = onnx_model.run(x)
+    assert got.shape == (5, len(result.classes))
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_onnx_predictor_agrees_with_the_torch_predictor(model):
+    result, uri, path = model
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (40, 30), np.uint8), rng.integers(0, 256, (16, 16), np.uint8),
+              rng.integers(0, 256, (50, 50, 3), np.uint8)]
+    by_torch = emorec.load(uri).predict(images)
+    by_onnx = emorec.load(str(path), expect_classes=result.classes).predict(images)
+    assert [(p.source, p.box, p.label) for p in by_onnx] == \
+        [(p.source, p.box, p.label) for p in by_torch]
+    np.testing.assert_allclose([list(p.probabilities.values()) for p in by_onnx],
+                               [list(p.probabilities.values()) for p in by_torch], atol=1e-4)
+    assert emorec.load(path).predict_proba([]).shape == (0, len(result.classes))
+
+
+def test_export_is_logged_to_the_run(model):
+    from mlflow import MlflowClient
+
+    from emorec import tracking
+
+    tracking.configure()  # the module's store (the autouse fixture pointed MLflow elsewhere)
+    result, _, path = model
+    logged = [a.path for a in MlflowClient().list_artifacts(result.run_id, "onnx")]
+    assert logged == [f"onnx/{path.name}"]
+
+
+def test_cli_export_by_alias(model, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    from emorec.registry import register_best
+
+    result, _, _ = model
+    reg = register_best(result.run_id, "emorec-onnx-test", "test_accuracy")
+    out = tmp_path / "cli" / "champion.onnx"
+    assert main(["export", "--model-uri", reg.uri, "--format", "onnx", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "max probability difference" in printed
+    assert OnnxEmotionModel(out).metadata["source_uri"] == reg.uri
+    names = [a.path for a in MlflowClient().list_artifacts(result.run_id, "onnx")]
+    assert "onnx/champion.onnx" in names
+    # The exported file also runs through `emorec predict`.
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 20), 128, np.uint8)).save(tmp_path / "face.png")
+    assert main(["predict", "--model-uri", str(out), "--json", str(tmp_path / "face.png")]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["label"] in result.classes
+
+
+def test_failed_parity_check_refuses_the_export(model, tmp_path, monkeypatch):
+    from emorec import onnx_export
+
+    monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)  # nothing can pass
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(OnnxParityError, match="does not match the PyTorch model"):
+        export_onnx(model[1], out, log_to_run=False)
+    assert not out.exists()
+
+
+def test_keras_model_is_refused_with_a_clear_message(model, tmp_path, monkeypatch, capsys):
+    from emorec import tracking
+    from emorec.emotion_model import EmotionModel
+
+    keras = EmotionModel("keras", ["happy", "sad"], {"image_size": 16, "channels": 1,
+                                                     "face_detect": False})
+    monkeypatch.setattr(tracking, "load_emotion_model", lambda uri: keras)
+    uri = "models:/emorec-cnn_keras-synthetic@champion"
+    with pytest.raises(ValueError, match="ONNX export supports PyTorch models"):
+        export_onnx(uri, tmp_path / "k.onnx")
+    assert main(["export", "--model-uri", uri, "--format", "onnx", str(tmp_path / "k.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert f"ONNX export supports PyTorch models; {uri} is a Keras model" in err
+    assert not (tmp_path / "k.onnx").exists()
+
+
+def test_not_an_emorec_onnx_file(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), str(path))
+    with pytest.raises(ValueError, match="not an emorec ONNX export"):
+        emorec.load(str(path))
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="cannot load .*garbage.onnx"):
+        emorec.load(str(garbage))
+    with pytest.raises(FileNotFoundError):
+        emorec.load(str(tmp_path / "missing.onnx"))
