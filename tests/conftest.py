@@ -24,3 +24,35 @@ def isolated_store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(uri)  # also reset the URI an earlier test left in this process
     monkeypatch.setenv("EMOREC_CACHE_DIR", str(tmp_path / "cache"))
     yield tmp_path
+
+
+# A tiny cnn_torch run on synthetic faces: small enough to train in seconds.
+TINY = dict(epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=False,
+            progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny trained run for the whole session, in a store of its own: (TrainResult, URI).
+
+    Inference, CLI and export tests only read it (or add uniquely named things), so
+    training it once saves a training run per test module.
+    """
+    from emorec.config import TrainConfig
+    from emorec.training import train
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('tiny_store')}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        result = train(TrainConfig(**TINY))
+    return result, uri
+
+
+@pytest.fixture
+def tiny_store(tiny_run, monkeypatch):
+    """Point this test at the tiny run's store; returns the run's TrainResult."""
+    result, uri = tiny_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return result

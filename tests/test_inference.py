@@ -5,28 +5,14 @@ import pytest
 from PIL import Image
 
 import emorec
-from emorec.config import TrainConfig
 from emorec.data.images import ImageError
 from emorec.inference import ModelNotFound
-from emorec.training import train
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    import os
-
-    import mlflow
-
-    # One small model for the whole module, in a store of its own.
-    store = tmp_path_factory.mktemp("store")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    result = train(TrainConfig(epochs=1, samples=70, image_size=16, batch_size=16,
-                               system_metrics=False, progress=False))
-    yield result, os.environ["MLFLOW_TRACKING_URI"]
-    if old is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+@pytest.fixture
+def trained(tiny_run, tiny_store):
+    """(TrainResult, store URI) of the session's tiny run, with this test pointed at it."""
+    return tiny_run
 
 
 @pytest.fixture

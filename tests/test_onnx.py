@@ -7,28 +7,21 @@ import pytest
 
 import emorec
 from emorec.cli import main
-from emorec.config import TrainConfig
 from emorec.onnx_export import OnnxEmotionModel, OnnxParityError, export_onnx
-from emorec.training import train
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    import os
-
+def exported(tiny_run, tmp_path_factory):
+    """The session's tiny run exported once for this module: (result, uri, path, store)."""
     import mlflow
 
-    store = tmp_path_factory.mktemp("store")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    result = train(TrainConfig(model="cnn_torch", epochs=1, samples=70, image_size=16,
-                               batch_size=16, system_metrics=False, progress=False))
+    result, store = tiny_run
     uri = f"runs:/{result.run_id}/emotion_model"
-    path = export_onnx(uri, store / "model.onnx")
-    yield result, uri, path, os.environ["MLFLOW_TRACKING_URI"]
-    if old is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", store)
+        mlflow.set_tracking_uri(store)
+        path = export_onnx(uri, tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return result, uri, path, store
 
 
 @pytest.fixture

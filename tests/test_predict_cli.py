@@ -7,32 +7,12 @@ import pytest
 from PIL import Image
 
 from emorec.cli import main
-from emorec.config import TrainConfig
-from emorec.training import train
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    import os
-
-    import mlflow
-
-    store = tmp_path_factory.mktemp("store")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    result = train(TrainConfig(epochs=1, samples=70, image_size=16, batch_size=16,
-                               system_metrics=False, progress=False))
-    yield f"runs:/{result.run_id}/emotion_model", result.classes, os.environ["MLFLOW_TRACKING_URI"]
-    if old is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = old
 
 
 @pytest.fixture
-def model(trained, monkeypatch):
-    uri, classes, store = trained
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    return uri, classes
+def model(tiny_store):
+    """The session's tiny run: (emotion_model URI, classes)."""
+    return f"runs:/{tiny_store.run_id}/emotion_model", tiny_store.classes
 
 
 @pytest.fixture
