@@ -23,8 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emorec.config import TrainConfig
-from emorec.training import train
 
 READY_TIMEOUT_S = 120
 
@@ -72,20 +70,10 @@ def _stop(proc) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    import mlflow
-
+def server(tiny_run, tmp_path_factory):
+    """`mlflow models serve` of the session's tiny run, on a free 127.0.0.1 port."""
+    result, tracking_uri = tiny_run
     store = tmp_path_factory.mktemp("serve")
-    tracking_uri = f"sqlite:///{store}/mlflow.db"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        result = train(TrainConfig(epochs=1, samples=70, image_size=16, batch_size=16,
-                                   system_metrics=False, progress=False))
-    finally:
-        if old is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = old
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     log = store / "server.log"

@@ -161,10 +161,8 @@ def log_metrics(values: dict[str, float]) -> None:
 
 
 def log_figure(fig, name: str) -> None:
-    import matplotlib.pyplot as plt
-
+    # emorec.plots builds figures outside pyplot, so there is nothing to close.
     mlflow.log_figure(fig, name)
-    plt.close(fig)
 
 
 def log_json(data: dict, name: str) -> None:
