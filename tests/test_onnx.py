@@ -1,4 +1,4 @@
-"""ONNX export of a PyTorch model: parity, ONNX Runtime predictor, artifact, CLI, Keras refusal."""
+"""ONNX export of PyTorch and Keras models: parity, ONNX Runtime predictor, artifact, CLI."""
 
 import json
 
@@ -102,25 +102,43 @@ def test_failed_parity_check_refuses_the_export(model, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)  # nothing can pass
     out = tmp_path / "bad.onnx"
-    with pytest.raises(OnnxParityError, match="does not match the PyTorch model"):
+    with pytest.raises(OnnxParityError, match="does not match the torch model"):
         export_onnx(model[1], out, log_to_run=False)
     assert not out.exists()
 
 
-def test_keras_model_is_refused_with_a_clear_message(model, tmp_path, monkeypatch, capsys):
+def test_keras_model_exports_with_parity_and_predicts_like_keras(tmp_path, capsys):
+    """A tiny cnn_tf run goes through Keras' exporter (tf2onnx): NHWC graph, same answers."""
+    from emorec.config import TrainConfig
+    from emorec.training import train
+    from conftest import TINY
+
+    result = train(TrainConfig(model="cnn_tf", **TINY))
+    uri, out = f"runs:/{result.run_id}/emotion_model", tmp_path / "keras.onnx"
+    assert main(["export", "--model-uri", uri, "--format", "onnx", str(out)]) == 0
+    assert "input NHWC batchx16x16x1, max probability difference from keras" in \
+        capsys.readouterr().out
+    exported = OnnxEmotionModel(out)
+    assert exported.layout == "NHWC" and exported.metadata["parity_max_abs_diff"] < 1e-4
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (30, 20), np.uint8), rng.integers(0, 256, (16, 16, 3), np.uint8)]
+    np.testing.assert_allclose(emorec.load(str(out)).predict_proba(images),
+                               emorec.load(uri).predict_proba(images), atol=1e-4)
+
+
+def test_unsupported_framework_is_refused_with_a_clear_message(model, tmp_path, monkeypatch,
+                                                               capsys):
     from emorec import tracking
     from emorec.emotion_model import EmotionModel
 
-    keras = EmotionModel("keras", ["happy", "sad"], {"image_size": 16, "channels": 1,
-                                                     "face_detect": False})
-    monkeypatch.setattr(tracking, "load_emotion_model", lambda uri: keras)
-    uri = "models:/emorec-cnn_keras-synthetic@champion"
-    with pytest.raises(ValueError, match="ONNX export supports PyTorch models"):
-        export_onnx(uri, tmp_path / "k.onnx")
-    assert main(["export", "--model-uri", uri, "--format", "onnx", str(tmp_path / "k.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert f"ONNX export supports PyTorch models; {uri} is a Keras model" in err
-    assert not (tmp_path / "k.onnx").exists()
+    other = EmotionModel("jax", ["happy", "sad"], {"image_size": 16, "channels": 1,
+                                                   "face_detect": False})
+    monkeypatch.setattr(tracking, "load_emotion_model", lambda uri: other)
+    uri = "models:/emorec-jax-synthetic@champion"
+    assert main(["export", "--model-uri", uri, "--format", "onnx", str(tmp_path / "j.onnx")]) == 2
+    assert f"ONNX export supports torch, keras models; {uri} is a jax model" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "j.onnx").exists()
 
 
 def test_not_an_emorec_onnx_file(tmp_path):

@@ -99,3 +99,14 @@ def test_missing_path_exits_2(model, tmp_path, capsys):
     uri, _ = model
     assert main(["predict", "--model-uri", uri, str(tmp_path / "nowhere.png")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_expect_classes_refuses_another_class_set(model, photos, capsys):
+    uri, classes = model
+    assert main(["predict", "--model-uri", uri, "--expect-classes", "happiness,sadness,pain",
+                 str(photos / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "pain" in err and "emorec: error:" in err
+    # The same set in any order is accepted.
+    assert main(["predict", "--model-uri", uri, "--expect-classes",
+                 ",".join(reversed(classes)), str(photos / "a.png")]) == 0

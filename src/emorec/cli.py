@@ -6,7 +6,7 @@ summarises a dataset; ``emorec models`` and ``emorec datasets`` list the
 valid names. ``emorec tune`` runs or resumes an Optuna study, ``emorec
 compare`` writes the comparison report, ``emorec benchmark-all`` does both
 for many models and datasets. ``emorec predict`` runs a logged or registered
-model on image files and folders; ``emorec export`` writes a PyTorch model as
+model on image files and folders; ``emorec export`` writes a PyTorch or Keras model as
 ONNX (``emorec predict --model-uri model.onnx`` then runs it on ONNX Runtime).
 User mistakes end with one clear line, never a stack trace.
 """
@@ -99,7 +99,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"no image files in {' '.join(args.inputs)}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    predictor = inference.load(args.model_uri)
+    expected = _split_list(args.expect_classes) if args.expect_classes else None
+    predictor = inference.load(args.model_uri, expect_classes=expected)
     names = dict(files)
     skipped, width = 0, max(len(str(f)) for f in names)
     if not args.json:
@@ -138,12 +139,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     except OnnxParityError as exc:
         print(f"emorec: export failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    meta = OnnxEmotionModel(out).metadata
+    exported = OnnxEmotionModel(out)
+    meta, prep = exported.metadata, exported.prep
+    dims = {"N": "batch", "C": prep["channels"], "H": prep["image_size"], "W": prep["image_size"]}
     logged = "" if args.no_log else "; logged to the run under onnx/"
     print(f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "
-          f"input 1x{meta['prep']['channels']}x{meta['prep']['image_size']}"
-          f"x{meta['prep']['image_size']} (batch dynamic), max probability difference from "
-          f"PyTorch {meta['parity_max_abs_diff']:.2g}{logged}")
+          f"input {exported.layout} {'x'.join(str(dims[d]) for d in exported.layout)}, "
+          f"max probability difference from {meta['framework']} "
+          f"{meta['parity_max_abs_diff']:.2g}{logged}")
     return 0
 
 
@@ -177,10 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--no-detect", action="store_true",
                    help="classify whole images, without face detection")
+    p.add_argument("--expect-classes", metavar="A,B,...", default=None,
+                   help="the emotions you rely on (comma-separated); a model trained on another "
+                        "class set is refused before any image is read")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a logged PyTorch model to ONNX (checked for parity "
-                                      "and logged back to its run)")
+    p = sub.add_parser("export", help="export a logged PyTorch or Keras model to ONNX (checked "
+                                      "for parity and logged back to its run)")
     p.add_argument("--model-uri", required=True,
                    help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION")
     p.add_argument("--format", choices=("onnx",), default="onnx")

@@ -4,16 +4,18 @@
     export_onnx("models:/emorec-cnn_torch-ckplus@champion", "cnn.onnx")
     predictor = emorec.load("cnn.onnx")  # same Predictor API, on ONNX Runtime
 
-The graph takes the normalised float32 NCHW batch (``input``: N x C x S x S,
-values in [-1, 1], the batch axis dynamic) and outputs probabilities
-(``probabilities``: N x classes, softmax included). The class names and the
-eval preprocessing settings travel in the model's ``metadata_props`` (key
-``emorec``, JSON), so the ONNX file alone is enough to predict on raw photos.
+The graph takes the normalised float32 batch (values in [-1, 1], the batch
+axis dynamic) in the framework's own layout: NCHW from PyTorch, NHWC from
+Keras (the ``layout`` metadata says which), and outputs probabilities
+(N x classes, softmax included). The class names and the eval preprocessing
+settings travel in the model's ``metadata_props`` (key ``emorec``, JSON), so
+the ONNX file alone is enough to predict on raw photos.
 
-Exported with the legacy TorchScript exporter (``dynamo=False``): the default
-dynamo exporter needs ``onnxscript``, which emorec does not depend on. Every
-export is checked against the PyTorch model on random inputs and refused when
-the probabilities differ by ``PARITY_ATOL`` or more. Keras models are refused.
+PyTorch models go through the legacy TorchScript exporter (``dynamo=False``:
+the default dynamo exporter needs ``onnxscript``, which emorec does not depend
+on); Keras models through Keras' own exporter, which runs ``tf2onnx``. Every
+export is checked against the original model on random inputs and refused when
+the probabilities differ by ``PARITY_ATOL`` or more.
 """
 
 from __future__ import annotations
@@ -68,16 +70,20 @@ class OnnxEmotionModel:
         self.prep = dict(self.metadata["prep"])
         self._input = self._session.get_inputs()[0].name
 
-    def run(self, batch_nchw: np.ndarray) -> np.ndarray:
-        """Probabilities for an already-normalised float32 NCHW batch."""
-        return self._session.run(None, {self._input: np.ascontiguousarray(batch_nchw,
+    @property
+    def layout(self) -> str:
+        return self.metadata.get("layout", "NCHW")  # exports before Keras support were NCHW
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for an already-normalised float32 batch in the model's ``layout``."""
+        return self._session.run(None, {self._input: np.ascontiguousarray(batch,
                                                                           np.float32)})[0]
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        batch = eval_batch(images, Preprocessing.from_dict(self.prep))
+        batch = eval_batch(images, Preprocessing.from_dict(self.prep))  # NHWC
         if not len(batch):
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.run(batch.transpose(0, 3, 1, 2))
+        return self.run(batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch)
 
 
 def _with_softmax(module):
@@ -96,53 +102,80 @@ def _with_softmax(module):
     return WithSoftmax(module.cpu()).eval()
 
 
+def _export_torch(emotion_model, out: Path, prep: Preprocessing, opset: int):
+    """Write the PyTorch model (with softmax) as ONNX; returns (layout, reference predict)."""
+    import torch
+
+    wrapped = _with_softmax(emotion_model._model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(wrapped, (torch.zeros((2, prep.channels, prep.image_size,
+                                                 prep.image_size)),), str(out), dynamo=False,
+                          opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return wrapped(torch.from_numpy(x)).numpy()
+    return "NCHW", reference
+
+
+def _export_keras(emotion_model, out: Path, prep: Preprocessing, opset: int):
+    """Write the Keras model (already ending in softmax) as ONNX through tf2onnx."""
+    model = emotion_model._model
+    model(np.zeros((1, prep.image_size, prep.image_size, prep.channels), np.float32))  # built
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf2onnx's NumPy deprecation notices
+        model.export(str(out), format="onnx", verbose=False, opset_version=opset)
+    return "NHWC", lambda x: np.asarray(model(x, training=False), np.float32)
+
+
+_EXPORTERS = {"torch": _export_torch, "keras": _export_keras}
+
+
 def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True,
                 opset: int = OPSET) -> Path:
-    """Export the PyTorch ``emotion_model`` at ``model_uri`` to ``out_path`` (ONNX, with
-    softmax, dynamic batch), check parity, and log it to the source run under ``onnx/``.
+    """Export the ``emotion_model`` at ``model_uri`` (PyTorch or Keras) to ``out_path`` (ONNX,
+    with softmax, dynamic batch), check parity, and log it to the source run under ``onnx/``.
 
-    Raises ValueError for a Keras model and OnnxParityError when the check fails (the
-    file is then removed).
+    Raises OnnxParityError when the check fails (the file is then removed).
     """
     import onnx
     import onnxruntime as ort
-    import torch
 
     from emorec import tracking
 
     emotion_model = tracking.load_emotion_model(model_uri)
-    if emotion_model.framework != "torch":
-        raise ValueError(f"ONNX export supports PyTorch models; {model_uri} is a Keras model")
+    if emotion_model.framework not in _EXPORTERS:
+        raise ValueError(f"ONNX export supports {', '.join(_EXPORTERS)} models; {model_uri} is "
+                         f"a {emotion_model.framework} model")
     prep = Preprocessing.from_dict(emotion_model.prep)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = _with_softmax(emotion_model._model)
-    shape = (2, prep.channels, prep.image_size, prep.image_size)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(wrapped, (torch.zeros(shape),), str(out), dynamo=False,
-                          opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+    layout, reference = _EXPORTERS[emotion_model.framework](emotion_model, out, prep, opset)
     export_s = time.perf_counter() - start
 
     # Parity on a batch size other than the traced one, so the dynamic axis is exercised too.
-    x = np.random.default_rng(0).uniform(-1, 1, (PARITY_SAMPLES, *shape[1:])).astype(np.float32)
-    with torch.inference_mode():
-        expected = wrapped(torch.from_numpy(x)).numpy()
+    size, channels = prep.image_size, prep.channels
+    shape = (size, size, channels) if layout == "NHWC" else (channels, size, size)
+    x = np.random.default_rng(0).uniform(-1, 1, (PARITY_SAMPLES, *shape)).astype(np.float32)
+    expected = reference(x)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT: x})[0]
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
     if not diff < PARITY_ATOL:
         out.unlink(missing_ok=True)
-        raise OnnxParityError(f"ONNX export of {model_uri} does not match the PyTorch model: "
-                              f"max probability difference {diff:.3g} (allowed < {PARITY_ATOL}; "
-                              f"shapes {got.shape} vs {expected.shape})")
+        raise OnnxParityError(f"ONNX export of {model_uri} does not match the "
+                              f"{emotion_model.framework} model: max probability difference "
+                              f"{diff:.3g} (allowed < {PARITY_ATOL}; shapes {got.shape} vs "
+                              f"{expected.shape})")
 
     proto = onnx.load(str(out))
     meta = {"classes": list(emotion_model.classes), "prep": prep.to_dict(),
-            "source_uri": model_uri, "opset": opset, "parity_max_abs_diff": diff,
-            "parity_samples": PARITY_SAMPLES, "input": "float32 NCHW in [-1, 1]",
+            "source_uri": model_uri, "framework": emotion_model.framework, "opset": opset,
+            "parity_max_abs_diff": diff, "parity_samples": PARITY_SAMPLES, "layout": layout,
+            "input": f"float32 {layout} in [-1, 1]",
             "output": "probabilities, one column per class"}
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
