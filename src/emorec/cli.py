@@ -351,6 +351,27 @@ def cmd_benchmark_all(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.failures else 0
 
 
+def cmd_study_status(args: argparse.Namespace) -> int:
+    import json
+
+    from emorec.study import status
+
+    rows = status(args.storage, args.study_name)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no studies in this storage")
+    for row in rows:
+        states = ", ".join(f"{n} {s.lower()}" for s, n in row["states"].items()) or "no trials"
+        best = "-" if row["best"] is None else f"{row['best']:.4f}"
+        print(f"{row['study']}: {states}; best {best}; {len(row['workers'])} worker(s) so far")
+        for t in row["running"]:
+            print(f"  running trial {t['number']} on {t['worker']} since {t['since']}: "
+                  f"{t['config']}")
+    return 0
+
+
 def _add_study_commands(sub) -> None:
     p = sub.add_parser("tune", help="run or resume an Optuna study for one model and dataset")
     p.add_argument("--model", required=True)
@@ -360,6 +381,17 @@ def _add_study_commands(sub) -> None:
                    help="default: <model>-<dataset>-<sampler>-<objective>")
     _add_tuning_flags(p)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("study", help="inspect studies: emorec study status")
+    actions = p.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("status", help="trials by state, best value and running trials "
+                                          "(with their worker) of the studies in a storage")
+    p.add_argument("--storage", type=_optional(str), default=None,
+                   help="SQLAlchemy URL (default: $EMOREC_OPTUNA_STORAGE or mlruns/optuna.db)")
+    p.add_argument("--study-name", type=_optional(str), default=None,
+                   help="one study (default: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_study_status)
 
     p = sub.add_parser("compare", help="results table, charts (and cross-dataset matrix) "
                                        "of the registered champions and best runs")

@@ -23,6 +23,14 @@ trial's model (``emorec.registry``).
 - Resume: the same command continues the study: finished trials are kept,
   grid points done are skipped, trials whose heartbeat stopped (dead process)
   are failed and retried once, and their MLflow runs closed as FAILED.
+- Workers: the same command started in several processes or machines on one
+  RDB storage (PostgreSQL) shares the study. Optuna hands out trials: grid
+  trial *n* is grid point *n* (trial numbers are unique in the storage), a
+  retried or queued trial is popped by exactly one worker, and a grid point
+  that two workers raced for is run by the lower-numbered trial only. A worker
+  with nothing left to start waits while other workers' trials run (one may
+  die and come back as a retry), then leaves; the worker that ran the best
+  trial registers it. ``status()`` shows a study's trials by state and worker.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +107,11 @@ class StudyOptions:
         if self.pruner is not None:
             return self.pruner
         return "median" if self.sampler == "tpe" and self.objective != "multi" else "none"
+
+
+@dataclass
+class GridPointTaken(RuntimeError):
+    """Another worker's trial already runs (or ran) this grid point: this trial is not run."""
 
 
 @dataclass
@@ -171,23 +185,23 @@ def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResu
     name = options.study_name or (f"{base.model}-{base.dataset}-{options.sampler}-"
                                   f"{options.objective}")
     url = options.storage or default_storage()
-    study = _open(name, make_storage(url, options.heartbeat_interval, options.grace_period),
-                  base, space, options)
+    study, seed = _open(name, make_storage(url, options.heartbeat_interval,
+                                           options.grace_period), base, space, options)
     orphans = _recover(study, name)
     result = StudyResult(name, mask(url), options.objective, 0, {}, [], orphans_closed=orphans)
-    remaining = _remaining(study, space, options)
-    if remaining:
+    if _work_left(study, space, options) != "done":
         with tracking.start_run(base.replace(run_name=f"study:{name}", system_metrics=False),
                                 tags={"kind": "study", "study": name, **_session_tags()}) as run:
             result.parent_run_id = run.info.run_id
-            _log_settings(name, url, base, space, options)
-            result.new_trials = _optimize(study, name, base, space, options, remaining)
+            _log_settings(name, url, base, space, options, seed)
+            ran = _optimize(study, name, base, space, options)
+            result.new_trials = len(ran)
             result.orphans_closed += _recover(study, name)
-            _finish(study, name, base, options, result)
+            _finish(study, name, base, options, result, ran)
     else:
         log.info("study %s: nothing left to run (%d trials finished)", name,
                  len(study.get_trials(deepcopy=False, states=FINISHED)))
-        _finish(study, name, base, options, result)
+        _finish(study, name, base, options, result, None)
     return result
 
 
@@ -205,24 +219,31 @@ def _resolve(values: dict, options: StudyOptions) -> tuple[TrainConfig, search_s
     return base, space
 
 
-def _open(name: str, storage, base: TrainConfig, space, options: StudyOptions) -> optuna.Study:
+def _open(name: str, storage, base: TrainConfig, space,
+          options: StudyOptions) -> tuple[optuna.Study, int]:
+    """The study, created or loaded and checked, with this session's sampler and its seed."""
     directions = [d for _, d in OBJECTIVES[options.objective]]
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
     study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                 pruner=_pruner(options, base), load_if_exists=True)
     _check_settings(study, base, space, options)
-    # Seeded, but differently per session: a resumed TPE study must not replay its first draws.
-    seed = base.seed + len(study.get_trials(deepcopy=False))
+    # Grid: the same seed in every worker, so that trial n is grid point n everywhere.
+    # TPE: seeded differently per session (a resumed study must not replay its first draws)
+    # and per worker (workers started together must not draw the same random points);
+    # the seed is logged with the session. Optuna's constant liar (on by default) keeps
+    # concurrent workers from proposing the same point as each other's running trials.
+    seed = base.seed if options.sampler == "grid" else int(np.random.SeedSequence(
+        [base.seed, len(study.get_trials(deepcopy=False)), os.getpid()]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.sampler = (optuna.samplers.GridSampler(space.grid, seed=base.seed)
+        study.sampler = (optuna.samplers.GridSampler(space.grid, seed=seed)
                          if options.sampler == "grid" else
                          optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                                     n_startup_trials=_startup(options)))
     if options.sampler == "tpe":
         for point in space.start:  # skip_if_exists: a resumed study does not enqueue twice
             study.enqueue_trial(_labelled(point, space, base), skip_if_exists=True)
-    return study
+    return study, seed
 
 
 def _startup(options: StudyOptions) -> int:
@@ -288,25 +309,40 @@ def _session_alive(run) -> bool:
         return False
 
 
-def _remaining(study: optuna.Study, space, options: StudyOptions) -> int:
-    """Trials this session may start; 0 when the study is complete."""
-    trials = study.get_trials(deepcopy=False)
-    waiting = sum(t.state == TrialState.WAITING for t in trials)  # retries, start points
+def _target(space, options: StudyOptions) -> int:
+    """Finished trials the study should reach (grid: points to run)."""
     if options.sampler == "grid":
-        if study.sampler.is_exhausted(study) and not waiting:
-            return 0
-        target = min(options.n_trials or space.grid_size(), space.grid_size())
+        return min(options.n_trials or space.grid_size(), space.grid_size())
+    return options.n_trials or DEFAULT_TPE_TRIALS
+
+
+def _work_left(study: optuna.Study, space, options: StudyOptions) -> str:
+    """"start" a trial, "wait" for other workers' running trials, or "done".
+
+    Grid: a point is taken once a trial holds it (whatever its state); TPE: the
+    running trials count towards the target, as they will finish (or die and be
+    queued again as a retry). Queued trials (retries, start points) always run.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return "start"
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    if options.sampler == "grid":
+        taken = len({t.system_attrs["grid_id"] for t in trials if "grid_id" in t.system_attrs})
     else:
-        target = options.n_trials or DEFAULT_TPE_TRIALS
-    done = sum(t.state in FINISHED for t in trials)
-    return max(target - done, 0) or waiting
+        taken = sum(t.state in FINISHED for t in trials) + running
+    if taken < _target(space, options):
+        return "start"
+    return "wait" if running else "done"
 
 
-def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions, n: int) -> int:
-    """Run up to ``n`` trials; returns how many ran (retries included)."""
-    target = (min(options.n_trials or space.grid_size(), space.grid_size())
-              if options.sampler == "grid" else options.n_trials or DEFAULT_TPE_TRIALS)
+def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions) -> list[int]:
+    """This worker's share of the study: a trial at a time while any is left to start,
+    waiting while other workers' trials run; returns the numbers of the trials it ran."""
     ran: list[int] = []
+    deadline = time.monotonic() + options.timeout if options.timeout else float("inf")
+    poll = min(options.heartbeat_interval, 10)
+    objective, waited = _Objective(name, base, space, options), False
 
     def log_trial(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         ran.append(trial.number)
@@ -314,11 +350,26 @@ def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions,
         log.info("trial %d %s: %s %s %s", trial.number, trial.state.name, values,
                  trial.user_attrs.get("config"), trial.user_attrs.get("state_reason", ""))
 
-    study.optimize(_Objective(name, base, space, options), n_trials=n, timeout=options.timeout,
-                   # A diverged trial is a result (a bad point), not a reason to stop the study.
-                   catch=(TrainingDiverged,), gc_after_trial=True,
-                   callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), log_trial])
-    return len(ran)
+    while time.monotonic() < deadline:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial becomes a retry
+        todo = _work_left(study, space, options)
+        if todo == "done":
+            break
+        if todo == "wait":
+            if not waited:
+                log.info("study %s: nothing left to start; waiting for other workers' running "
+                         "trials (a dead one is retried here after %d s)", name,
+                         options.grace_period)
+            waited = True
+            time.sleep(poll)
+            continue
+        waited = False
+        # A diverged trial is a result (a bad point), not a reason to stop the study.
+        study.optimize(objective, n_trials=1, catch=(TrainingDiverged, GridPointTaken),
+                       gc_after_trial=True, callbacks=[log_trial])
+    return ran
 
 
 class PruningCallback(Callback):
@@ -344,6 +395,9 @@ class _Objective:
         self.name, self.base, self.space, self.options = name, base, space, options
 
     def __call__(self, trial: optuna.Trial):
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if self.options.sampler == "grid":
+            _claim_grid_point(trial)
         overrides = _suggest(trial, self.space, self.options.sampler, self.base)
         trial.set_user_attr("config", overrides)
         # A retried trial inherits its user attributes: origin names the first attempt.
@@ -379,6 +433,26 @@ class _Objective:
         run_id = registry.mark_trial_run(self.name, trial.number, state, reason, status)
         if run_id:
             trial.set_user_attr("mlflow_run_id", run_id)
+
+
+def _claim_grid_point(trial: optuna.Trial) -> None:
+    """Refuse a grid point another live or finished trial holds: the lower number keeps it.
+
+    Only a race makes two trials hold one point (a worker created a trial past
+    the grid's size while the last points were being taken); this keeps every
+    grid point trained once, whichever worker got there first.
+    """
+    trials = trial.study.get_trials(deepcopy=False)
+    point = next(t for t in trials if t.number == trial.number).system_attrs.get("grid_id")
+    holder = next((t for t in trials if t.number < trial.number and t.state in
+                   (TrialState.RUNNING, *FINISHED) and t.system_attrs.get("grid_id") == point),
+                  None)
+    if holder is not None:
+        reason = (f"grid point {point} is trial {holder.number}'s (another worker took it "
+                  "first): not run twice")
+        trial.set_user_attr("state_reason", reason)
+        trial.study.stop()
+        raise GridPointTaken(reason)
 
 
 def _values(metrics: dict, objective: str):
@@ -420,7 +494,9 @@ def _labelled(point: dict, space, base: TrainConfig) -> dict:
 # --- results -----------------------------------------------------------------------------------
 
 def _finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOptions,
-            result: StudyResult) -> None:
+            result: StudyResult, ran: list[int] | None) -> None:
+    """Summarise the study; register its best trial when this session ran it (``ran``:
+    the trial numbers this worker ran; None for a session that had nothing to run)."""
     trials = study.get_trials(deepcopy=False)
     result.states = {s.name: sum(t.state == s for t in trials) for s in TrialState
                      if any(t.state == s for t in trials)}
@@ -428,7 +504,12 @@ def _finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpt
     if result.parent_run_id:
         _log_summary(study, result, options)
     best_run = result.best[0]["run_id"] if result.best else None
-    if options.register and best_run:
+    # With several workers, the one that ran the best trial registers it (once, not N times).
+    mine = ran is None or (result.best and result.best[0]["number"] in ran)
+    if options.register and best_run and not mine:
+        log.info("study %s: best trial %d ran on another worker, which registers it", name,
+                 result.best[0]["number"])
+    elif options.register and best_run:
         result.registration = registry.register_best(
             best_run, registry.model_name(base.model, base.dataset), TEST_METRIC[options.objective],
             tags={"study": name, "trial_number": result.best[0]["number"],
@@ -449,13 +530,16 @@ def _best(study: optuna.Study, objective: str) -> list[dict]:
              "run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
 
 
-def _log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOptions) -> None:
+def _log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOptions,
+                  seed: int) -> None:
     """Study settings as ``study.*`` params: under `mlflow run` the parent run is the project
     run, which already holds the entry point's parameters under the plain names."""
     settings = {k: v for k, v in dataclasses.asdict(options).items()
                 if k not in ("storage", "study_name", "pruner", "register", "plots")}
     settings.update(name=name, storage=mask(url), pruner=options.pruner_name,
-                    space_digest=space.digest(options.sampler), grid_size=space.grid_size())
+                    space_digest=space.digest(options.sampler), grid_size=space.grid_size(),
+                    sampler_seed=seed,
+                    worker=f"{socket.gethostname()}:{os.getpid()}")
     tracking.log_params({f"study.{k}": v for k, v in settings.items()})
     tracking.log_text(Path(space.path).read_text(), "optuna/space.yaml")
     tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")
@@ -512,3 +596,39 @@ def _plots(study: optuna.Study, objective: str):
             study, target_names=[m for m, _ in OBJECTIVES["multi"]])
     elif any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         yield "intermediate_values", lambda: vis.plot_intermediate_values(study)
+
+
+# --- status (emorec study status) --------------------------------------------------------------
+
+def status(storage: str | None = None, name: str | None = None) -> list[dict]:
+    """Every study in ``storage`` (or the one named): trials by state, the best value, and
+    the running trials with the worker (host:pid) that runs each and since when."""
+    url = storage or default_storage()
+    storage_obj = make_storage(url, 30, 120)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj,
+                                                                   include_best_trial=False)]
+    if name is not None and name not in names:
+        raise ValueError(f"no study {name!r} in {mask(url)}; studies there: "
+                         f"{', '.join(sorted(names)) or 'none'}")
+    rows = []
+    for study_name in [name] if name else sorted(names):
+        study = optuna.load_study(study_name=study_name, storage=storage_obj)
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        rows.append({
+            "study": study_name, "storage": mask(url),
+            "directions": [d.name.lower() for d in study.directions],
+            "states": {s.name: n for s in TrialState
+                       if (n := sum(t.state == s for t in trials))},
+            "best": max((t.values[0] for t in complete), default=None)
+            if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+            else min((t.values[0] for t in complete), default=None),
+            "running": [{"number": t.number, "worker": t.user_attrs.get("worker", "?"),
+                         "since": t.datetime_start.isoformat(timespec="seconds")
+                         if t.datetime_start else None,
+                         "config": t.user_attrs.get("config", t.params)}
+                        for t in trials if t.state == TrialState.RUNNING],
+            "workers": sorted({t.user_attrs["worker"] for t in trials
+                               if "worker" in t.user_attrs}),
+        })
+    return rows

@@ -52,7 +52,14 @@ def experiment_id(name: str) -> str:
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in ./mlartifacts
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # Another worker created it since we looked (RESOURCE_ALREADY_EXISTS).
+        existing = mlflow.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
 
 
 def git_commit() -> str:
@@ -74,9 +81,11 @@ def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = Non
     run = mlflow.start_run(experiment_id=None if resumed else experiment_id(cfg.experiment_name),
                            run_name=cfg.run_name or f"{cfg.model}-{cfg.dataset}", nested=nested,
                            log_system_metrics=cfg.system_metrics,
-                           tags={"framework": cfg.framework, "model": cfg.model,
-                                 "dataset": cfg.dataset, "git_commit": git_commit(),
-                                 **(tags or {})})
+                           # Strings: a tracking server's REST store refuses other types.
+                           tags={k: str(v) for k, v in {
+                               "framework": cfg.framework, "model": cfg.model,
+                               "dataset": cfg.dataset, "git_commit": git_commit(),
+                               **(tags or {})}.items()})
     try:
         yield run
     except KeyboardInterrupt:

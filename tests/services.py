@@ -1,0 +1,101 @@
+"""Real services for the multi-worker tests: a throw-away PostgreSQL database and an
+``mlflow server`` process on loopback, both removed afterwards.
+
+PostgreSQL is the machine's own (127.0.0.1:5432, trust auth; ``.ci/run`` starts it
+when it is installed but down); ``$EMOREC_TEST_PG`` names another server as a
+SQLAlchemy URL without a database. Where none answers, the tests that need it
+skip with a message saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+PG_SERVER = os.environ.get("EMOREC_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+
+def _admin():
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(f"{PG_SERVER}/postgres")
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                            password=url.password, dbname="postgres", connect_timeout=5)
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    return conn
+
+
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used here, or None when it can."""
+    try:
+        _admin().close()
+    except Exception as exc:  # psycopg2.OperationalError, or psycopg2 missing
+        return f"no PostgreSQL at {PG_SERVER} ({str(exc).strip().splitlines()[0]})"
+    return None
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "emorec_test"):
+    """A new, uniquely named database; yields its SQLAlchemy URL and drops it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 120):
+    """``mlflow server`` on 127.0.0.1 (a free port) over ``backend_uri``, artifacts proxied to
+    the ``artifacts`` folder; yields its URL and stops it by its pid afterwards."""
+    port = free_port()
+    log = artifacts.parent / f"mlflow-server-{port}.log"
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1", "--backend-store-uri", backend_uri,
+           "--artifacts-destination", str(artifacts)]
+    with open(log, "w") as out:
+        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # its workers die with the group
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"mlflow server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait()
