@@ -53,3 +53,61 @@ def test_import_emorec_loads_no_framework():
             "assert not heavy, heavy")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+
+
+def test_compose_file_references_what_exists():
+    compose = _compose()
+    assert {"postgres", "minio", "minio-init", "mlflow", "worker"} <= set(compose["services"])
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build:
+            context = (REPO / "docker" / build["context"]).resolve()
+            assert (context / build["dockerfile"]).is_file(), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):  # a file of ours mounted into the container
+                assert (REPO / "docker" / source).exists(), f"{name}: {source}"
+        for dependency in service.get("depends_on", {}):
+            assert dependency in compose["services"], f"{name} depends on {dependency}"
+    # The named volumes keep the databases and artifacts across restarts.
+    assert {"pgdata", "miniodata"} <= set(compose["volumes"])
+    for name in ("postgres", "minio", "mlflow"):
+        assert "healthcheck" in compose["services"][name], name
+    # Every ${VAR} compose reads is in the example env file (with a placeholder).
+    import re
+
+    text = (REPO / "docker" / "compose.yaml").read_text()
+    example = (REPO / "docker" / ".env.example").read_text()
+    defined = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    assert used <= defined, used - defined
+
+
+def test_compose_and_env_example_hold_no_secret_and_publish_only_on_loopback():
+    compose = _compose()
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if any(word in key for word in ("PASSWORD", "SECRET")):
+                assert str(value).startswith("${"), f"{name}.{key} is written in the file"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    for line in (REPO / "docker" / ".env.example").read_text().splitlines():
+        if "PASSWORD=" in line:
+            assert "change-me" in line, line
+    assert "docker/.env" in (REPO / ".gitignore").read_text().splitlines()
+    assert ".venv/" in (REPO / ".dockerignore").read_text().splitlines()
+
+
+def test_dockerfile_pins_torch_like_pyproject():
+    import re
+
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for package in ("torch", "torchvision"):
+        pin = next(p for p in pins if p.startswith(f"{package}=="))
+        assert re.search(rf"\b{re.escape(pin)}\b", dockerfile), pin
+    assert "ARG TORCH=cpu" in dockerfile and "USER emorec" in dockerfile

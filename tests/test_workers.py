@@ -29,6 +29,7 @@ if _WHY:
           "EMOREC_TEST_PG to run the multi-worker tests. ***\n", file=sys.stderr)
 pytestmark = pytest.mark.skipif(bool(_WHY), reason=f"multi-worker tests need PostgreSQL: {_WHY}")
 
+SECRET = "s3cret-pw"
 TINY = {"epochs": 1, "samples": 70, "image_size": 16, "batch_size": 32,
         "system_metrics": "false", "progress": "false"}
 
@@ -79,7 +80,9 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server):
     space = tmp_path / "grid.yaml"
     space.write_text("grid:\n  lr: [1.0e-2, 3.0e-3, 1.0e-3]\n  dropout: [0.1, 0.3]\n")
     name = "three-workers"
-    with postgres_database() as storage:
+    with postgres_database() as plain:
+        # Trust auth ignores the password: it is here to prove that it is never shown.
+        storage = plain.replace("postgres@", f"postgres:{SECRET}@")
         workers = [worker(tmp_path, server, storage, name, str(space), log_model="true")
                    for _ in range(2)]
         time.sleep(4)  # the third joins late, while the others already train
@@ -107,7 +110,9 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server):
     assert {r.info.status for r in runs} == {"FINISHED"}
     parents = study_runs(client, name, "study")
     assert len(parents) == 3 and {r.info.status for r in parents} == {"FINISHED"}
-    assert "password" not in str([r.data.params for r in parents])
+    for run in [*parents, *runs]:
+        assert SECRET not in str(run.data.params) + str(run.data.tags)
+    assert not [p for p in tmp_path.glob("worker-*.log") if SECRET in p.read_text()]
 
     # Registered once (by the worker that ran the best trial), and usable through the server.
     versions = client.search_model_versions("name = 'emorec-cnn_torch-synthetic'")
@@ -128,8 +133,8 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server):
         os.environ.pop("MLFLOW_TRACKING_URI")
 
     assert status.returncode == 0, status.stderr
-    assert status.stdout.startswith(f"{name}: {len(complete)} complete")
-    assert "password" not in status.stdout
+    assert f"\n{name}: {len(complete)} complete" in status.stdout
+    assert SECRET not in status.stdout and "postgres:***@" in status.stdout
 
 
 def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, server):

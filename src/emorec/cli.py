@@ -360,8 +360,10 @@ def cmd_study_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    if not rows:
-        print("no studies in this storage")
+    from emorec.study import default_storage, mask
+
+    where = mask(args.storage or default_storage())
+    print(f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'} in {where}")
     for row in rows:
         states = ", ".join(f"{n} {s.lower()}" for s, n in row["states"].items()) or "no trials"
         best = "-" if row["best"] is None else f"{row['best']:.4f}"
