@@ -41,6 +41,7 @@ import os
 import socket
 import time
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,8 +233,10 @@ def _open(name: str, storage, base: TrainConfig, space,
     # and per worker (workers started together must not draw the same random points);
     # the seed is logged with the session. Optuna's constant liar (on by default) keeps
     # concurrent workers from proposing the same point as each other's running trials.
+    # (Host and pid both: containers all run their worker as pid 1.)
     seed = base.seed if options.sampler == "grid" else int(np.random.SeedSequence(
-        [base.seed, len(study.get_trials(deepcopy=False)), os.getpid()]).generate_state(1)[0])
+        [base.seed, len(study.get_trials(deepcopy=False)), os.getpid(),
+         zlib.crc32(socket.gethostname().encode())]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.sampler = (optuna.samplers.GridSampler(space.grid, seed=seed)
@@ -451,7 +454,6 @@ def _claim_grid_point(trial: optuna.Trial) -> None:
         reason = (f"grid point {point} is trial {holder.number}'s (another worker took it "
                   "first): not run twice")
         trial.set_user_attr("state_reason", reason)
-        trial.study.stop()
         raise GridPointTaken(reason)
 
 
@@ -504,8 +506,10 @@ def _finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpt
     if result.parent_run_id:
         _log_summary(study, result, options)
     best_run = result.best[0]["run_id"] if result.best else None
-    # With several workers, the one that ran the best trial registers it (once, not N times).
-    mine = ran is None or (result.best and result.best[0]["number"] in ran)
+    # With several workers, the one that ran the best trial registers it (once, not N times);
+    # a best trial of an earlier session (which may have died before registering) is
+    # registered by whoever finishes now: registration is idempotent.
+    mine = ran is None or (result.best and _ours(study, result.best[0]["number"], ran))
     if options.register and best_run and not mine:
         log.info("study %s: best trial %d ran on another worker, which registers it", name,
                  result.best[0]["number"])
@@ -518,6 +522,16 @@ def _finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpt
             reg = result.registration
             tracking.set_tags({"registered_model": reg.name, "registered_version": reg.version,
                                "registered_alias": reg.alias})
+
+
+def _ours(study: optuna.Study, number: int, ran: list[int]) -> bool:
+    """Whether this session ran trial ``number`` or it finished before this session began."""
+    if number in ran:
+        return True
+    trials = study.get_trials(deepcopy=False)
+    mine = [t for t in trials if t.number in ran]
+    best = next(t for t in trials if t.number == number)
+    return bool(mine) and best.datetime_complete < min(t.datetime_start for t in mine)
 
 
 def _best(study: optuna.Study, objective: str) -> list[dict]:
