@@ -1,0 +1,216 @@
+"""Inference latency and accuracy: a registered champion through ``emorec.load`` (PyTorch and
+ONNX Runtime) vs the ``fer`` package, on the same FER2013 PublicTest faces.
+
+The champion: ``--model-uri`` if given, else this script trains cnn_torch on a random
+``--train-images`` subset of FER2013 ``train/`` for ``--epochs`` epochs in a throwaway
+store and registers it (``emorec.registry.register_best``: alias ``champion``); it is then
+loaded as ``models:/emorec-cnn_torch-fer2013@champion`` and exported to ONNX with
+``emorec.onnx_export.export_onnx`` (parity-checked), and that file is loaded through the
+same API (ONNX Runtime).
+
+Every image is a 48x48 face crop already, so face detection is off on both sides: emorec
+``predict(img, detect_faces=False)``; fer ``detect_emotions(img, face_rectangles=[whole
+image])`` (its public per-image API; fer has no batch API, so its "batch" figure is its
+per-image loop). Single-image latency: each of ``--single`` images predicted alone, one
+warm-up first; p50/p90 reported. Batch: ``--batch``-image lists, median per image.
+Accuracy: over all PublicTest images (or ``--eval-images``).
+
+fer (pip ``fer``: mini-Xception trained on FER2013, needs TensorFlow and opencv < 5) runs in
+its own interpreter (``--fer-python``) so TensorFlow never shares a process with PyTorch;
+it is measured in its default configuration (quantized TFLite model) and with its Keras
+model (``use_tflite=False``). Without ``--fer-python`` (or when fer does not import) the fer
+side is reported as not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+DEFAULT_FER_PYTHON = "/tmp/fervenv/bin/python"
+FER_LABELS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
+              "sad": "sadness", "surprise": "surprise", "neutral": "neutral"}
+
+
+def test_images(fer_dir: Path, limit: int | None) -> list[tuple[str, str]]:
+    """(path, canonical label) of PublicTest images, in a fixed shuffled order."""
+    import numpy as np
+
+    from emorec.labels import SYNONYMS
+
+    files = sorted(p for p in (fer_dir / "test").glob("*/*") if p.is_file())
+    order = np.random.default_rng(0).permutation(len(files))
+    items = [(str(files[i]), SYNONYMS[files[i].parent.name]) for i in order]
+    return items[:limit] if limit else items
+
+
+def latency(predict_one, predict_many, images: list, single: int, batch: int) -> dict:
+    """p50/p90 single-image latency (ms) and median per-image time in batches (ms)."""
+    predict_one(images[0])  # warm-up
+    times = []
+    for img in images[:single]:
+        start = time.perf_counter()
+        predict_one(img)
+        times.append(1e3 * (time.perf_counter() - start))
+    per_image = []
+    for start in range(0, min(len(images), 4 * batch), batch):
+        chunk = images[start:start + batch]
+        t = time.perf_counter()
+        predict_many(chunk)
+        per_image.append(1e3 * (time.perf_counter() - t) / len(chunk))
+    return {"single_p50_ms": benchlib.percentile(times, 0.5),
+            "single_p90_ms": benchlib.percentile(times, 0.9),
+            "batch_ms_per_image": benchlib.median(per_image), "batch_size": batch}
+
+
+def fer_child(paths_file: str, single: int, batch: int) -> None:
+    """Runs under the fer interpreter; prints one JSON line."""
+    import cv2
+    from fer.fer import FER
+
+    items = json.loads(Path(paths_file).read_text())
+    images = [cv2.imread(path) for path, _ in items]  # BGR, as fer expects
+    out = {}
+    for tflite in (True, False):
+        detector = FER(mtcnn=False, use_tflite=tflite)
+
+        def one(img):
+            h, w = img.shape[:2]
+            return detector.detect_emotions(img, face_rectangles=[(0, 0, w, h)])
+
+        figures = latency(one, lambda imgs: [one(i) for i in imgs], images, single, batch)
+        correct = 0
+        for img, (_, label) in zip(images, items):
+            faces = one(img)
+            if faces:
+                emotions = faces[0]["emotions"]
+                correct += FER_LABELS[max(emotions, key=emotions.get)] == label
+        figures["accuracy"] = correct / len(items)
+        out["fer_tflite" if tflite else "fer_keras"] = figures
+    import fer
+
+    out["fer_version"] = fer.__version__
+    print(json.dumps(out))
+
+
+def champion(fer_dir: Path, train_images: int, epochs: int) -> str:
+    """Train cnn_torch on a FER2013 subset and register it; returns the champion's URI."""
+    import numpy as np
+
+    from emorec import registry
+    from emorec.config import TrainConfig
+    from emorec.training import train
+
+    root = Path(tempfile.mkdtemp(prefix="emorec-fer-"))
+    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
+    for i in np.random.default_rng(0).choice(len(files), min(train_images, len(files)),
+                                             replace=False):
+        (root / "train" / files[i].parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(files[i], root / "train" / files[i].parent.name / files[i].name)
+    os.symlink(fer_dir / "test", root / "test")
+    result = train(TrainConfig(model="cnn_torch", dataset="fer2013", data_dir=str(root),
+                               epochs=epochs, progress=False, experiment="bench-inference"))
+    name = registry.model_name("cnn_torch", "fer2013")
+    reg = registry.register_best(result.run_id, name, "test_accuracy")
+    return f"models:/{reg.name}@{reg.alias}"
+
+
+def emorec_side(uri: str, items: list, single: int, batch: int) -> dict:
+    import cv2
+    import numpy as np
+
+    import emorec
+    from emorec.onnx_export import export_onnx
+
+    images = [cv2.imread(path, cv2.IMREAD_GRAYSCALE) for path, _ in items]
+    onnx_path = Path(tempfile.mkdtemp(prefix="emorec-onnx-")) / "champion.onnx"
+    export_onnx(uri, onnx_path, log_to_run=False)
+    out = {}
+    for name, target in (("emorec_torch", uri), ("emorec_onnx", str(onnx_path))):
+        predictor = emorec.load(target)
+        figures = latency(lambda img: predictor.predict(img, detect_faces=False),
+                          lambda imgs: predictor.predict(imgs, detect_faces=False),
+                          images, single, batch)
+        labels = [p.label for p in predictor.predict(images, detect_faces=False)]
+        figures["accuracy"] = float(np.mean([a == b for a, (_, b) in zip(labels, items)]))
+        out[name] = figures
+        print(f"{name}: p50 {figures['single_p50_ms']:.2f} ms, accuracy "
+              f"{figures['accuracy']:.4f}", flush=True)
+    return out
+
+
+def main() -> None:
+    p = benchlib.parser(__doc__)
+    p.add_argument("--model-uri", default=None, help="a champion to measure (default: train one)")
+    p.add_argument("--train-images", type=int, default=6000)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--single", type=int, default=300, help="images timed one at a time")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--eval-images", type=int, default=0, help="0 = all PublicTest images")
+    p.add_argument("--fer-python", default=DEFAULT_FER_PYTHON,
+                   help="interpreter where `from fer.fer import FER` works ('' = skip fer)")
+    p.add_argument("--store", default=None)
+    p.add_argument("--fer-child", default=None, help=argparse_hidden())
+    args = p.parse_args()
+    if args.fer_child:
+        return fer_child(args.fer_child, args.single, args.batch)
+    started = time.time()
+    fer_dir = benchlib.require(args.data, "fer2013")
+    items = test_images(fer_dir, args.eval_images or None)
+    with benchlib.temporary_store(args.store):
+        uri = args.model_uri or champion(fer_dir, args.train_images, args.epochs)
+        results = emorec_side(uri, items, args.single, args.batch)
+    notes = [f"Champion {uri if args.model_uri else f'trained here: cnn_torch, {args.train_images} FER2013 train images, {args.epochs} epochs'}; "
+             f"{len(items)} PublicTest images; {args.single} single-image predictions "
+             f"(p50), batches of {args.batch}."]
+    fer_figures = None
+    if args.fer_python and Path(args.fer_python).exists():
+        paths = Path(tempfile.mkdtemp(prefix="emorec-fer-items-")) / "items.json"
+        paths.write_text(json.dumps(items))
+        try:
+            fer_figures = benchlib.run_json(
+                [args.fer_python, __file__, "--fer-child", str(paths), "--single",
+                 str(args.single), "--batch", str(args.batch)], env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+        except RuntimeError as exc:
+            notes.append(f"fer could not run: {str(exc)[-300:]}")
+    else:
+        notes.append(f"fer not measured: no interpreter at {args.fer_python!r}")
+    if fer_figures:
+        results.update({k: v for k, v in fer_figures.items() if isinstance(v, dict)})
+        notes.append(f"fer {fer_figures.get('fer_version')} through its per-image API "
+                     "detect_emotions with the face box given (no detection), default "
+                     "(TFLite, quantized) and Keras model.")
+    rows = [[k, v["single_p50_ms"], v["single_p90_ms"], v["batch_ms_per_image"], v["accuracy"]]
+            for k, v in results.items()]
+    best = min(results["emorec_torch"]["single_p50_ms"], results["emorec_onnx"]["single_p50_ms"])
+    targets = [benchlib.target("emorec p50 single-image latency (best backend)", best, "<= 5 ms",
+                               best <= 5, " ms")]
+    if fer_figures:
+        fer_p50 = results["fer_tflite"]["single_p50_ms"]
+        targets.append(benchlib.target("fer (default) p50 / emorec p50", fer_p50 / best, ">= 2",
+                                       fer_p50 / best >= 2, "x"))
+    else:
+        targets.append(benchlib.target("fer p50 / emorec p50", float("nan"), ">= 2", None, "x"))
+    benchlib.save("inference", "Inference latency and accuracy vs fer (FER2013 PublicTest)", args,
+                  started=started, targets=targets, notes=notes,
+                  figures={"model_uri": uri, "images": len(items), "results": results},
+                  tables={"latency": benchlib.markdown_table(
+                      ["backend", "p50 single (ms)", "p90 single (ms)", "batch (ms/image)",
+                       "accuracy"], rows)})
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    main()
