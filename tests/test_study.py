@@ -334,3 +334,21 @@ def test_cli_choices_match_the_study_module():
 
     assert cli.STUDY_SAMPLERS == study.SAMPLERS and cli.STUDY_PRUNERS == study.PRUNERS
     assert cli.STUDY_OBJECTIVES == tuple(study.OBJECTIVES)
+
+
+def test_study_status_lists_states_best_and_running_trials(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(storage=url, study_name="demo", direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.01}, value=0.75, distributions={
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)}))
+    running = study.ask()
+    running.set_user_attr("worker", "host-b:4242")
+    running.set_user_attr("config", {"lr": 0.001})
+    assert cli.main(["study", "status", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"1 study in {url}"
+    assert "demo: 1 running, 1 complete; best 0.7500; 1 worker(s) so far" in out
+    assert "running trial 1 on host-b:4242 since " in out and "{'lr': 0.001}" in out
+    assert cli.main(["study", "status", "--storage", url, "--study-name", "other"]) == 2
+    err = capsys.readouterr().err
+    assert "no study 'other'" in err and "studies there: demo" in err
