@@ -98,7 +98,10 @@ def percentile(values, q: float) -> float:
 
 @contextlib.contextmanager
 def temporary_store(root: str | None = None):
-    """A throwaway MLflow + Optuna store (SQLite, artifacts beside it), never ./mlruns."""
+    """A throwaway MLflow + Optuna store (SQLite, artifacts beside it), never ./mlruns;
+    removed afterwards unless ``root`` names a folder to keep."""
+    import shutil
+
     folder = Path(root) if root else Path(tempfile.mkdtemp(prefix="emorec-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "EMOREC_OPTUNA_STORAGE")}
@@ -112,6 +115,8 @@ def temporary_store(root: str | None = None):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        if not root:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_json(cmd: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:

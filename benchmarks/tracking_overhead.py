@@ -61,6 +61,7 @@ def main() -> None:
     p = benchlib.parser(__doc__)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--model", default="cnn_torch")
+    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (0 = none)")
     p.add_argument("--store", default=None, help="MLflow store folder (default: a temp dir)")
     args = p.parse_args()
     started = time.time()
@@ -76,8 +77,9 @@ def main() -> None:
     times = {k: [] for k in variants}
     with benchlib.temporary_store(args.store):
         warm = cfg.replace(epochs=1)
-        train(warm)  # imports, store creation, dataset cache: not part of any variant
-        untracked(warm)
+        for _ in range(args.warmup):  # imports, store creation, dataset cache: in no variant
+            train(warm)
+            untracked(warm)
         for r in range(args.repeats):
             for name, fn in variants.items():
                 times[name].append(timed(fn))

@@ -93,13 +93,16 @@ def main() -> None:
     p.add_argument("--tpe-trials", type=int, default=12)
     p.add_argument("--lrs", default=",".join(map(str, GRID["lr"])),
                    help="learning rates of the grid (comma-separated)")
+    p.add_argument("--dropouts", default=",".join(map(str, GRID["dropout"])),
+                   help="dropout rates of the grid (comma-separated)")
     p.add_argument("--store", default=None, help="MLflow/Optuna store folder (default: temp)")
     args = p.parse_args()
     started = time.time()
     ck = benchlib.require(args.data, "ckplus")
     from emorec.study import StudyOptions, run_study
 
-    grid = {**GRID, "lr": [float(v) for v in args.lrs.split(",")]}
+    grid = {**GRID, "lr": [float(v) for v in args.lrs.split(",")],
+            "dropout": [float(v) for v in args.dropouts.split(",")]}
     space = space_file(grid, args.epochs, args.image_size)
     values = {"model": "cnn_torch", "dataset": "ckplus", "data_dir": str(ck), "split": "grouped",
               "log_model": False, "system_metrics": False, "progress": False,
