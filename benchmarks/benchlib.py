@@ -77,6 +77,27 @@ def require(data: str, name: str) -> Path:
     return path
 
 
+def fer_subset(fer_dir: Path, train_images: int, seed: int = 0) -> Path:
+    """A FER2013 tree with a random ``train_images`` of ``train/`` (symlinked, class folders
+    kept) and the whole ``test/``, in a fresh temp folder."""
+    import numpy as np
+
+    root = Path(tempfile.mkdtemp(prefix="emorec-fer-"))
+    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
+    pick = np.random.default_rng(seed).choice(len(files), min(train_images, len(files)),
+                                              replace=False)
+    for i in sorted(pick):
+        (root / "train" / files[i].parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(files[i], root / "train" / files[i].parent.name / files[i].name)
+    os.symlink(fer_dir / "test", root / "test")
+    return root
+
+
+def hidden() -> str:
+    """argparse help for internal options (child-process modes)."""
+    return argparse.SUPPRESS
+
+
 # --- measurement helpers -----------------------------------------------------------------------
 
 def median(values) -> float:

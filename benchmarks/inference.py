@@ -25,7 +25,6 @@ side is reported as not run.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -102,19 +101,11 @@ def fer_child(paths_file: str, single: int, batch: int) -> None:
 
 def champion(fer_dir: Path, train_images: int, epochs: int) -> str:
     """Train cnn_torch on a FER2013 subset and register it; returns the champion's URI."""
-    import numpy as np
-
     from emorec import registry
     from emorec.config import TrainConfig
     from emorec.training import train
 
-    root = Path(tempfile.mkdtemp(prefix="emorec-fer-"))
-    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
-    for i in np.random.default_rng(0).choice(len(files), min(train_images, len(files)),
-                                             replace=False):
-        (root / "train" / files[i].parent.name).mkdir(parents=True, exist_ok=True)
-        os.symlink(files[i], root / "train" / files[i].parent.name / files[i].name)
-    os.symlink(fer_dir / "test", root / "test")
+    root = benchlib.fer_subset(fer_dir, train_images)
     result = train(TrainConfig(model="cnn_torch", dataset="fer2013", data_dir=str(root),
                                epochs=epochs, progress=False, experiment="bench-inference"))
     name = registry.model_name("cnn_torch", "fer2013")
@@ -157,7 +148,7 @@ def main() -> None:
     p.add_argument("--fer-python", default=DEFAULT_FER_PYTHON,
                    help="interpreter where `from fer.fer import FER` works ('' = skip fer)")
     p.add_argument("--store", default=None)
-    p.add_argument("--fer-child", default=None, help=argparse_hidden())
+    p.add_argument("--fer-child", default=None, help=benchlib.hidden())
     args = p.parse_args()
     if args.fer_child:
         return fer_child(args.fer_child, args.single, args.batch)
@@ -204,12 +195,6 @@ def main() -> None:
                   tables={"latency": benchlib.markdown_table(
                       ["backend", "p50 single (ms)", "p90 single (ms)", "batch (ms/image)",
                        "accuracy"], rows)})
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

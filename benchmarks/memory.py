@@ -70,7 +70,7 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--cpu-torch-python", default=None,
                    help="interpreter with a CPU-only torch that can import emorec")
-    p.add_argument("--child", default=None, help=argparse_hidden())
+    p.add_argument("--child", default=None, help=benchlib.hidden())
     args = p.parse_args()
     if args.child:
         return child(args.child, args.data, args.epochs)
@@ -130,12 +130,6 @@ def main() -> None:
                   targets=[benchlib.target("cnn_torch peak RSS, training on CK+48", best_torch,
                                            f"<= 346 MB (seed {SEED_BEST_MB})",
                                            best_torch <= 346, " MB")])
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ over the folds are reported.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,18 +33,7 @@ COLUMNS = ["model", "dataset", "accuracy", "F1 (macro)", "AUC ROC (macro)", "tra
 
 def fer_tree(fer_dir: Path, train_images: int) -> Path:
     """FER2013 as-is, or with a random subset of train/ (symlinks) when asked."""
-    if not train_images:
-        return fer_dir
-    import numpy as np
-
-    root = Path(tempfile.mkdtemp(prefix="emorec-fer-"))
-    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
-    for i in np.random.default_rng(0).choice(len(files), min(train_images, len(files)),
-                                             replace=False):
-        (root / "train" / files[i].parent.name).mkdir(parents=True, exist_ok=True)
-        os.symlink(files[i], root / "train" / files[i].parent.name / files[i].name)
-    os.symlink(fer_dir / "test", root / "test")
-    return root
+    return benchlib.fer_subset(fer_dir, train_images) if train_images else fer_dir
 
 
 def fer_study(fer_dir: Path, args) -> dict:

@@ -20,9 +20,7 @@ step counted with ``torch.utils.flop_counter``) against this CPU's float32 matmu
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,21 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 MODELS = ("cnn_torch", "sanet", "vgg16", "resnet50")
-
-
-def subset_tree(train_dir: Path, count: int, seed: int) -> Path:
-    """A random ``count`` of train/ images, symlinked into a fresh class-folder tree."""
-    import numpy as np
-
-    files = sorted(p for p in train_dir.glob("*/*") if p.is_file())
-    pick = np.random.default_rng(seed).choice(len(files), size=min(count, len(files)),
-                                              replace=False)
-    root = Path(tempfile.mkdtemp(prefix="emorec-fer-subset-"))
-    for i in sorted(pick):
-        src = files[i]
-        (root / src.parent.name).mkdir(exist_ok=True)
-        os.symlink(src, root / src.parent.name / src.name)
-    return root
 
 
 def emorec_epoch(root: Path, batch_size: int) -> dict:
@@ -184,7 +167,7 @@ def main() -> None:
     fer = benchlib.require(args.data, "fer2013")
     import torch
 
-    root = subset_tree(fer / "train", args.images, seed=0)
+    root = benchlib.fer_subset(fer, args.images) / "train"
     emorec_runs, naive_runs = [], []
     for r in range(args.repeats):  # interleaved, so drifting load hits both alike
         emorec_runs.append(emorec_epoch(root, args.batch_size))
