@@ -160,6 +160,7 @@ def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, 
                 victim = victim or by_pid.get(pid)
         assert victim is not None, "no trial reached its second epoch"
         victim.send_signal(signal.SIGKILL)
+        victim.wait()  # reaped at once, as a shell or an init system would
         finish(workers, tmp_path)
         done = trials(storage, name)
 
@@ -177,3 +178,22 @@ def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, 
               if r.data.tags["trial_number"] == str(failed.number)]
     assert killed and killed[0].info.status == "FAILED"
     assert "orphaned" in killed[0].data.tags["failure_reason"]
+
+
+def open_storage_together(storage: str, n: int, attempts: int) -> list[subprocess.CompletedProcess]:
+    """``n`` processes open the storage at the same instant (a shared start time)."""
+    start = time.time() + 6  # past every process's imports
+    code = ("import sys, time; import emorec.study as s; s._SCHEMA_ATTEMPTS = int(sys.argv[3]); "
+            "time.sleep(max(float(sys.argv[2]) - time.time(), 0)); s.make_storage(sys.argv[1], 30, 120)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, storage, str(start), str(attempts)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate())
+            for p in procs]
+
+
+def test_workers_starting_together_on_an_empty_database_all_open_it():
+    """Optuna creates its tables on first use; workers started at once all try."""
+    with postgres_database() as storage:
+        done = open_storage_together(storage, 4, attempts=5)
+    assert [p.returncode for p in done] == [0] * 4, [p.stderr[-800:] for p in done]

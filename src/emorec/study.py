@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import socket
 import time
 import warnings
@@ -68,6 +69,7 @@ SAMPLERS = ("grid", "tpe")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_TPE_TRIALS = 20
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards n_trials
+_SCHEMA_ATTEMPTS = 5  # tries to open a storage whose tables another worker is creating
 # Config fields a study's trials must share to be comparable (checked on resume).
 _NOT_COMPARED = ("data_dir", "experiment", "run_name", "progress", "system_metrics", "log_model")
 
@@ -159,23 +161,32 @@ def mask(url: str) -> str:
 def make_storage(url: str, heartbeat_interval: int,
                  grace_period: int) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats: a trial a dead process left RUNNING is failed, retried once."""
-    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
 
     # SQLite: wait for a lock rather than fail while another process writes;
     # servers: test pooled connections, which idle through hour-long trials.
     engine = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
               else {"pool_pre_ping": True})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+
+    attempt = 0
+    while True:
         try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period, heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
         except ArgumentError:
             raise ValueError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
                              "mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
+        except (IntegrityError, ProgrammingError):
+            # Workers started together on an empty database all create Optuna's tables;
+            # all but one collide (duplicate type or table). Then the tables exist.
+            attempt += 1
+            if attempt == _SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(0.2 + random.random())
 
 
 # --- the study ---------------------------------------------------------------------------------
@@ -306,8 +317,10 @@ def _session_alive(run) -> bool:
         return True
     try:
         process = psutil.Process(int(tags["pid"]))
-        # A recycled pid belongs to a process younger than the run.
-        return process.create_time() * 1000 <= run.info.start_time + 1000
+        # A recycled pid belongs to a process younger than the run; a killed process
+        # whose parent has not reaped it yet is a zombie, dead all the same.
+        return (process.create_time() * 1000 <= run.info.start_time + 1000
+                and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
