@@ -183,7 +183,7 @@ def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, 
 def open_storage_together(storage: str, n: int, attempts: int) -> list[subprocess.CompletedProcess]:
     """``n`` processes open the storage at the same instant (a shared start time)."""
     start = time.time() + 6  # past every process's imports
-    code = ("import sys, time; import emorec.study as s; s._SCHEMA_ATTEMPTS = int(sys.argv[3]); "
+    code = ("import sys, time; import emorec.study.storage as s; s._SCHEMA_ATTEMPTS = int(sys.argv[3]); "
             "time.sleep(max(float(sys.argv[2]) - time.time(), 0)); s.make_storage(sys.argv[1], 30, 120)")
     procs = [subprocess.Popen([sys.executable, "-c", code, storage, str(start), str(attempts)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,0 +1,104 @@
+"""The Optuna storage: where it is, how it is opened (heartbeats, retries), what it holds.
+
+Any SQLAlchemy URL: SQLite ``mlruns/optuna.db`` by default, PostgreSQL for
+several workers. Passwords are masked wherever a URL is printed or logged.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from emorec import tracking
+
+_SCHEMA_ATTEMPTS = 5  # tries to open a storage whose tables another worker is creating
+
+
+def default_storage() -> str:
+    url = os.environ.get("EMOREC_OPTUNA_STORAGE")
+    if url:
+        return url
+    path = (tracking.STORE_DIR / "optuna.db").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def mask(url: str) -> str:
+    """The URL with its password hidden, for anything printed or logged."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<not a database URL>"
+
+
+def make_storage(url: str, heartbeat_interval: int,
+                 grace_period: int) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats: a trial a dead process left RUNNING is failed, retried once."""
+    from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
+
+    # SQLite: wait for a lock rather than fail while another process writes;
+    # servers: test pooled connections, which idle through hour-long trials.
+    engine = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
+              else {"pool_pre_ping": True})
+
+    attempt = 0
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period, heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+        except ArgumentError:
+            raise ValueError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
+                             "mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
+        except (IntegrityError, ProgrammingError):
+            # Workers started together on an empty database all create Optuna's tables;
+            # all but one collide (duplicate type or table). Then the tables exist.
+            attempt += 1
+            if attempt == _SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(0.2 + random.random())
+
+
+def status(storage: str | None = None, name: str | None = None) -> list[dict]:
+    """Every study in ``storage`` (or the one named): trials by state, the best value, and
+    the running trials with the worker (host:pid) that runs each and since when."""
+    url = storage or default_storage()
+    storage_obj = make_storage(url, 30, 120)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj,
+                                                                   include_best_trial=False)]
+    if name is not None and name not in names:
+        raise ValueError(f"no study {name!r} in {mask(url)}; studies there: "
+                         f"{', '.join(sorted(names)) or 'none'}")
+    rows = []
+    for study_name in [name] if name else sorted(names):
+        study = optuna.load_study(study_name=study_name, storage=storage_obj)
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        rows.append({
+            "study": study_name, "storage": mask(url),
+            "directions": [d.name.lower() for d in study.directions],
+            "states": {s.name: n for s in TrialState
+                       if (n := sum(t.state == s for t in trials))},
+            "best": max((t.values[0] for t in complete), default=None)
+            if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+            else min((t.values[0] for t in complete), default=None),
+            "running": [{"number": t.number, "worker": t.user_attrs.get("worker", "?"),
+                         "since": t.datetime_start.isoformat(timespec="seconds")
+                         if t.datetime_start else None,
+                         "config": t.user_attrs.get("config", t.params)}
+                        for t in trials if t.state == TrialState.RUNNING],
+            "workers": sorted({t.user_attrs["worker"] for t in trials
+                               if "worker" in t.user_attrs}),
+        })
+    return rows

@@ -1,0 +1,139 @@
+"""A study session's record: the parent run's metrics, tables and plots, and the
+registration of the best trial's model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from emorec import registry, tracking
+from emorec.config import TrainConfig
+from emorec.study.options import OBJECTIVES, TEST_METRIC, StudyOptions, StudyResult
+from emorec.study.storage import mask
+
+log = logging.getLogger(__name__)
+
+
+def finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOptions,
+            result: StudyResult, ran: list[int] | None) -> None:
+    """Summarise the study; register its best trial when this session ran it (``ran``:
+    the trial numbers this worker ran; None for a session that had nothing to run)."""
+    trials = study.get_trials(deepcopy=False)
+    result.states = {s.name: sum(t.state == s for t in trials) for s in TrialState
+                     if any(t.state == s for t in trials)}
+    result.best = _best(study, options.objective)
+    if result.parent_run_id:
+        _log_summary(study, result, options)
+    best_run = result.best[0]["run_id"] if result.best else None
+    # With several workers, the one that ran the best trial registers it (once, not N times);
+    # a best trial of an earlier session (which may have died before registering) is
+    # registered by whoever finishes now: registration is idempotent.
+    mine = ran is None or (result.best and _ours(study, result.best[0]["number"], ran))
+    if options.register and best_run and not mine:
+        log.info("study %s: best trial %d ran on another worker, which registers it", name,
+                 result.best[0]["number"])
+    elif options.register and best_run:
+        result.registration = registry.register_best(
+            best_run, registry.model_name(base.model, base.dataset), TEST_METRIC[options.objective],
+            tags={"study": name, "trial_number": result.best[0]["number"],
+                  "objective": options.objective})
+        if result.parent_run_id and result.registration:
+            reg = result.registration
+            tracking.set_tags({"registered_model": reg.name, "registered_version": reg.version,
+                               "registered_alias": reg.alias})
+
+
+def _ours(study: optuna.Study, number: int, ran: list[int]) -> bool:
+    """Whether this session ran trial ``number`` or it finished before this session began."""
+    if number in ran:
+        return True
+    trials = study.get_trials(deepcopy=False)
+    mine = [t for t in trials if t.number in ran]
+    best = next(t for t in trials if t.number == number)
+    return bool(mine) and best.datetime_complete < min(t.datetime_start for t in mine)
+
+
+def _best(study: optuna.Study, objective: str) -> list[dict]:
+    """Best trial first; for multi the Pareto front ordered by validation accuracy, then time."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    trials = study.best_trials if objective == "multi" else [study.best_trial]
+    trials = sorted(trials, key=lambda t: (-t.values[0], *t.values[1:]))
+    return [{"number": t.number, "values": list(t.values), "config": t.user_attrs.get("config", {}),
+             "run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
+
+
+def log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOptions,
+                  seed: int) -> None:
+    """Study settings as ``study.*`` params: under `mlflow run` the parent run is the project
+    run, which already holds the entry point's parameters under the plain names."""
+    settings = {k: v for k, v in dataclasses.asdict(options).items()
+                if k not in ("storage", "study_name", "pruner", "register", "plots")}
+    settings.update(name=name, storage=mask(url), pruner=options.pruner_name,
+                    space_digest=space.digest(options.sampler), grid_size=space.grid_size(),
+                    sampler_seed=seed,
+                    worker=f"{socket.gethostname()}:{os.getpid()}")
+    tracking.log_params({f"study.{k}": v for k, v in settings.items()})
+    tracking.log_text(Path(space.path).read_text(), "optuna/space.yaml")
+    tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")
+
+
+def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions) -> None:
+    """The parent run's record: trial counts, the best trial, the trials table, the plots."""
+    tracking.log_metrics({"new_trials": result.new_trials,
+                          **{f"trials_{k.lower()}": v for k, v in result.states.items()}})
+    if result.best:
+        best = result.best[0]
+        tracking.log_params({f"best.{k}": v for k, v in best["config"].items()})
+        tracking.log_metrics({f"best_{metric}": value for (metric, _), value
+                              in zip(OBJECTIVES[options.objective], best["values"])})
+        tracking.set_tags({"best_trial": best["number"], "best_run_id": best["run_id"]})
+    if options.objective == "multi":
+        tracking.log_json({"objectives": [m for m, _ in OBJECTIVES["multi"]],
+                           "pareto_front": result.best}, "optuna/pareto_front.json")
+    tracking.log_text(study.trials_dataframe().to_csv(index=False), "optuna/trials.csv")
+    if not options.plots:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # tight_layout on twin axes, small studies
+        for name, make in _plots(study, options.objective):
+            try:
+                axes = make()
+            except Exception as exc:  # a plot is a bonus: never fail a finished study over one
+                log.warning("skipped the %s plot: %s", name, exc)
+                continue
+            fig = np.ravel(axes)[0].figure
+            fig.set_size_inches(9, 5.5)
+            fig.tight_layout()  # Optuna's figures clip long names such as lr[optimizer=sgd]
+            tracking.log_figure(fig, f"optuna/{name}.png")
+
+
+def _plots(study: optuna.Study, objective: str):
+    """(name, thunk) for each Optuna plot that makes sense for this study."""
+    from optuna.visualization import matplotlib as vis
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return
+    metric = OBJECTIVES[objective][0][0]
+    # Multi-objective plots need one target: validation accuracy.
+    target = ({"target": lambda t: t.values[0], "target_name": metric}
+              if objective == "multi" else {"target_name": metric})
+    yield "optimization_history", lambda: vis.plot_optimization_history(study, **target)
+    if len(complete) >= 2:  # importances need variation to attribute
+        yield "param_importances", lambda: vis.plot_param_importances(study, **target)
+    yield "parallel_coordinate", lambda: vis.plot_parallel_coordinate(study, **target)
+    if objective == "multi":
+        yield "pareto_front", lambda: vis.plot_pareto_front(
+            study, target_names=[m for m, _ in OBJECTIVES["multi"]])
+    elif any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        yield "intermediate_values", lambda: vis.plot_intermediate_values(study)

@@ -1,0 +1,138 @@
+"""One trial: sample its configuration, train it as a nested MLflow run, report each epoch
+to the pruner, and record its outcome on the run (see ``emorec.registry``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from emorec import registry
+from emorec.config import TrainConfig
+from emorec.engines.base import Callback
+from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions
+
+
+class GridPointTaken(RuntimeError):
+    """Another worker's trial already runs (or ran) this grid point: this trial is not run."""
+
+
+class PruningCallback(Callback):
+    """Reports each epoch's validation accuracy to the trial; raises TrialPruned when told to."""
+
+    def __init__(self, trial: optuna.Trial, pruner: str, monitor: str = "val_accuracy"):
+        self.trial, self.pruner, self.monitor = trial, pruner, monitor
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.monitor not in logs:
+            return
+        value = float(logs[self.monitor])
+        self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"{self.monitor} {value:.4f} after epoch {epoch}: "
+                                     f"stopped by the {self.pruner} pruner")
+
+
+class Objective:
+    """One trial: sample a config, train it as a nested run, return the objective value(s)."""
+
+    def __init__(self, name: str, base: TrainConfig, space, options: StudyOptions):
+        self.name, self.base, self.space, self.options = name, base, space, options
+
+    def __call__(self, trial: optuna.Trial):
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if self.options.sampler == "grid":
+            _claim_grid_point(trial)
+        overrides = _suggest(trial, self.space, self.options.sampler, self.base)
+        trial.set_user_attr("config", overrides)
+        # A retried trial inherits its user attributes: origin names the first attempt.
+        origin = trial.user_attrs.get("origin_trial", trial.number)
+        trial.set_user_attr("origin_trial", origin)
+        cfg = self.base.replace(**overrides, run_name=f"{self.name}/trial-{trial.number}")
+        tags = {"kind": "trial", "study": self.name, "trial_number": str(trial.number),
+                "trial_state": "RUNNING", "origin_trial": str(origin)}
+        # Report every epoch even without a pruner (the intermediate-values plot);
+        # Optuna takes no reports from multi-objective trials.
+        callbacks = ([] if self.options.objective == "multi"
+                     else [PruningCallback(trial, self.options.pruner_name)])
+        from emorec.training import train  # heavy imports (engines) only when a trial runs
+
+        try:
+            result = train(cfg, callbacks, nested=True, tags=tags)
+        except optuna.TrialPruned as exc:
+            # KILLED, not FAILED: the run was stopped on purpose and nothing went wrong.
+            self._mark(trial, "PRUNED", str(exc), status="KILLED")
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            self._mark(trial, "FAIL", f"{type(exc).__name__}: {exc}")
+            raise
+        trial.set_user_attr("mlflow_run_id", result.run_id)
+        trial.set_user_attr("test", {k: v for k, v in result.metrics.items()
+                                     if k.startswith("test_")})
+        registry.mark_trial_run(self.name, trial.number, "COMPLETE")
+        return _values(result.metrics, self.options.objective)
+
+    def _mark(self, trial: optuna.Trial, state: str, reason: str,
+              status: str | None = None) -> None:
+        trial.set_user_attr("state_reason", reason[:1000])
+        run_id = registry.mark_trial_run(self.name, trial.number, state, reason, status)
+        if run_id:
+            trial.set_user_attr("mlflow_run_id", run_id)
+
+
+def _claim_grid_point(trial: optuna.Trial) -> None:
+    """Refuse a grid point another live or finished trial holds: the lower number keeps it.
+
+    Only a race makes two trials hold one point (a worker created a trial past
+    the grid's size while the last points were being taken); this keeps every
+    grid point trained once, whichever worker got there first.
+    """
+    trials = trial.study.get_trials(deepcopy=False)
+    point = next(t for t in trials if t.number == trial.number).system_attrs.get("grid_id")
+    holder = next((t for t in trials if t.number < trial.number and t.state in
+                   (TrialState.RUNNING, *FINISHED) and t.system_attrs.get("grid_id") == point),
+                  None)
+    if holder is not None:
+        reason = (f"grid point {point} is trial {holder.number}'s (another worker took it "
+                  "first): not run twice")
+        trial.set_user_attr("state_reason", reason)
+        raise GridPointTaken(reason)
+
+
+def _values(metrics: dict, objective: str):
+    values = [float(metrics.get(key, np.nan)) for key, _ in OBJECTIVES[objective]]
+    return values[0] if len(values) == 1 else values
+
+
+def _suggest(trial: optuna.Trial, space, sampler: str, base: TrainConfig) -> dict:
+    """The trial's config overrides (TrainConfig field -> value)."""
+    if sampler == "grid":
+        return {k: trial.suggest_categorical(k, v) for k, v in space.grid.items()}
+    context, values = base.to_params(), {}
+    for name, alternatives in space.space.items():
+        alt = next((a for a in alternatives if a.holds(context)), None)
+        if alt is None:  # no condition holds: the field keeps its fixed value
+            continue
+        label = alt.label(name)
+        if alt.choices is not None:
+            value = trial.suggest_categorical(label, list(alt.choices))
+        elif alt.is_int:
+            value = trial.suggest_int(label, int(alt.low), int(alt.high), step=int(alt.step or 1),
+                                      log=alt.log)
+        else:
+            value = trial.suggest_float(label, alt.low, alt.high, step=alt.step, log=alt.log)
+        values[name] = context[name] = value
+    return values
+
+
+def labelled(point: dict, space, base: TrainConfig) -> dict:
+    """A start point in Optuna's parameter names (one per alternative)."""
+    context, params = {**base.to_params(), **point}, {}
+    for name, alternatives in space.space.items():
+        alt = next((a for a in alternatives if a.holds(context)), None)
+        if alt is not None and name in point:
+            params[alt.label(name)] = point[name]
+    return params
