@@ -113,9 +113,32 @@ def champion(fer_dir: Path, train_images: int, epochs: int) -> str:
     return f"models:/{reg.name}@{reg.alias}"
 
 
+def profile(predictor, images: list) -> dict:
+    """Median ms per single image of: the eval preprocessing alone, preprocessing + model
+    (the loaded model's predict_proba), and the whole public predict call."""
+    from emorec.data.preprocess import eval_batch
+
+    model = predictor._model  # the loaded EmotionModel / OnnxEmotionModel
+    steps = {"preprocess": lambda img: eval_batch([img], predictor.prep),
+             "preprocess_and_model": lambda img: model.predict_proba([img]),
+             "predict_call": lambda img: predictor.predict(img, detect_faces=False)}
+    out = {}
+    for name, fn in steps.items():
+        fn(images[0])
+        times = []
+        for img in images:
+            start = time.perf_counter()
+            fn(img)
+            times.append(1e3 * (time.perf_counter() - start))
+        out[name] = benchlib.median(times)
+    return out
+
+
 def emorec_side(uri: str, items: list, single: int, batch: int) -> dict:
     import cv2
     import numpy as np
+
+    import torch
 
     import emorec
     from emorec.onnx_export import export_onnx
@@ -124,11 +147,17 @@ def emorec_side(uri: str, items: list, single: int, batch: int) -> dict:
     onnx_path = Path(tempfile.mkdtemp(prefix="emorec-onnx-")) / "champion.onnx"
     export_onnx(uri, onnx_path, log_to_run=False)
     out = {}
-    for name, target in (("emorec_torch", uri), ("emorec_onnx", str(onnx_path))):
-        predictor = emorec.load(target)
+    threads = torch.get_num_threads()
+    # The last row: PyTorch limited to one intra-op thread, which avoids thread hand-offs
+    # (and oversubscription on a shared machine) for one small image.
+    for name, target, n in (("emorec_torch", uri, threads), ("emorec_onnx", onnx_path, threads),
+                            ("emorec_torch_1_thread", uri, 1)):
+        torch.set_num_threads(n)
+        predictor = emorec.load(str(target))
         figures = latency(lambda img: predictor.predict(img, detect_faces=False),
                           lambda imgs: predictor.predict(imgs, detect_faces=False),
                           images, single, batch)
+        figures["profile_ms"] = profile(predictor, images[:100])
         labels = [p.label for p in predictor.predict(images, detect_faces=False)]
         figures["accuracy"] = float(np.mean([a == b for a, (_, b) in zip(labels, items)]))
         out[name] = figures
@@ -180,7 +209,7 @@ def main() -> None:
                      "(TFLite, quantized) and Keras model.")
     rows = [[k, v["single_p50_ms"], v["single_p90_ms"], v["batch_ms_per_image"], v["accuracy"]]
             for k, v in results.items()]
-    best = min(results["emorec_torch"]["single_p50_ms"], results["emorec_onnx"]["single_p50_ms"])
+    best = min(v["single_p50_ms"] for k, v in results.items() if k.startswith("emorec"))
     targets = [benchlib.target("emorec p50 single-image latency (best backend)", best, "<= 5 ms",
                                best <= 5, " ms")]
     if fer_figures:
@@ -189,6 +218,11 @@ def main() -> None:
                                        fer_p50 / best >= 2, "x"))
     else:
         targets.append(benchlib.target("fer p50 / emorec p50", float("nan"), ">= 2", None, "x"))
+    for name in ("emorec_torch", "emorec_onnx", "emorec_torch_1_thread"):
+        prof = results[name]["profile_ms"]
+        notes.append(f"{name} profile (median ms per image): preprocessing "
+                     f"{prof['preprocess']:.3f}, model {prof['preprocess_and_model'] - prof['preprocess']:.3f}, "
+                     f"API around it {prof['predict_call'] - prof['preprocess_and_model']:.3f}.")
     benchlib.save("inference", "Inference latency and accuracy vs fer (FER2013 PublicTest)", args,
                   started=started, targets=targets, notes=notes,
                   figures={"model_uri": uri, "images": len(items), "results": results},

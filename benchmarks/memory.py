@@ -118,6 +118,14 @@ def main() -> None:
              "The seed's best (345.85 MB) cannot be compared like for like: the pinned torch "
              "2.14.1 wheel is the CUDA build, whose import alone maps its CUDA libraries into "
              "RSS; the cpu_torch row (if present) runs the same code on a CPU-only wheel."]
+    for key, v in per_model.items():
+        if key.startswith("cnn_torch"):
+            floor = v["import_rss_mb"]["emorec_training"]
+            notes.append(f"{key}: the imports alone (Python, NumPy/OpenCV, torch, MLflow, emorec) "
+                         f"reach {floor:.0f} MB before any model exists; training and "
+                         f"evaluation add {v['peak_rss_mb'] - floor:.0f} MB (autograd "
+                         "activations of a 64-image batch, the allocator's cached blocks, "
+                         "256-image evaluation batches, MLflow's system-metrics thread).")
     if "cnn_tf" in per_model:
         tf = per_model["cnn_tf"]
         notes.append(f"TensorFlow costs {tf['framework_import_mb']:.0f} MB on import; cnn_tf's "

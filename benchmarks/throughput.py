@@ -162,6 +162,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="naive DataLoader workers")
     p.add_argument("--models", default=",".join(MODELS), help="models for the FLOP/s table")
     p.add_argument("--flops-steps", type=int, default=3, help="timed steps per model")
+    p.add_argument("--peak-seconds", type=float, default=2.0, help="matmul peak timing length")
     args = p.parse_args()
     started = time.time()
     fer = benchlib.require(args.data, "fer2013")
@@ -181,7 +182,7 @@ def main() -> None:
     n_images = emorec_runs[0]["images"]
     naive_data = naive_data_only(root, args.batch_size, args.workers)
     emorec_data = emorec_data_only(root, args.batch_size)
-    peak = benchlib.matmul_peak_gflops()
+    peak = benchlib.matmul_peak_gflops(seconds=args.peak_seconds)
     rows, flops = [], {}
     for name in [m for m in args.models.split(",") if m]:
         f = train_step_flops(name, args.batch_size, args.flops_steps)

@@ -21,7 +21,7 @@ import fixtures
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = {
     "throughput": ["--images", "32", "--batch-size", "16", "--repeats", "1",
-                   "--models", "cnn_torch", "--flops-steps", "1"],
+                   "--models", "cnn_torch", "--flops-steps", "1", "--peak-seconds", "0.1"],
     "tracking_overhead": ["--epochs", "1", "--repeats", "1", "--warmup", "0"],
     "tuning_efficiency": ["--lrs", "0.001", "--dropouts", "0.25", "--epochs", "1",
                           "--tpe-trials", "1", "--image-size", "16"],
