@@ -1,0 +1,42 @@
+"""Small argument parsers shared by the command modules, and the exit codes."""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """``--set epochs=1 samples=140`` -> {"epochs": "1", ...}; the config coerces and validates."""
+    values = {}
+    for item in items or []:
+        for token in item.split():  # MLproject passes all pairs as one quoted argument
+            key, sep, value = token.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--set expects key=value pairs, got {token!r}")
+            values[key.replace("-", "_")] = value
+    return values
+
+
+def optional(kind):
+    """An argparse type where 0 or "" means "not set" (MLproject parameters cannot be absent)."""
+    def parse(text: str):
+        value = kind(float(text)) if kind is not str else text
+        return value or None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def as_bool(text) -> bool:
+    """``--cross`` alone, or ``--cross true|false`` (how MLproject passes it)."""
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def split_list(text: str) -> list[str]:
+    return [t for t in (x.strip() for x in text.split(",")) if t]

@@ -1,0 +1,97 @@
+"""``emorec predict`` (faces in images and folders) and ``emorec export`` (ONNX)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emorec.cli.args import EXIT_FAILED, split_list
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from emorec import inference
+
+    files = inference.collect_images(args.inputs)
+    if not files:
+        raise ValueError(f"no image files in {' '.join(args.inputs)}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    expected = split_list(args.expect_classes) if args.expect_classes else None
+    predictor = inference.load(args.model_uri, expect_classes=expected)
+    names = dict(files)
+    skipped, width = 0, max(len(str(f)) for f in names)
+    if not args.json:
+        print(f"{'file':{width}s} {'face':>4s} {'label':10s} {'confidence':>10s}")
+    for path, pixels, preds, error in inference.predict_files(
+            predictor, list(names), batch_size=args.batch_size, detect_faces=not args.no_detect):
+        if error:
+            skipped += 1
+            print(f"emorec: skipped {error}", file=sys.stderr)
+            continue
+        for p in preds:
+            if args.json:
+                print(json.dumps({"file": str(path), "face": p.face, "box": list(p.box),
+                                  "face_found": p.face_found, "label": p.label,
+                                  "confidence": round(p.confidence, 6),
+                                  "probabilities": {k: round(v, 6)
+                                                    for k, v in p.probabilities.items()}}))
+            else:
+                face = str(p.face) if p.face_found else "-"
+                print(f"{str(path):{width}s} {face:>4s} {p.label:10s} {p.confidence:10.4f}")
+        if args.annotate:
+            inference.annotate(pixels, preds, Path(args.annotate) / names[path])
+    if skipped:
+        print(f"emorec: {skipped} of {len(files)} file(s) skipped (unreadable)", file=sys.stderr)
+    return EXIT_FAILED if skipped == len(files) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from emorec.onnx_export import OnnxEmotionModel, OnnxParityError, export_onnx
+
+    start = time.perf_counter()
+    try:
+        out = export_onnx(args.model_uri, args.out, log_to_run=not args.no_log)
+    except OnnxParityError as exc:
+        print(f"emorec: export failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    exported = OnnxEmotionModel(out)
+    meta, prep = exported.metadata, exported.prep
+    dims = {"N": "batch", "C": prep["channels"], "H": prep["image_size"], "W": prep["image_size"]}
+    logged = "" if args.no_log else "; logged to the run under onnx/"
+    print(f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "
+          f"input {exported.layout} {'x'.join(str(dims[d]) for d in exported.layout)}, "
+          f"max probability difference from {meta['framework']} "
+          f"{meta['parity_max_abs_diff']:.2g}{logged}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("predict", help="emotions of the faces in images or folders of images")
+    p.add_argument("--model-uri", required=True,
+                   help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--json", action="store_true", help="one JSON object per face")
+    p.add_argument("--annotate", metavar="OUT_DIR", default=None,
+                   help="write copies with the face boxes and labels drawn")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    p.add_argument("--no-detect", action="store_true",
+                   help="classify whole images, without face detection")
+    p.add_argument("--expect-classes", metavar="A,B,...", default=None,
+                   help="the emotions you rely on (comma-separated); a model trained on another "
+                        "class set is refused before any image is read")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a logged PyTorch or Keras model to ONNX (checked "
+                                      "for parity and logged back to its run)")
+    p.add_argument("--model-uri", required=True,
+                   help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--no-log", action="store_true", help="do not log the file to the model's run")
+    p.set_defaults(func=cmd_export)
+

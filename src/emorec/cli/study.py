@@ -1,0 +1,186 @@
+"""``emorec tune``, ``study status``, ``compare`` and ``benchmark-all`` (emorec.study, emorec.report)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emorec.cli.args import EXIT_FAILED, as_bool, optional, parse_sets, split_list
+
+# The choices of emorec.study, repeated so that building the parser (every command)
+# does not import Optuna and MLflow; tests/test_study.py checks that they agree.
+STUDY_SAMPLERS = ("grid", "tpe")
+STUDY_OBJECTIVES = ("accuracy", "f1", "multi")
+STUDY_PRUNERS = ("median", "hyperband", "none")
+
+
+def _add_tuning_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", choices=STUDY_SAMPLERS, default="grid",
+                   help="grid: the YAML grid, stops when exhausted; tpe: the YAML space "
+                        "(default: grid)")
+    p.add_argument("--n-trials", type=optional(int), default=None,
+                   help="finished trials the study should reach (default: the grid size, "
+                        "or 20 for tpe)")
+    p.add_argument("--timeout", type=optional(float), default=None,
+                   help="seconds after which no new trial starts")
+    p.add_argument("--storage", type=optional(str), default=None,
+                   help="SQLAlchemy URL of the Optuna storage (default: sqlite mlruns/optuna.db)")
+    p.add_argument("--objective", choices=STUDY_OBJECTIVES, default="accuracy",
+                   help="accuracy | f1 (validation, maximised) | multi (accuracy, train time, RSS)")
+    p.add_argument("--pruner", choices=("auto", *STUDY_PRUNERS), default="auto",
+                   help="auto (default): median for tpe, none for grid and multi")
+    p.add_argument("--pruner-startup-trials", type=int, default=5,
+                   help="median: trials that finish before any is pruned")
+    p.add_argument("--pruner-warmup-epochs", type=int, default=0,
+                   help="median: epochs every trial runs before it may be pruned")
+    p.add_argument("--space", type=optional(str), default=None,
+                   help="search space YAML (default: tuning/<model>.yaml)")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="fixed TrainConfig values for every trial, e.g. epochs=1 image_size=32")
+    p.add_argument("--heartbeat-interval", type=int, default=30)
+    p.add_argument("--grace-period", type=int, default=120,
+                   help="seconds without heartbeat after which a RUNNING trial counts as dead")
+    p.add_argument("--no-register", action="store_true", help="do not register the best model")
+    p.add_argument("--no-plots", action="store_true", help="do not log Optuna's plots")
+
+
+def _study_options(args: argparse.Namespace, study_name: str | None = None):
+    from emorec.study import StudyOptions
+
+    return StudyOptions(sampler=args.sampler, objective=args.objective,
+                        pruner=None if args.pruner == "auto" else args.pruner,
+                        n_trials=args.n_trials, timeout=args.timeout, storage=args.storage,
+                        study_name=study_name, space_file=args.space,
+                        heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                        pruner_startup_trials=args.pruner_startup_trials,
+                        pruner_warmup_epochs=args.pruner_warmup_epochs,
+                        register=not args.no_register, plots=not args.no_plots)
+
+
+def _print_study(result) -> None:
+    states = ", ".join(f"{n} {s.lower()}" for s, n in result.states.items()) or "no trials"
+    print(f"study {result.name} ({result.storage}): {result.new_trials} new trial(s); {states}")
+    for best in result.best[:5]:
+        values = ", ".join(f"{v:.4f}" for v in best["values"])
+        print(f"  best trial {best['number']}: {values} {best['config']} run {best['run_id']}")
+    if result.registration:
+        reg = result.registration
+        print(f"  registered {reg.name} version {reg.version} as {reg.alias} ({reg.uri}): "
+              f"{reg.reason}")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from emorec.study import run_study
+
+    values = {"model": args.model, "dataset": args.dataset, **parse_sets(args.set)}
+    if args.data_dir:
+        values["data_dir"] = args.data_dir
+    result = run_study(values, _study_options(args, args.study_name))
+    _print_study(result)
+    if not result.best:
+        print("emorec: no trial completed", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _print_report(report) -> None:
+    from emorec.report import markdown
+
+    print(markdown(report.rows), end="")
+    logged = (f"; logged as run {report.run_id} (experiment {report.experiment})"
+              if report.run_id else "")
+    print(f"wrote {len(report.files)} files to {report.folder}{logged}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from emorec.report import compare
+
+    datasets = [d for item in args.dataset for d in split_list(item.replace(" ", ","))]
+    _print_report(compare(datasets or None, args.out, cross=args.cross,
+                          log_mlflow=not args.no_mlflow))
+    return 0
+
+
+def cmd_benchmark_all(args: argparse.Namespace) -> int:
+    from emorec.benchmark import benchmark_all
+
+    dirs = {}
+    for item in args.data_dir or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--data-dir expects dataset=path, got {item!r}")
+        dirs[name] = path
+    result = benchmark_all(split_list(args.models), split_list(args.datasets), data_dirs=dirs,
+                           overrides=parse_sets(args.set), options=_study_options(args),
+                           out=args.out, cross=args.cross)
+    for study in result.studies:
+        _print_study(study)
+    for pair, error in result.failures.items():
+        print(f"emorec: {pair} failed: {error}", file=sys.stderr)
+    _print_report(result.report)
+    return EXIT_FAILED if result.failures else 0
+
+
+def cmd_study_status(args: argparse.Namespace) -> int:
+    import json
+
+    from emorec.study import status
+
+    rows = status(args.storage, args.study_name)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from emorec.study import default_storage, mask
+
+    where = mask(args.storage or default_storage())
+    print(f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'} in {where}")
+    for row in rows:
+        states = ", ".join(f"{n} {s.lower()}" for s, n in row["states"].items()) or "no trials"
+        best = "-" if row["best"] is None else f"{row['best']:.4f}"
+        print(f"{row['study']}: {states}; best {best}; {len(row['workers'])} worker(s) so far")
+        for t in row["running"]:
+            print(f"  running trial {t['number']} on {t['worker']} since {t['since']}: "
+                  f"{t['config']}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("tune", help="run or resume an Optuna study for one model and dataset")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--data-dir", type=optional(str), default=None)
+    p.add_argument("--study-name", type=optional(str), default=None,
+                   help="default: <model>-<dataset>-<sampler>-<objective>")
+    _add_tuning_flags(p)
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("study", help="inspect studies: emorec study status")
+    actions = p.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("status", help="trials by state, best value and running trials "
+                                          "(with their worker) of the studies in a storage")
+    p.add_argument("--storage", type=optional(str), default=None,
+                   help="SQLAlchemy URL (default: $EMOREC_OPTUNA_STORAGE or mlruns/optuna.db)")
+    p.add_argument("--study-name", type=optional(str), default=None,
+                   help="one study (default: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_study_status)
+
+    p = sub.add_parser("compare", help="results table, charts (and cross-dataset matrix) "
+                                       "of the registered champions and best runs")
+    p.add_argument("--dataset", nargs="*", action="extend", default=[],
+                   help="only these datasets (space- or comma-separated; default: all)")
+    p.add_argument("--out", default="outputs/compare")
+    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool,
+                   help="also test each dataset's champion on the other datasets' test splits")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("benchmark-all", help="a study per model x dataset, then the report")
+    p.add_argument("--models", required=True, help="comma-separated, e.g. cnn_torch,vgg16")
+    p.add_argument("--datasets", default="synthetic", help="comma-separated, e.g. ckplus,fer2013")
+    p.add_argument("--data-dir", action="append", metavar="DATASET=PATH",
+                   help="a dataset's folder; repeat per dataset")
+    p.add_argument("--out", default="outputs/compare")
+    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool)
+    _add_tuning_flags(p)
+    p.set_defaults(func=cmd_benchmark_all)

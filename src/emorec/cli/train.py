@@ -1,0 +1,91 @@
+"""``emorec train`` (one flag per TrainConfig field), ``explore``, ``models``, ``datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from emorec.config import TrainConfig
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per TrainConfig field, parsed as strings and coerced by the config."""
+    for f in dataclasses.fields(TrainConfig):
+        default = "" if f.default is None else f.default
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                            metavar=type(default).__name__.upper(), help=f"default: {default!r}")
+
+
+def _config_from(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if getattr(args, f.name, None) is not None}
+    return TrainConfig.from_mapping(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from emorec.training import train
+
+    cfg = _config_from(args)
+    result = train(cfg)
+    m = result.metrics
+    print(f"run {result.run_id}: test accuracy {m['test_accuracy']:.4f}, "
+          f"macro F1 {m['test_f1_macro']:.4f}, AUC {m['test_auc_roc_macro']:.4f}, "
+          f"train {m['train_time_s']:.1f}s, eval {m['eval_time_s']:.2f}s, "
+          f"peak RSS {m.get('peak_rss_mb', float('nan')):.0f} MB")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from emorec.explore import explore
+
+    options = {"count": args.samples} if args.dataset == "synthetic" else {}
+    summary = explore(args.dataset, args.data_dir, args.out, image_size=args.image_size,
+                      split=args.split, seed=args.seed, options=options,
+                      log_to_mlflow=args.log_mlflow)
+    print(f"{summary['dataset']}: {summary['images']} images, classes "
+          f"{', '.join(f'{c} {n}' for c, n in summary['counts'].items())}")
+    for part, counts in summary["counts_per_split"].items():
+        print(f"  {part:5s} {sum(counts.values()):6d}")
+    q = summary["quality"]
+    sharpness = " / ".join(f"{part} {v}" for part, v in q["median_sharpness_per_split"].items())
+    print(f"  quality: {q['near_blank_images']} near-blank, {q['duplicate_groups']} duplicate "
+          f"groups ({q['duplicate_groups_with_conflicting_labels']} with conflicting labels), "
+          f"median sharpness {sharpness}")
+    print(f"wrote {args.out}/class_distribution.png, samples.png, summary.json")
+    return 0
+
+
+def cmd_models(_args) -> int:
+    from emorec.models import get_spec, list_models
+
+    for name in list_models():
+        spec = get_spec(name)
+        print(f"{name:10s} {spec.framework:6s} {spec.summary}")
+    return 0
+
+
+def cmd_datasets(_args) -> int:
+    from emorec.data import FORMATS
+
+    print("\n".join(FORMATS))
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("train", help="train one model, tracked in MLflow")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("explore", help="class distribution, sample grid and summary of a dataset")
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="outputs/explore")
+    p.add_argument("--image-size", type=int, default=48)
+    p.add_argument("--split", default="auto")
+    p.add_argument("--samples", type=int, default=1400, help="synthetic dataset size")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--log-mlflow", action="store_true", help="also log the files to MLflow")
+    p.set_defaults(func=cmd_explore)
+
+    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    sub.add_parser("datasets", help="list the dataset formats").set_defaults(func=cmd_datasets)
