@@ -93,6 +93,8 @@ def main() -> None:
     p.add_argument("--tpe-trials", type=int, default=12)
     p.add_argument("--lrs", default=",".join(map(str, GRID["lr"])),
                    help="learning rates of the grid (comma-separated)")
+    p.add_argument("--batch-sizes", default=",".join(map(str, GRID["batch_size"])),
+                   help="batch sizes of the grid (comma-separated)")
     p.add_argument("--dropouts", default=",".join(map(str, GRID["dropout"])),
                    help="dropout rates of the grid (comma-separated)")
     p.add_argument("--store", default=None, help="MLflow/Optuna store folder (default: temp)")
@@ -102,6 +104,7 @@ def main() -> None:
     from emorec.study import StudyOptions, run_study
 
     grid = {**GRID, "lr": [float(v) for v in args.lrs.split(",")],
+            "batch_size": [int(v) for v in args.batch_sizes.split(",")],
             "dropout": [float(v) for v in args.dropouts.split(",")]}
     space = space_file(grid, args.epochs, args.image_size)
     values = {"model": "cnn_torch", "dataset": "ckplus", "data_dir": str(ck), "split": "grouped",
