@@ -170,6 +170,29 @@ def test_tpe_study_prunes_a_bad_trial_and_records_why(tmp_path):
     assert len(epochs) == 1  # stopped after the first of two epochs
 
 
+def test_a_start_point_queued_twice_is_trained_once(tmp_path):
+    """Two workers started together may both queue the space's start points: the second
+    copy is refused before training and a sampled trial takes its place."""
+    space = write_space(tmp_path, "space:\n  lr: {low: 1.0e-3, high: 1.0e-2, log: true}\n"
+                                  "start:\n  - {lr: 3.0e-3}\n")
+    options = StudyOptions(sampler="tpe", space_file=space, n_trials=2, pruner="none",
+                           storage=f"sqlite:///{tmp_path}/optuna.db", **QUIET)
+    name = "cnn_torch-synthetic-tpe-accuracy"
+    first = optuna.create_study(storage=options.storage, study_name=name, direction="maximize")
+    for _ in range(2):  # each worker checked that none was queued yet, then queued it
+        first.enqueue_trial({"lr": 3e-3})
+
+    result = run_study(FAST, options)
+
+    trials = optuna.load_study(study_name=name, storage=options.storage).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert "start point" in trials[1].user_attrs["state_reason"]
+    assert "not run twice" in trials[1].user_attrs["state_reason"]
+    assert trials[2].params["lr"] != 3e-3  # sampled, not the start point again
+    assert result.states == {"COMPLETE": 2, "FAIL": 1}
+    assert len(runs(kind="trial")) == 2  # the refused copy never opened a run
+
+
 def test_dead_trial_is_failed_retried_and_its_run_closed(tmp_path):
     """A process died mid-trial: its Optuna trial and MLflow run were left RUNNING."""
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2]\n")

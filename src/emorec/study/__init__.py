@@ -27,7 +27,8 @@ trial's model (``emorec.registry``).
   RDB storage (PostgreSQL) shares the study. Optuna hands out trials: grid
   trial *n* is grid point *n* (trial numbers are unique in the storage), a
   retried or queued trial is popped by exactly one worker, and a grid point
-  that two workers raced for is run by the lower-numbered trial only. A worker
+  (or queued start point) that two workers raced for is run by the lower-numbered
+  trial only. A worker
   with nothing left to start waits while other workers' trials run (one may
   die and come back as a retry), then leaves; the worker that ran the best
   trial registers it. ``status()`` shows a study's trials by state and worker.
@@ -42,8 +43,8 @@ from emorec.study.options import (OBJECTIVES, PRUNERS, SAMPLERS, TEST_METRIC, St
                                   StudyResult)
 from emorec.study.run import run_study
 from emorec.study.storage import default_storage, make_storage, mask, status
-from emorec.study.trials import GridPointTaken, PruningCallback
+from emorec.study.trials import PointTaken, PruningCallback
 
-__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "TEST_METRIC", "GridPointTaken", "PruningCallback",
+__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "TEST_METRIC", "PointTaken", "PruningCallback",
            "StudyOptions", "StudyResult", "default_storage", "make_storage", "mask", "run_study",
            "status"]

@@ -20,7 +20,7 @@ from emorec.study.options import (DEFAULT_TPE_TRIALS, FINISHED, NOT_COMPARED, OB
                                   StudyOptions, StudyResult)
 from emorec.study.storage import default_storage, make_storage, mask
 from emorec.study.summary import finish, log_settings
-from emorec.study.trials import GridPointTaken, Objective, labelled
+from emorec.study.trials import PointTaken, Objective, labelled
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,6 @@ def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions)
             continue
         waited = False
         # A diverged trial is a result (a bad point), not a reason to stop the study.
-        study.optimize(objective, n_trials=1, catch=(TrainingDiverged, GridPointTaken),
+        study.optimize(objective, n_trials=1, catch=(TrainingDiverged, PointTaken),
                        gc_after_trial=True, callbacks=[log_trial])
     return ran

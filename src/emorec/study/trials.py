@@ -16,8 +16,8 @@ from emorec.engines.base import Callback
 from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions
 
 
-class GridPointTaken(RuntimeError):
-    """Another worker's trial already runs (or ran) this grid point: this trial is not run."""
+class PointTaken(RuntimeError):
+    """Another worker's trial already runs (or ran) this grid or start point: not run twice."""
 
 
 class PruningCallback(Callback):
@@ -44,8 +44,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        if self.options.sampler == "grid":
-            _claim_grid_point(trial)
+        _claim_point(trial)
         overrides = _suggest(trial, self.space, self.options.sampler, self.base)
         trial.set_user_attr("config", overrides)
         # A retried trial inherits its user attributes: origin names the first attempt.
@@ -83,23 +82,33 @@ class Objective:
             trial.set_user_attr("mlflow_run_id", run_id)
 
 
-def _claim_grid_point(trial: optuna.Trial) -> None:
-    """Refuse a grid point another live or finished trial holds: the lower number keeps it.
+def _point(trial: optuna.trial.FrozenTrial):
+    """The point a trial was handed rather than sampled: a grid point, or a queued start
+    point (enqueued parameters); None for a sampled trial."""
+    if "grid_id" in trial.system_attrs:
+        return "grid point", trial.system_attrs["grid_id"]
+    if "fixed_params" in trial.system_attrs:
+        return "start point", sorted(trial.system_attrs["fixed_params"].items())
+    return None
 
-    Only a race makes two trials hold one point (a worker created a trial past
-    the grid's size while the last points were being taken); this keeps every
-    grid point trained once, whichever worker got there first.
+
+def _claim_point(trial: optuna.Trial) -> None:
+    """Refuse a point another live or finished trial holds: the lower number keeps it.
+
+    Only a race makes two trials hold one point: a worker created a trial past
+    the grid's size while the last points were being taken, or workers started
+    together each queued the space's start points. This keeps every such point
+    trained once, whichever worker got there first.
     """
     trials = trial.study.get_trials(deepcopy=False)
-    point = next(t for t in trials if t.number == trial.number).system_attrs.get("grid_id")
-    holder = next((t for t in trials if t.number < trial.number and t.state in
-                   (TrialState.RUNNING, *FINISHED) and t.system_attrs.get("grid_id") == point),
-                  None)
-    if holder is not None:
-        reason = (f"grid point {point} is trial {holder.number}'s (another worker took it "
+    point = _point(next(t for t in trials if t.number == trial.number))
+    holder = point and next((t for t in trials if t.number < trial.number and t.state in
+                             (TrialState.RUNNING, *FINISHED) and _point(t) == point), None)
+    if holder:
+        reason = (f"{point[0]} {point[1]} is trial {holder.number}'s (another worker took it "
                   "first): not run twice")
         trial.set_user_attr("state_reason", reason)
-        raise GridPointTaken(reason)
+        raise PointTaken(reason)
 
 
 def _values(metrics: dict, objective: str):
