@@ -27,11 +27,10 @@ trial's model (``emorec.registry``).
   RDB storage (PostgreSQL) shares the study. Optuna hands out trials: grid
   trial *n* is grid point *n* (trial numbers are unique in the storage), a
   retried or queued trial is popped by exactly one worker, and a grid point
-  (or queued start point) that two workers raced for is run by the lower-numbered
-  trial only. A worker
-  with nothing left to start waits while other workers' trials run (one may
-  die and come back as a retry), then leaves; the worker that ran the best
-  trial registers it. ``status()`` shows a study's trials by state and worker.
+  (or queued start point) that two workers raced for is run by the
+  lower-numbered trial only. A worker with nothing left to start waits while
+  other workers' trials run (one may die and come back as a retry), then
+  leaves; the worker that ran the best trial registers it. ``status()`` shows a study's trials by state and worker.
 
 Modules: ``options`` (what a study is asked to do, what it returns),
 ``storage`` (the RDB storage and ``status()``), ``run`` (``run_study``: the
