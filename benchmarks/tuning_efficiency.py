@@ -103,10 +103,10 @@ def main() -> None:
     ck = benchlib.require(args.data, "ckplus")
     from emorec.study import StudyOptions, run_study
 
-    grid = {**GRID, "lr": [float(v) for v in args.lrs.split(",")],
+    grid_space = {**GRID, "lr": [float(v) for v in args.lrs.split(",")],
             "batch_size": [int(v) for v in args.batch_sizes.split(",")],
             "dropout": [float(v) for v in args.dropouts.split(",")]}
-    space = space_file(grid, args.epochs, args.image_size)
+    space = space_file(grid_space, args.epochs, args.image_size)
     values = {"model": "cnn_torch", "dataset": "ckplus", "data_dir": str(ck), "split": "grouped",
               "log_model": False, "system_metrics": False, "progress": False,
               "experiment": "bench-tuning"}
@@ -143,7 +143,7 @@ def main() -> None:
                "tpe_epochs_over_grid_epochs": tpe["epochs"] / grid["epochs"],
                "tpe_best_within_third_of_grid_epochs": tpe_at_budget,
                "gap_points_at_third_budget": gap, "curves": curves}
-    notes = [f"Space: {grid}, {args.epochs} epochs a trial at {args.image_size} px; CK+48 "
+    notes = [f"Space: {grid_space}, {args.epochs} epochs a trial at {args.image_size} px; CK+48 "
              "grouped split (validation accuracy on held-out subjects).",
              f"TPE ran {len(tpe['points'])} trials ({pruned} pruned) for {tpe['epochs']} epochs "
              f"({100 * tpe['epochs'] / grid['epochs']:.0f} % of the grid's {grid['epochs']}); "
