@@ -93,9 +93,16 @@ def fer_subset(fer_dir: Path, train_images: int, seed: int = 0) -> Path:
     return root
 
 
-def hidden() -> str:
-    """argparse help for internal options (child-process modes)."""
-    return argparse.SUPPRESS
+def parse_or_run_child(p: argparse.ArgumentParser, option: str, run) -> argparse.Namespace:
+    """Parse the arguments; if the hidden ``--<option> VALUE`` (a script's child-process
+    mode) is given, call ``run(VALUE, args)`` and exit instead of returning."""
+    p.add_argument(f"--{option}", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    value = getattr(args, option.replace("-", "_"))
+    if value:
+        run(value, args)
+        sys.exit(0)
+    return args
 
 
 # --- measurement helpers -----------------------------------------------------------------------

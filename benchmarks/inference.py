@@ -177,10 +177,8 @@ def main() -> None:
     p.add_argument("--fer-python", default=DEFAULT_FER_PYTHON,
                    help="interpreter where `from fer.fer import FER` works ('' = skip fer)")
     p.add_argument("--store", default=None)
-    p.add_argument("--fer-child", default=None, help=benchlib.hidden())
-    args = p.parse_args()
-    if args.fer_child:
-        return fer_child(args.fer_child, args.single, args.batch)
+    args = benchlib.parse_or_run_child(p, "fer-child",
+                                       lambda paths, a: fer_child(paths, a.single, a.batch))
     started = time.time()
     fer_dir = benchlib.require(args.data, "fer2013")
     items = test_images(fer_dir, args.eval_images or None)

@@ -70,10 +70,7 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--cpu-torch-python", default=None,
                    help="interpreter with a CPU-only torch that can import emorec")
-    p.add_argument("--child", default=None, help=benchlib.hidden())
-    args = p.parse_args()
-    if args.child:
-        return child(args.child, args.data, args.epochs)
+    args = benchlib.parse_or_run_child(p, "child", lambda model, a: child(model, a.data, a.epochs))
     started = time.time()
     ck = benchlib.require(args.data, "ckplus")
     runs = []
