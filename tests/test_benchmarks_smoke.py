@@ -74,7 +74,8 @@ def test_script_writes_finite_results(name, data, tmp_path, monkeypatch):
     assert f"`{name}`" in (results / "RESULTS.md").read_text()
 
 
-@pytest.mark.parametrize("name", list(TINY))
+# workers.py needs PostgreSQL and a tracking server: tests/test_workers.py covers what it runs.
+@pytest.mark.parametrize("name", [*TINY, "workers"])
 def test_script_skips_without_data(name, tmp_path, monkeypatch, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
