@@ -32,23 +32,23 @@ def finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpti
     result.best = _best(study, options.objective)
     if result.parent_run_id:
         _log_summary(study, result, options)
-    best_run = result.best[0]["run_id"] if result.best else None
+    if not (options.register and result.best and result.best[0]["run_id"]):
+        return
+    best = result.best[0]
     # With several workers, the one that ran the best trial registers it (once, not N times);
     # a best trial of an earlier session (which may have died before registering) is
     # registered by whoever finishes now: registration is idempotent.
-    mine = ran is None or (result.best and _ours(study, result.best[0]["number"], ran))
-    if options.register and best_run and not mine:
+    if ran is not None and not _ours(study, best["number"], ran):
         log.info("study %s: best trial %d ran on another worker, which registers it", name,
-                 result.best[0]["number"])
-    elif options.register and best_run:
-        result.registration = registry.register_best(
-            best_run, registry.model_name(base.model, base.dataset), TEST_METRIC[options.objective],
-            tags={"study": name, "trial_number": result.best[0]["number"],
-                  "objective": options.objective})
-        if result.parent_run_id and result.registration:
-            reg = result.registration
-            tracking.set_tags({"registered_model": reg.name, "registered_version": reg.version,
-                               "registered_alias": reg.alias})
+                 best["number"])
+        return
+    result.registration = reg = registry.register_best(
+        best["run_id"], registry.model_name(base.model, base.dataset),
+        TEST_METRIC[options.objective],
+        tags={"study": name, "trial_number": best["number"], "objective": options.objective})
+    if result.parent_run_id and reg:
+        tracking.set_tags({"registered_model": reg.name, "registered_version": reg.version,
+                           "registered_alias": reg.alias})
 
 
 def _ours(study: optuna.Study, number: int, ran: list[int]) -> bool:
