@@ -75,7 +75,7 @@ def study_runs(client: MlflowClient, name: str, kind: str) -> list:
         filter_string=f"tags.kind = '{kind}' AND tags.study = '{name}'", max_results=1000)
 
 
-def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server):
+def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server, monkeypatch):
     """(a) and (c): 3 workers, 6 grid points, all through the tracking server."""
     space = tmp_path / "grid.yaml"
     space.write_text("grid:\n  lr: [1.0e-2, 3.0e-3, 1.0e-3]\n  dropout: [0.1, 0.3]\n")
@@ -121,16 +121,13 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server):
     assert versions[0].run_id == best.user_attrs["mlflow_run_id"]
     assert client.get_model_version_by_alias("emorec-cnn_torch-synthetic",
                                              "champion").version == versions[0].version
-    os.environ["MLFLOW_TRACKING_URI"] = server  # emorec.load reads the store from the env
-    try:
-        import emorec
+    import emorec
 
-        predictor = emorec.load("models:/emorec-cnn_torch-synthetic@champion")
-        proba = predictor.predict_proba([np.full((20, 20), 128, np.uint8)])
-        assert proba.shape == (1, len(predictor.classes))
-        assert abs(float(proba.sum()) - 1) < 1e-4
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # emorec.load reads the store from the env
+    predictor = emorec.load("models:/emorec-cnn_torch-synthetic@champion")
+    proba = predictor.predict_proba([np.full((20, 20), 128, np.uint8)])
+    assert proba.shape == (1, len(predictor.classes))
+    assert abs(float(proba.sum()) - 1) < 1e-4
 
     assert status.returncode == 0, status.stderr
     assert f"\n{name}: {len(complete)} complete" in status.stdout

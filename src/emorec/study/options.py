@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
@@ -23,6 +25,11 @@ DEFAULT_TPE_TRIALS = 20
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards n_trials
 # Config fields a study's trials must share to be comparable (checked on resume).
 NOT_COMPARED = ("data_dir", "experiment", "run_name", "progress", "system_metrics", "log_model")
+
+
+def worker_id() -> str:
+    """This process among a study's workers: ``host:pid`` (containers all run pid 1)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

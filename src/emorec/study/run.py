@@ -17,7 +17,7 @@ from emorec import registry, search_space, tracking
 from emorec.config import TrainConfig
 from emorec.engines.base import TrainingDiverged
 from emorec.study.options import (DEFAULT_TPE_TRIALS, FINISHED, NOT_COMPARED, OBJECTIVES,
-                                  StudyOptions, StudyResult)
+                                  StudyOptions, StudyResult, worker_id)
 from emorec.study.storage import default_storage, make_storage, mask
 from emorec.study.summary import finish, log_settings
 from emorec.study.trials import PointTaken, Objective, labelled
@@ -78,10 +78,9 @@ def _open(name: str, storage, base: TrainConfig, space,
     # and per worker (workers started together must not draw the same random points);
     # the seed is logged with the session. Optuna's constant liar (on by default) keeps
     # concurrent workers from proposing the same point as each other's running trials.
-    # (Host and pid both: containers all run their worker as pid 1.)
     seed = base.seed if options.sampler == "grid" else int(np.random.SeedSequence(
-        [base.seed, len(study.get_trials(deepcopy=False)), os.getpid(),
-         zlib.crc32(socket.gethostname().encode())]).generate_state(1)[0])
+        [base.seed, len(study.get_trials(deepcopy=False)),
+         zlib.crc32(worker_id().encode())]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.sampler = (optuna.samplers.GridSampler(space.grid, seed=seed)
@@ -130,12 +129,17 @@ def _recover(study: optuna.Study, name: str) -> list[str]:
     Parent runs of dead sessions are closed too when they ran on this machine
     (their process id is checked); another machine's are left to it.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    _fail_stale(study)
     states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
     closed = registry.close_orphaned_trial_runs(name, states)
     return closed + registry.close_orphaned_study_runs(name, _session_alive)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    """Fail the RUNNING trials whose heartbeat stopped; each is queued again once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _session_tags() -> dict:
@@ -201,9 +205,7 @@ def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions)
                  trial.user_attrs.get("config"), trial.user_attrs.get("state_reason", ""))
 
     while time.monotonic() < deadline:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial becomes a retry
+        _fail_stale(study)  # a dead worker's trial becomes a retry
         todo = _work_left(study, space, options)
         if todo == "done":
             break

@@ -90,9 +90,8 @@ def status(storage: str | None = None, name: str | None = None) -> list[dict]:
             "directions": [d.name.lower() for d in study.directions],
             "states": {s.name: n for s in TrialState
                        if (n := sum(t.state == s for t in trials))},
-            "best": max((t.values[0] for t in complete), default=None)
-            if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-            else min((t.values[0] for t in complete), default=None),
+            "best": (max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+                     else min)((t.values[0] for t in complete), default=None),
             "running": [{"number": t.number, "worker": t.user_attrs.get("worker", "?"),
                          "since": t.datetime_start.isoformat(timespec="seconds")
                          if t.datetime_start else None,

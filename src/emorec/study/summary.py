@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import socket
 import warnings
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from optuna.trial import TrialState
 
 from emorec import registry, tracking
 from emorec.config import TrainConfig
-from emorec.study.options import OBJECTIVES, TEST_METRIC, StudyOptions, StudyResult
+from emorec.study.options import OBJECTIVES, TEST_METRIC, StudyOptions, StudyResult, worker_id
 from emorec.study.storage import mask
 
 log = logging.getLogger(__name__)
@@ -80,7 +78,7 @@ def log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOp
     settings.update(name=name, storage=mask(url), pruner=options.pruner_name,
                     space_digest=space.digest(options.sampler), grid_size=space.grid_size(),
                     sampler_seed=seed,
-                    worker=f"{socket.gethostname()}:{os.getpid()}")
+                    worker=worker_id())
     tracking.log_params({f"study.{k}": v for k, v in settings.items()})
     tracking.log_text(Path(space.path).read_text(), "optuna/space.yaml")
     tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")

@@ -3,9 +3,6 @@ to the pruner, and record its outcome on the run (see ``emorec.registry``)."""
 
 from __future__ import annotations
 
-import os
-import socket
-
 import numpy as np
 import optuna
 from optuna.trial import TrialState
@@ -13,7 +10,7 @@ from optuna.trial import TrialState
 from emorec import registry
 from emorec.config import TrainConfig
 from emorec.engines.base import Callback
-from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions
+from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions, worker_id
 
 
 class PointTaken(RuntimeError):
@@ -43,7 +40,7 @@ class Objective:
         self.name, self.base, self.space, self.options = name, base, space, options
 
     def __call__(self, trial: optuna.Trial):
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", worker_id())
         _claim_point(trial)
         overrides = _suggest(trial, self.space, self.options.sampler, self.base)
         trial.set_user_attr("config", overrides)
