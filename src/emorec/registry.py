@@ -100,14 +100,20 @@ def close_orphaned_trial_runs(study: str, states: dict[int, str]) -> list[str]:
     return closed
 
 
-def close_orphaned_study_runs(study: str, alive) -> list[str]:
-    """End as FAILED every RUNNING parent run of ``study`` whose process ``alive(run)`` denies."""
+def running_study_sessions(study: str) -> list:
+    """The RUNNING parent runs of ``study``: one per worker session still open (or dead
+    and not yet closed), tagged with its ``host`` and ``pid``."""
     tracking.configure()
     query = (f"tags.kind = 'study' AND tags.study = '{_quote(study)}' "
              "AND attributes.status = 'RUNNING'")
+    return mlflow.search_runs(search_all_experiments=True, filter_string=query,
+                              output_format="list")
+
+
+def close_orphaned_study_runs(study: str, alive) -> list[str]:
+    """End as FAILED every RUNNING parent run of ``study`` whose process ``alive(run)`` denies."""
     closed, client = [], _client()
-    for run in mlflow.search_runs(search_all_experiments=True, filter_string=query,
-                                  output_format="list"):
+    for run in running_study_sessions(study):
         if alive(run):
             continue
         client.set_tag(run.info.run_id, "failure_reason",

@@ -33,10 +33,8 @@ def finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpti
     if not (options.register and result.best and result.best[0]["run_id"]):
         return
     best = result.best[0]
-    # With several workers, the one that ran the best trial registers it (once, not N times);
-    # a best trial of an earlier session (which may have died before registering) is
-    # registered by whoever finishes now: registration is idempotent.
-    if ran is not None and not _ours(study, best["number"], ran):
+    # With several workers, the one that ran the best trial registers it (once, not N times).
+    if ran is not None and not _ours(study, name, best["number"], ran):
         log.info("study %s: best trial %d ran on another worker, which registers it", name,
                  best["number"])
         return
@@ -49,14 +47,17 @@ def finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpti
                            "registered_alias": reg.alias})
 
 
-def _ours(study: optuna.Study, number: int, ran: list[int]) -> bool:
-    """Whether this session ran trial ``number`` or it finished before this session began."""
+def _ours(study: optuna.Study, name: str, number: int, ran: list[int]) -> bool:
+    """Whether this session registers trial ``number``: it ran it, or the session that ran
+    it has ended (having registered it before ending, or died first; registering again
+    is a no-op). A session still open registers its own best trial itself."""
     if number in ran:
         return True
-    trials = study.get_trials(deepcopy=False)
-    mine = [t for t in trials if t.number in ran]
-    best = next(t for t in trials if t.number == number)
-    return bool(mine) and best.datetime_complete < min(t.datetime_start for t in mine)
+    worker = next(t for t in study.get_trials(deepcopy=False)
+                  if t.number == number).user_attrs.get("worker", "")
+    host, _, pid = worker.rpartition(":")
+    return not any((r.data.tags.get("host"), r.data.tags.get("pid")) == (host, pid)
+                   for r in registry.running_study_sessions(name))
 
 
 def _best(study: optuna.Study, objective: str) -> list[dict]:
