@@ -93,6 +93,18 @@ def fer_subset(fer_dir: Path, train_images: int, seed: int = 0) -> Path:
     return root
 
 
+def fer_test_images(fer_dir: Path, limit: int | None) -> list[tuple[str, str]]:
+    """(path, canonical label) of PublicTest images, in a fixed shuffled order."""
+    import numpy as np
+
+    from emorec.labels import SYNONYMS
+
+    files = sorted(p for p in (fer_dir / "test").glob("*/*") if p.is_file())
+    order = np.random.default_rng(0).permutation(len(files))
+    items = [(str(files[i]), SYNONYMS[files[i].parent.name]) for i in order]
+    return items[:limit] if limit else items
+
+
 def parse_or_run_child(p: argparse.ArgumentParser, option: str, run) -> argparse.Namespace:
     """Parse the arguments; if the hidden ``--<option> VALUE`` (a script's child-process
     mode) is given, call ``run(VALUE, args)`` and exit instead of returning."""

@@ -38,18 +38,6 @@ FER_LABELS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "
               "sad": "sadness", "surprise": "surprise", "neutral": "neutral"}
 
 
-def test_images(fer_dir: Path, limit: int | None) -> list[tuple[str, str]]:
-    """(path, canonical label) of PublicTest images, in a fixed shuffled order."""
-    import numpy as np
-
-    from emorec.labels import SYNONYMS
-
-    files = sorted(p for p in (fer_dir / "test").glob("*/*") if p.is_file())
-    order = np.random.default_rng(0).permutation(len(files))
-    items = [(str(files[i]), SYNONYMS[files[i].parent.name]) for i in order]
-    return items[:limit] if limit else items
-
-
 def latency(predict_one, predict_many, images: list, single: int, batch: int) -> dict:
     """p50/p90 single-image latency (ms) and median per-image time in batches (ms)."""
     predict_one(images[0])  # warm-up
@@ -181,7 +169,7 @@ def main() -> None:
                                        lambda paths, a: fer_child(paths, a.single, a.batch))
     started = time.time()
     fer_dir = benchlib.require(args.data, "fer2013")
-    items = test_images(fer_dir, args.eval_images or None)
+    items = benchlib.fer_test_images(fer_dir, args.eval_images or None)
     with benchlib.temporary_store(args.store):
         uri = args.model_uri or champion(fer_dir, args.train_images, args.epochs)
         results = emorec_side(uri, items, args.single, args.batch)

@@ -11,6 +11,13 @@ trial selects on. The best trial (by validation accuracy) is reported with its P
 metrics as logged in its MLflow run. The issue's target is a study of up to 2 hours
 (``--budget-minutes 120 --train-images 0``).
 
+FER2013 domain check: the shared archive's ``train/`` images are far blurrier than
+PublicTest's. The script measures both splits' median sharpness (variance of the
+Laplacian), finds the Gaussian blur that brings PublicTest down to ``train/``'s sharpness,
+and reports the best model's PublicTest accuracy as is and blurred so: the gap between
+the two is what the train/test mismatch costs that model. Only the as-is figure is the
+target's.
+
 CK+48: the 118 subjects are divided into 5 folds (``StratifiedGroupKFold``); each fold is
 the test set once, while a further subject-disjoint ~15 % of the other four folds is the
 validation set (early stopping) and the rest trains, through the emorec engine
@@ -43,7 +50,7 @@ def fer_study(fer_dir: Path, args) -> dict:
 
     values = {"model": args.model, "dataset": "fer2013",
               "data_dir": str(fer_tree(fer_dir, args.train_images)), "epochs": args.fer_epochs,
-              "log_model": False, "progress": False, "experiment": "bench-quality"}
+              "log_model": True, "progress": False, "experiment": "bench-quality"}
     start = time.perf_counter()
     study = run_study(values, StudyOptions(sampler="tpe", n_trials=args.max_trials,
                                            timeout=60 * args.budget_minutes, register=False,
@@ -59,7 +66,59 @@ def fer_study(fer_dir: Path, args) -> dict:
             "accuracy": m["test_accuracy"], "f1_macro": m["test_f1_macro"],
             "auc_roc_macro": m.get("test_auc_roc_macro"), "train_time_s": m["train_time_s"],
             "eval_time_s": m["eval_time_s"], "peak_rss_mb": m["peak_rss_mb"],
-            "epochs_run": m.get("epochs_run")}
+            "epochs_run": m.get("epochs_run"),
+            "domain_check": domain_check(fer_dir, best["run_id"])}
+
+
+def sharpness(images) -> float:
+    """Median sharpness (variance of the Laplacian), as ``emorec explore`` reports it."""
+    import numpy as np
+
+    from emorec.explore import sharpness as per_image
+
+    return float(np.median(per_image(images)))
+
+
+def matching_blur(images, goal: float) -> float:
+    """The Gaussian sigma (px) that brings ``images``' median sharpness down to ``goal``
+    (bisection; 0 when they are no sharper already)."""
+    import cv2
+
+    if sharpness(images) <= goal:
+        return 0.0
+    lo, hi = 0.0, 16.0
+    for _ in range(16):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sharpness([cv2.GaussianBlur(im, (0, 0), mid)
+                                         for im in images]) > goal else (lo, mid)
+    return (lo + hi) / 2
+
+
+def domain_check(fer_dir: Path, run_id: str, sample: int = 1000) -> dict:
+    """PublicTest accuracy of the run's model as is and blurred to ``train/``'s sharpness."""
+    import cv2
+    import numpy as np
+
+    import emorec
+
+    items = benchlib.fer_test_images(fer_dir, None)
+    test = [cv2.imread(path, cv2.IMREAD_GRAYSCALE) for path, _ in items]
+    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
+    pick = np.random.default_rng(0).choice(len(files), min(sample, len(files)), replace=False)
+    train = [cv2.imread(str(files[i]), cv2.IMREAD_GRAYSCALE) for i in pick]
+    goal = sharpness(train)
+    sigma = matching_blur(test[:sample], goal)
+    blurred = [cv2.GaussianBlur(im, (0, 0), sigma) if sigma else im for im in test]
+    predictor = emorec.load(f"runs:/{run_id}/emotion_model")
+    truth = [label for _, label in items]
+
+    def accuracy(images) -> float:
+        labels = [p.label for p in predictor.predict(images, detect_faces=False)]
+        return float(np.mean([a == b for a, b in zip(labels, truth)]))
+
+    return {"train_sharpness": goal, "test_sharpness": sharpness(test[:sample]),
+            "blur_sigma_px": sigma, "blurred_test_sharpness": sharpness(blurred[:sample]),
+            "accuracy_as_is": accuracy(test), "accuracy_blurred_to_train": accuracy(blurred)}
 
 
 def ck_folds(ck_dir: Path, args) -> dict:
@@ -145,6 +204,16 @@ def main() -> None:
                          f"best trial {fer['best_trial']} {fer['best_config']} ran "
                          f"{fer['epochs_run']} epochs (validation accuracy "
                          f"{fer['val_accuracy']:.4f}).")
+            dc = fer["domain_check"]
+            rows.append([args.model, "FER2013 PublicTest blurred to train/'s sharpness "
+                         "(diagnostic, not the target)", dc["accuracy_blurred_to_train"],
+                         "", "", "", "", ""])
+            notes.append(f"FER2013 domain check: median sharpness train/ {dc['train_sharpness']:.1f}"
+                         f" vs PublicTest {dc['test_sharpness']:.1f}; a Gaussian blur of sigma "
+                         f"{dc['blur_sigma_px']:.2f} px brings PublicTest to "
+                         f"{dc['blurred_test_sharpness']:.1f}. The best model scores "
+                         f"{100 * dc['accuracy_as_is']:.1f} % on PublicTest as is and "
+                         f"{100 * dc['accuracy_blurred_to_train']:.1f} % on it blurred so.")
         else:
             notes.append("FER2013 not found or skipped: no FER2013 result.")
     if ck_dir is not None:

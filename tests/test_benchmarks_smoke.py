@@ -86,3 +86,20 @@ def test_script_skips_without_data(name, tmp_path, monkeypatch, capsys):
     assert exit_info.value.code in (0, None)
     assert "SKIPPED" in capsys.readouterr().out
     assert not (tmp_path / "r").exists()
+
+
+def test_quality_matching_blur_recovers_the_blur_applied(monkeypatch):
+    """The FER2013 domain check's blur estimate: blur images by a known sigma, get it back."""
+    import cv2
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import quality
+
+    rng = np.random.default_rng(0)
+    sharp = [cv2.GaussianBlur(rng.integers(0, 256, (48, 48), dtype=np.uint8), (0, 0), 0.7)
+             for _ in range(40)]
+    blurred = [cv2.GaussianBlur(im, (0, 0), 3.0) for im in sharp]
+    sigma = quality.matching_blur(sharp, quality.sharpness(blurred))
+    assert 2.8 < sigma < 3.2
+    assert quality.matching_blur(blurred, quality.sharpness(sharp)) == 0.0

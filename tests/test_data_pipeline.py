@@ -421,6 +421,23 @@ def test_cli_explore_synthetic(tmp_path, capsys):
     assert summary["images"] == 140 and len(summary["classes"]) == 7
 
 
+@pytest.mark.parametrize("blur_train", [False, True])
+def test_cli_explore_warns_when_splits_differ_in_sharpness(tmp_path, capsys, blur_train):
+    """FER2013's shared train/ is ~300x blurrier than PublicTest; explore must say so."""
+    import cv2
+
+    from emorec.cli import main
+
+    root = fixtures.write_fer2013_folders(tmp_path / "fer", n_train=6, n_test=4)
+    if blur_train:
+        for path in (root / "train").glob("*/*.jpg"):
+            cv2.imwrite(str(path), cv2.GaussianBlur(cv2.imread(str(path), 0), (0, 0), 3))
+    assert main(["explore", "--dataset", "fer2013", "--data-dir", str(root),
+                 "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert ("WARNING: the splits' median sharpness differs" in err) == blur_train
+
+
 @pytest.mark.parametrize("argv", [
     ["--dataset", "ckplus", "--data-dir", "{missing}"],
     ["--dataset", "ckplus"],

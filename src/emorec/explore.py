@@ -19,6 +19,23 @@ from emorec.data.splits import make_split
 from emorec.labels import EMOTION_ID
 
 N_SAMPLES = 8  # images per class in the sample grid
+# Splits whose median sharpness differs by more than this factor were not captured alike
+# (FER2013's shared train/ is ~300x blurrier than its PublicTest): worth a warning.
+SHARPNESS_GAP = 10.0
+
+
+def sharpness(images) -> np.ndarray:
+    """Variance of the Laplacian per image: near 0 when blurred, hundreds or more for a
+    sharp 48 px face."""
+    import cv2
+
+    return np.array([cv2.Laplacian(im, cv2.CV_64F).var() for im in images], dtype=float)
+
+
+def sharpness_gap(median_per_split: dict) -> float:
+    """Ratio of the sharpest split's median sharpness to the blurriest's (1 = alike)."""
+    values = [v for v in median_per_split.values() if v is not None]
+    return max(values) / max(min(values), 1e-6) if values else 1.0
 
 
 def image_quality(ds, parts: dict[str, np.ndarray]) -> dict:
@@ -30,10 +47,8 @@ def image_quality(ds, parts: dict[str, np.ndarray]) -> dict:
     """
     import hashlib
 
-    import cv2
-
     flat = ds.images.reshape(len(ds), -1)
-    sharp = np.array([cv2.Laplacian(img, cv2.CV_64F).var() for img in ds.images])
+    sharp = sharpness(ds.images)
     digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
     _, inverse, counts = np.unique(digests, return_inverse=True, return_counts=True)
     dup_labels = {}

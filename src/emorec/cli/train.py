@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from emorec.config import TrainConfig
 
@@ -36,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from emorec.explore import explore
+    from emorec.explore import SHARPNESS_GAP, explore, sharpness_gap
 
     options = {"count": args.samples} if args.dataset == "synthetic" else {}
     summary = explore(args.dataset, args.data_dir, args.out, image_size=args.image_size,
@@ -51,6 +52,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
     print(f"  quality: {q['near_blank_images']} near-blank, {q['duplicate_groups']} duplicate "
           f"groups ({q['duplicate_groups_with_conflicting_labels']} with conflicting labels), "
           f"median sharpness {sharpness}")
+    gap = sharpness_gap(q["median_sharpness_per_split"])
+    if gap > SHARPNESS_GAP:
+        print(f"  WARNING: the splits' median sharpness differs {gap:.0f}x: they were not "
+              "captured (or were processed) alike, so accuracy on the sharper split will "
+              "understate what the model learnt; look at samples.png", file=sys.stderr)
     print(f"wrote {args.out}/class_distribution.png, samples.png, summary.json")
     return 0
 
