@@ -119,10 +119,41 @@ def test_torch_run_never_imports_tensorflow(tmp_path):
     ({"optimizer": "rmsprop"}, "valid: adam, adamw, sgd"),
     ({"dataset": "affectnet"}, "valid datasets"),
     ({"dataset": "ckplus"}, "needs data_dir"),
+    ({"precision": "fp8"}, "valid: auto, fp32, bf16"),
+    ({"model": "cnn_tf", "precision": "bf16"}, "needs a PyTorch model.*valid for it: auto, fp32"),
 ])
 def test_invalid_parameters_are_refused_with_the_valid_range(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{**TINY, **bad})
+
+
+@pytest.mark.parametrize("precision, expected", [("bf16", "torch.bfloat16"),
+                                                  ("auto", "torch.float32")])
+def test_precision_sets_what_the_convolutions_compute_in(precision, expected):
+    """bf16 trains the convolutions in bfloat16 on the CPU (weights stay float32); auto keeps
+    float32 there, and the run records which."""
+    import torch
+
+    from emorec.engines import get_engine
+
+    cfg = TrainConfig(**{**TINY, "precision": precision})
+    seen = set()
+    real_build = get_engine("torch").build
+
+    def build(self, cfg, num_classes):
+        model = real_build(cfg, num_classes)
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda m, _, out: seen.add(str(out.dtype)) if m.training
+                                   else None)
+        return model
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(get_engine("torch")), "build", build)
+        result = train(cfg)
+    assert seen == {expected}
+    assert {str(p.dtype) for p in result.model.parameters()} == {"torch.float32"}
+    assert mlflow.get_run(result.run_id).data.params["precision"] == precision
+    assert np.isfinite(result.metrics["test_accuracy"])
 
 
 def test_class_too_small_to_split_is_refused_before_any_run(tmp_path):

@@ -13,6 +13,7 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weighting: bool = False  # weight the loss by inverse class frequency
     early_stopping: int = 5  # patience in epochs on validation loss; 0 = off
+    # auto: float16 autocast on CUDA, float32 on the CPU; fp32: float32 everywhere;
+    # bf16: bfloat16 autocast (PyTorch), ~1.7x faster on CPUs with AVX512-BF16 or AMX.
+    precision: str = "auto"
     augment: bool = True  # flips, small rotations/shifts/zoom, brightness
     pretrained: bool = False  # ImageNet weights from the local torch cache (vgg16, resnet50)
     # Input and preprocessing.
@@ -75,6 +79,11 @@ class TrainConfig:
         _check(0 <= self.label_smoothing < 1,
                f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _check(self.early_stopping >= 0, f"early_stopping must be >= 0, got {self.early_stopping}")
+        _check(self.precision in PRECISIONS,
+               f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        _check(self.precision != "bf16" or spec.framework == "torch",
+               f"precision bf16 needs a PyTorch model; {self.model} is {spec.framework} "
+               "(valid for it: auto, fp32)")
         _check(self.image_size == 0 or spec.min_image_size <= self.image_size <= 512,
                f"image_size must be 0 (model default) or in [{spec.min_image_size}, 512] "
                f"for {self.model}, got {self.image_size}")
