@@ -8,8 +8,10 @@ started until ``--budget-minutes`` have passed (the running trial finishes). Tra
 validation come from ``train/`` (``--train-images`` random images of it when > 0; the
 validation part is carved from them), the report from PublicTest (``test/``), which no
 trial selects on. The best trial (by validation accuracy) is reported with its PublicTest
-metrics as logged in its MLflow run. The issue's target is a study of up to 2 hours
-(``--budget-minutes 120 --train-images 0``).
+metrics as logged in its MLflow run. The issue's target is a study of at most 2 hours on
+all of ``train/``; trials start until ``--budget-minutes`` and the last one finishes, so
+leave it room (e.g. ``--budget-minutes 100 --fer-epochs 15``). Only such a run gets a
+verdict.
 
 FER2013 domain check: the shared archive's ``train/`` images are far blurrier than
 PublicTest's. The script measures both splits' median sharpness (variance of the
@@ -50,7 +52,8 @@ def fer_study(fer_dir: Path, args) -> dict:
 
     values = {"model": args.model, "dataset": "fer2013",
               "data_dir": str(fer_tree(fer_dir, args.train_images)), "epochs": args.fer_epochs,
-              "log_model": True, "progress": False, "experiment": "bench-quality"}
+              "precision": args.precision, "log_model": True, "progress": False,
+              "experiment": "bench-quality"}
     start = time.perf_counter()
     study = run_study(values, StudyOptions(sampler="tpe", n_trials=args.max_trials,
                                            timeout=60 * args.budget_minutes, register=False,
@@ -132,7 +135,7 @@ def ck_folds(ck_dir: Path, args) -> dict:
     from emorec.resources import PeakMemorySampler
 
     cfg = TrainConfig(model=args.model, dataset="ckplus", data_dir=str(ck_dir),
-                      epochs=args.cv_epochs, progress=False)
+                      epochs=args.cv_epochs, precision=args.precision, progress=False)
     ds = load_dataset("ckplus", ck_dir, Preprocessing(cfg.input_size, cfg.channels),
                       options=cfg.dataset_options(), progress=False)
     y, groups = ds.targets, ds.groups
@@ -177,6 +180,7 @@ def main() -> None:
     p.add_argument("--max-trials", type=int, default=50)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--cv-epochs", type=int, default=30, help="epoch budget of a CK+ fold")
+    p.add_argument("--precision", default="auto", help="training precision (auto, fp32, bf16)")
     p.add_argument("--skip-fer", action="store_true")
     p.add_argument("--skip-ck", action="store_true")
     args = p.parse_args()
@@ -193,11 +197,15 @@ def main() -> None:
             rows.append([args.model, "FER2013 PublicTest (best of study)", fer["accuracy"],
                          fer["f1_macro"], fer["auc_roc_macro"], fer["train_time_s"],
                          fer["eval_time_s"], fer["peak_rss_mb"]])
-            full = args.budget_minutes >= 120 and not args.train_images
+            # The target's run: all of train/, the whole study (its last trial included)
+            # within 2 hours of wall-clock time.
+            minutes = fer["study_seconds"] / 60
+            full = not args.train_images and minutes <= 120
             targets.append(benchlib.target(
-                f"FER2013 PublicTest accuracy, study of {args.budget_minutes:g} min"
-                + ("" if full else f" on {args.train_images} train images (NOT the 2-hour "
-                                   "full-data study)"),
+                f"FER2013 PublicTest accuracy, study of {minutes:.0f} min"
+                + (" on all train/ images" if full else
+                   f" on {args.train_images or 'all'} train images (NOT the target's run: "
+                   "2 hours at most on all of train/)"),
                 100 * fer["accuracy"], ">= 66 % (2-hour study)",
                 fer["accuracy"] >= 0.66 if full else None, " %"))
             notes.append(f"FER2013 study: {fer['trials']} trials in {fer['study_seconds']:.0f} s; "
