@@ -216,7 +216,7 @@ def git_commit() -> str:
 
 
 def target(name: str, measured: float, goal: str, met: bool | None, unit: str = "") -> dict:
-    """One target line: what was measured, the goal, and whether it was met (None: not run)."""
+    """One target line: what was measured, the goal, and whether it was met (None: no verdict: not the target's run, or noise larger than the goal)."""
     return {"name": name, "measured": measured, "unit": unit, "goal": goal, "met": met}
 
 
@@ -270,7 +270,7 @@ def _fmt(v) -> str:
 
 
 def _verdict(met) -> str:
-    return {True: "met", False: "MISSED", None: "not run"}[met]
+    return {True: "met", False: "MISSED", None: "no verdict"}[met]
 
 
 def render(results: Path) -> Path:

@@ -166,6 +166,9 @@ def main() -> None:
                   flush=True)
     med = {k: benchlib.median(v) for k, v in times.items()}
     overhead = med["full"] / med["none"] - 1
+    # The side-by-side verdict needs repeats that agree better than the 2 % it must resolve;
+    # on a loaded machine they do not (an earlier run here measured -7.9 %), so say so.
+    noise = (max(times["none"]) - min(times["none"])) / med["none"]
     inside = [sum(c.values()) for c in clocks]
     clocked = benchlib.median([s / (t - s) for s, t in zip(inside, times["full"])])
     sites = {k: benchlib.median([c.get(k, 0.0) for c in clocks]) for k in clocks[0]}
@@ -174,6 +177,7 @@ def main() -> None:
                "overhead_s": med["full"] - med["none"],
                "model_logging_s": med["full"] - med["no_model"],
                "other_tracking_s": med["no_model"] - med["none"], "times_s": times,
+               "untracked_repeat_spread_fraction": noise,
                "clocked_tracking_s": benchlib.median(inside),
                "clocked_overhead_fraction": clocked, "clocked_s_per_site": sites}
     notes = [f"cnn_torch on CK+48, {args.epochs} epochs, {args.repeats} interleaved repeats "
@@ -184,13 +188,17 @@ def main() -> None:
              f"plots, report) {med['no_model'] - med['none']:.2f} s. The overhead is mostly a "
              "fixed cost per run, so its share falls as runs get longer: a run of E epochs "
              "pays about that many seconds whatever E is.",
+             f"The untracked repeats spread over {100 * noise:.1f} % of their median"
+             + ("" if noise < 0.02 else ": more than the 2 % to resolve, so the side-by-side "
+                "figure gets no verdict (the clocked one below still holds)") + ".",
              f"Clocked from inside the full runs: {benchlib.median(inside):.2f} s a run in "
              f"tracking calls, {100 * clocked:.1f} % of the untracked remainder; per call "
              "site (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
                  sites.items(), key=lambda kv: -kv[1])) + "."]
     benchlib.save("tracking_overhead", "MLflow tracking overhead", args, started=started,
                   targets=[benchlib.target("full tracking overhead (share of wall time)",
-                                           100 * overhead, "<= 2 %", overhead <= 0.02, " %"),
+                                           100 * overhead, "<= 2 %",
+                                           overhead <= 0.02 if noise < 0.02 else None, " %"),
                            benchlib.target("the same, clocked inside the tracking calls",
                                            100 * clocked, "<= 2 %", clocked <= 0.02, " %")],
                   figures=figures, notes=notes)
