@@ -216,7 +216,8 @@ def git_commit() -> str:
 
 
 def target(name: str, measured: float, goal: str, met: bool | None, unit: str = "") -> dict:
-    """One target line: what was measured, the goal, and whether it was met (None: no verdict: not the target's run, or noise larger than the goal)."""
+    """One target line: what was measured, the goal, and whether it was met (None: no
+    verdict, because the run was not the target's or its noise exceeds the goal)."""
     return {"name": name, "measured": measured, "unit": unit, "goal": goal, "met": met}
 
 
