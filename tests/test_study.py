@@ -170,6 +170,28 @@ def test_tpe_study_prunes_a_bad_trial_and_records_why(tmp_path):
     assert len(epochs) == 1  # stopped after the first of two epochs
 
 
+def test_another_workers_best_trial_is_registered_only_once_its_session_ended(tmp_path):
+    """The registration rule among workers, decided from the study's parent runs: the
+    session that ran the best trial registers it; another session does so only once that
+    session's run has ended (it registered before ending, or died first)."""
+    from emorec.study.summary import _ours
+
+    name = "cnn_torch-synthetic-grid-accuracy"
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", study_name=name,
+                                direction="maximize")
+    trial = study.ask()
+    trial.set_user_attr("worker", "otherhost:4242")
+    study.tell(trial, 0.9)
+    client = MlflowClient()
+    owner = client.create_run(tracking.experiment_id("emorec-synthetic"), tags={
+        "kind": "study", "study": name, "host": "otherhost", "pid": "4242"})
+
+    assert _ours(study, name, 0, ran=[0])  # the owner itself
+    assert not _ours(study, name, 0, ran=[])  # the owner's session is still open
+    client.set_terminated(owner.info.run_id, "FINISHED")
+    assert _ours(study, name, 0, ran=[])  # it has ended: whoever finishes now registers
+
+
 def test_a_start_point_queued_twice_is_trained_once(tmp_path):
     """Two workers started together may both queue the space's start points: the second
     copy is refused before training and a sampled trial takes its place."""

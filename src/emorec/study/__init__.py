@@ -30,7 +30,9 @@ trial's model (``emorec.registry``).
   (or queued start point) that two workers raced for is run by the
   lower-numbered trial only. A worker with nothing left to start waits while
   other workers' trials run (one may die and come back as a retry), then
-  leaves; the worker that ran the best trial registers it. ``status()`` shows a study's trials by state and worker.
+  leaves; the worker that ran the best trial registers it (another does only
+  once that worker's session has ended). ``status()`` shows a study's trials
+  by state and worker.
 
 Modules: ``options`` (what a study is asked to do, what it returns),
 ``storage`` (the RDB storage and ``status()``), ``run`` (``run_study``: the

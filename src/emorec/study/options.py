@@ -32,6 +32,11 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def session_worker(run) -> str:
+    """The ``worker_id`` of the process that opened a study's parent run (its tags)."""
+    return f"{run.data.tags.get('host')}:{run.data.tags.get('pid')}"
+
+
 @dataclass(frozen=True)
 class StudyOptions:
     sampler: str = "grid"  # grid | tpe

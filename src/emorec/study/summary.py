@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 
 from emorec import registry, tracking
 from emorec.config import TrainConfig
-from emorec.study.options import OBJECTIVES, TEST_METRIC, StudyOptions, StudyResult, worker_id
+from emorec.study.options import (OBJECTIVES, TEST_METRIC, StudyOptions, StudyResult,
+                                  session_worker, worker_id)
 from emorec.study.storage import mask
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,8 @@ def _ours(study: optuna.Study, name: str, number: int, ran: list[int]) -> bool:
     if number in ran:
         return True
     worker = next(t for t in study.get_trials(deepcopy=False)
-                  if t.number == number).user_attrs.get("worker", "")
-    host, _, pid = worker.rpartition(":")
-    return not any((r.data.tags.get("host"), r.data.tags.get("pid")) == (host, pid)
-                   for r in registry.running_study_sessions(name))
+                  if t.number == number).user_attrs.get("worker")
+    return worker not in {session_worker(r) for r in registry.running_study_sessions(name)}
 
 
 def _best(study: optuna.Study, objective: str) -> list[dict]:
