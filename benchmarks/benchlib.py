@@ -77,18 +77,22 @@ def require(data: str, name: str) -> Path:
     return path
 
 
+def fer_train_sample(fer_dir: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` random files of FER2013 ``train/`` (all of them if fewer), in path order."""
+    import numpy as np
+
+    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
+    pick = np.random.default_rng(seed).choice(len(files), min(n, len(files)), replace=False)
+    return [files[i] for i in sorted(pick)]
+
+
 def fer_subset(fer_dir: Path, train_images: int, seed: int = 0) -> Path:
     """A FER2013 tree with a random ``train_images`` of ``train/`` (symlinked, class folders
     kept) and the whole ``test/``, in a fresh temp folder."""
-    import numpy as np
-
     root = Path(tempfile.mkdtemp(prefix="emorec-fer-"))
-    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
-    pick = np.random.default_rng(seed).choice(len(files), min(train_images, len(files)),
-                                              replace=False)
-    for i in sorted(pick):
-        (root / "train" / files[i].parent.name).mkdir(parents=True, exist_ok=True)
-        os.symlink(files[i], root / "train" / files[i].parent.name / files[i].name)
+    for path in fer_train_sample(fer_dir, train_images, seed):
+        (root / "train" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(path, root / "train" / path.parent.name / path.name)
     os.symlink(fer_dir / "test", root / "test")
     return root
 
@@ -103,6 +107,12 @@ def fer_test_images(fer_dir: Path, limit: int | None) -> list[tuple[str, str]]:
     order = np.random.default_rng(0).permutation(len(files))
     items = [(str(files[i]), SYNONYMS[files[i].parent.name]) for i in order]
     return items[:limit] if limit else items
+
+
+def accuracy(predictor, images: list, labels: list[str]) -> float:
+    """Share of ``images`` (face crops) that ``emorec`` ``predictor`` labels as ``labels``."""
+    predicted = [p.label for p in predictor.predict(images, detect_faces=False)]
+    return sum(a == b for a, b in zip(predicted, labels)) / len(labels)
 
 
 def parse_or_run_child(p: argparse.ArgumentParser, option: str, run) -> argparse.Namespace:

@@ -124,8 +124,6 @@ def profile(predictor, images: list) -> dict:
 
 def emorec_side(uri: str, items: list, single: int, batch: int) -> dict:
     import cv2
-    import numpy as np
-
     import torch
 
     import emorec
@@ -146,8 +144,7 @@ def emorec_side(uri: str, items: list, single: int, batch: int) -> dict:
                           lambda imgs: predictor.predict(imgs, detect_faces=False),
                           images, single, batch)
         figures["profile_ms"] = profile(predictor, images[:100])
-        labels = [p.label for p in predictor.predict(images, detect_faces=False)]
-        figures["accuracy"] = float(np.mean([a == b for a, (_, b) in zip(labels, items)]))
+        figures["accuracy"] = benchlib.accuracy(predictor, images, [b for _, b in items])
         out[name] = figures
         print(f"{name}: p50 {figures['single_p50_ms']:.2f} ms, accuracy "
               f"{figures['accuracy']:.4f}", flush=True)

@@ -100,28 +100,22 @@ def matching_blur(images, goal: float) -> float:
 def domain_check(fer_dir: Path, run_id: str, sample: int = 1000) -> dict:
     """PublicTest accuracy of the run's model as is and blurred to ``train/``'s sharpness."""
     import cv2
-    import numpy as np
 
     import emorec
 
     items = benchlib.fer_test_images(fer_dir, None)
     test = [cv2.imread(path, cv2.IMREAD_GRAYSCALE) for path, _ in items]
-    files = sorted(p for p in (fer_dir / "train").glob("*/*") if p.is_file())
-    pick = np.random.default_rng(0).choice(len(files), min(sample, len(files)), replace=False)
-    train = [cv2.imread(str(files[i]), cv2.IMREAD_GRAYSCALE) for i in pick]
+    train = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+             for p in benchlib.fer_train_sample(fer_dir, sample)]
     goal = sharpness(train)
     sigma = matching_blur(test[:sample], goal)
     blurred = [cv2.GaussianBlur(im, (0, 0), sigma) if sigma else im for im in test]
     predictor = emorec.load(f"runs:/{run_id}/emotion_model")
     truth = [label for _, label in items]
-
-    def accuracy(images) -> float:
-        labels = [p.label for p in predictor.predict(images, detect_faces=False)]
-        return float(np.mean([a == b for a, b in zip(labels, truth)]))
-
     return {"train_sharpness": goal, "test_sharpness": sharpness(test[:sample]),
             "blur_sigma_px": sigma, "blurred_test_sharpness": sharpness(blurred[:sample]),
-            "accuracy_as_is": accuracy(test), "accuracy_blurred_to_train": accuracy(blurred)}
+            "accuracy_as_is": benchlib.accuracy(predictor, test, truth),
+            "accuracy_blurred_to_train": benchlib.accuracy(predictor, blurred, truth)}
 
 
 def ck_folds(ck_dir: Path, args) -> dict:

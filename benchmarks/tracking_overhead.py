@@ -84,20 +84,12 @@ class TrackingClock:
     def _timed_run(self, start_run):
         @contextlib.contextmanager
         def timed(*a, **k):
-            with contextlib.ExitStack() as stack:
-                start = time.perf_counter()
-                run = stack.enter_context(start_run(*a, **k))
+            start = time.perf_counter()
+            with start_run(*a, **k) as run:
                 self.seconds["start_run"] += time.perf_counter() - start
-                closing = stack.pop_all()
-            try:
-                yield run
-            except BaseException:
-                if not closing.__exit__(*sys.exc_info()):
-                    raise
-            else:
+                yield run  # an exception here leaves through start_run, untimed
                 start = time.perf_counter()
-                closing.close()
-                self.seconds["end_run"] += time.perf_counter() - start
+            self.seconds["end_run"] += time.perf_counter() - start
         return timed
 
     @contextlib.contextmanager
