@@ -250,6 +250,45 @@ def test_dead_trial_is_failed_retried_and_its_run_closed(tmp_path):
                                   filter_string="attributes.status = 'RUNNING'")
 
 
+def test_bad_input_creates_no_trial_and_a_failed_grid_point_is_retried_on_resume(
+        tmp_path, monkeypatch):
+    """A grid study is done when every point has a COMPLETE (or PRUNED) trial: a point
+    that failed is not used up, the next session runs it again. Input errors never get
+    as far as a trial."""
+    from emorec.data import DatasetError
+
+    import emorec.training
+
+    space = write_space(tmp_path, "grid:\n  lr: [1.0e-2, 1.0e-3]\n")
+    options = StudyOptions(sampler="grid", space_file=space,
+                           storage=f"sqlite:///{tmp_path}/optuna.db", **QUIET)
+    with pytest.raises(DatasetError, match="does not exist"):
+        run_study({**FAST, "dataset": "folder", "data_dir": str(tmp_path / "typo")}, options)
+    bad = write_space(tmp_path, "grid:\n  lr: [0.0]\n", "bad.yaml")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        run_study(FAST, StudyOptions(sampler="grid", space_file=bad, storage=options.storage))
+    assert not optuna.get_all_study_summaries(options.storage, include_best_trial=False)
+
+    # The first session's first trial fails (an error fixed since, say a full disk).
+    def full_disk(*_args, **_kwargs):
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(emorec.training, "train", full_disk)
+        with pytest.raises(OSError):
+            run_study(FAST, options)
+
+    again = run_study(FAST, options)
+    assert again.new_trials == 2 and again.states == {"FAIL": 1, "COMPLETE": 2}
+    trials = optuna.load_study(study_name=again.name, storage=options.storage).get_trials()
+    failed, retry = trials[:2]
+    assert retry.params == failed.params and retry.system_attrs["failed_trial"] == 0
+    assert retry.user_attrs["state_reason"] == ""  # the failed attempt's reason is not its
+    assert {float(r.data.params["lr"]) for r in runs(kind="trial", trial_state="COMPLETE")} == {
+        1e-2, 1e-3}
+    assert run_study(FAST, options).new_trials == 0  # done: every point COMPLETE
+
+
 @pytest.mark.skipif(not os.environ.get("EMOREC_SLOW_TESTS"),
                     reason="about 40 s: set EMOREC_SLOW_TESTS=1 to run")
 def test_study_killed_mid_trial_completes_on_rerun(tmp_path):

@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResult:
     """Create or resume the study for ``values`` (model, dataset, data_dir, fixed overrides)."""
     base, space = _resolve(values, options)
+    _check_data(base)
     name = options.study_name or (f"{base.model}-{base.dataset}-{options.sampler}-"
                                   f"{options.objective}")
     url = options.storage or default_storage()
     study, seed = _open(name, make_storage(url, options.heartbeat_interval,
                                            options.grace_period), base, space, options)
     orphans = _recover(study, name)
+    _retry_failed_points(study, space, options)
     result = StudyResult(name, mask(url), options.objective, 0, {}, [], orphans_closed=orphans)
     if _work_left(study, space, options) != "done":
         with tracking.start_run(base.replace(run_name=f"study:{name}", system_metrics=False),
@@ -44,6 +46,7 @@ def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResu
             result.new_trials = len(ran)
             result.orphans_closed += _recover(study, name)
             finish(study, name, base, options, result, ran)
+        _warn_failed_points(study, name, options)
     else:
         log.info("study %s: nothing left to run (%d trials finished)", name,
                  len(study.get_trials(deepcopy=False, states=FINISHED)))
@@ -63,6 +66,22 @@ def _resolve(values: dict, options: StudyOptions) -> tuple[TrainConfig, search_s
     if options.sampler == "tpe" and not space.space:
         raise ValueError(f"{path} has no space left to sample; use --sampler grid or add a space")
     return base, space
+
+
+def _check_data(base: TrainConfig) -> None:
+    """Load and split the data as a trial would: a missing folder, a layout the loader
+    refuses or a class too small to split is the user's to fix, found before a trial is
+    created (a trial would fail on it, for nothing). The decoded images are cached, so
+    the trials with the base's preprocessing read them back rather than decode again."""
+    from emorec.data import load_dataset
+    from emorec.data.preprocess import Preprocessing
+    from emorec.data.splits import make_split
+
+    ds = load_dataset(base.dataset, base.data_dir,
+                      Preprocessing(base.input_size, base.channels, base.face_detect),
+                      options=base.dataset_options(), strict=base.strict, progress=base.progress)
+    make_split(ds, strategy=base.split, val_fraction=base.val_fraction,
+               test_fraction=base.test_fraction, seed=base.seed)
 
 
 def _open(name: str, storage, base: TrainConfig, space,
@@ -123,6 +142,58 @@ def _check_settings(study: optuna.Study, base: TrainConfig, space, options: Stud
                          "re-run with the original ones or start a new study with --study-name")
 
 
+def _failed_points(study: optuna.Study) -> tuple[int, dict]:
+    """The number of grid points some trial holds, and {point: its latest trial} for the
+    points whose trials all failed (a point is done once a trial on it is COMPLETE or
+    PRUNED, or diverged)."""
+    by_point: dict[int, list] = {}
+    for t in study.get_trials():  # copies: a retry appends to its trial's retry_history
+        if "grid_id" in t.system_attrs:
+            by_point.setdefault(t.system_attrs["grid_id"], []).append(t)
+    return len(by_point), {p: ts[-1] for p, ts in sorted(by_point.items())
+                           if all(t.state == TrialState.FAIL for t in ts)
+                           and not _diverged(ts[-1])}
+
+
+def _diverged(trial: optuna.trial.FrozenTrial) -> bool:
+    """A diverged trial is a result (a bad point, seeded: it would diverge again), not a
+    failure to retry."""
+    return trial.user_attrs.get("state_reason", "").startswith(f"{TrainingDiverged.__name__}:")
+
+
+def _retry_failed_points(study: optuna.Study, space, options: StudyOptions) -> list[int]:
+    """Queue a retry of every grid point whose trials all failed; returns the points.
+
+    Such a point (an error since fixed, a worker that crashed twice) is run again
+    by the next session, not by the session it failed in: a point that always
+    fails cannot loop. TPE needs nothing: a failed trial does not count towards
+    ``n_trials``, a new one takes its place.
+    """
+    if options.sampler != "grid":
+        return []
+    held, failed = _failed_points(study)
+    # With --n-trials below the grid's size, retry only as many as the target still needs.
+    points = list(failed)[:max(0, _target(space, options) - (held - len(failed)))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback()  # keeps the grid point
+    for point in points:
+        retry(study, failed[point])
+    if points:
+        log.info("study %s: retrying grid point(s) %s, which failed before (trial(s) %s)",
+                 study.study_name, ", ".join(map(str, points)),
+                 ", ".join(str(failed[p].number) for p in points))
+    return points
+
+
+def _warn_failed_points(study: optuna.Study, name: str, options: StudyOptions) -> None:
+    """Say which grid points are left failed: the study is not done yet."""
+    failed = _failed_points(study)[1] if options.sampler == "grid" else {}
+    if failed:
+        log.warning("study %s: grid point(s) %s failed (see the trials' state_reason); run "
+                    "the same command again to retry them", name, ", ".join(map(str, failed)))
+
+
 def _recover(study: optuna.Study, name: str) -> list[str]:
     """Fail trials whose heartbeat stopped (retried once), then close their MLflow runs.
 
@@ -173,7 +244,8 @@ def _target(space, options: StudyOptions) -> int:
 def _work_left(study: optuna.Study, space, options: StudyOptions) -> str:
     """"start" a trial, "wait" for other workers' running trials, or "done".
 
-    Grid: a point is taken once a trial holds it (whatever its state); TPE: the
+    Grid: a point is taken once a trial holds it (whatever its state: a failed
+    point is queued again by the next session, see ``_retry_failed_points``); TPE: the
     running trials count towards the target, as they will finish (or die and be
     queued again as a retry). Queued trials (retries, start points) always run.
     """

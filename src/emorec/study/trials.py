@@ -44,9 +44,13 @@ class Objective:
         _claim_point(trial)
         overrides = _suggest(trial, self.space, self.options.sampler, self.base)
         trial.set_user_attr("config", overrides)
-        # A retried trial inherits its user attributes: origin names the first attempt.
+        # A retried trial inherits its user attributes: origin names the first attempt;
+        # that attempt's outcome (why it failed, its run) is not this trial's.
         origin = trial.user_attrs.get("origin_trial", trial.number)
         trial.set_user_attr("origin_trial", origin)
+        for key in ("state_reason", "mlflow_run_id"):
+            if key in trial.user_attrs:
+                trial.set_user_attr(key, "")
         cfg = self.base.replace(**overrides, run_name=f"{self.name}/trial-{trial.number}")
         tags = {"kind": "trial", "study": self.name, "trial_number": str(trial.number),
                 "trial_state": "RUNNING", "origin_trial": str(origin)}
