@@ -2,14 +2,16 @@
 
 Checks what a user relies on: the run holds params, metrics, plots, reports and
 two models that load back and reproduce the training-time probabilities; bad
-input is refused before a run exists; a NaN loss or Ctrl-C leaves a FAILED or
-KILLED run, never a RUNNING one.
+input is refused before a run exists; a NaN loss, Ctrl-C or SIGTERM leaves a FAILED
+or KILLED run, never a RUNNING one.
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -186,6 +188,35 @@ def test_ctrl_c_kills_the_run_and_keeps_what_was_logged():
     assert list(runs["status"]) == ["KILLED"]
     assert runs["metrics.val_loss"].notna().all()  # epoch 1 was logged before the interrupt
     assert runs["params.model"][0] == "cnn_torch"
+
+
+def test_sigterm_kills_the_run_and_says_why(tmp_path):
+    """`timeout`, `docker stop` and systemd stop a process with SIGTERM: the run being
+    trained ends KILLED with the reason, as on Ctrl-C, never left RUNNING."""
+    from emorec import tracking
+
+    tracking.configure()
+    mlflow.search_runs(search_all_experiments=True)  # create the store before both use it
+    cmd = [sys.executable, "-m", "emorec.cli", "train", "--epochs", "1000",
+           "--early-stopping", "0", "--samples", "70", "--image-size", "16",
+           "--log-model", "false", "--system-metrics", "false", "--progress", "false"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # until an epoch is logged
+        time.sleep(0.5)
+        if not mlflow.search_runs(search_all_experiments=True,
+                                  filter_string="metrics.val_loss > -1").empty:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("emorec: terminated by SIGTERM")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert list(runs["status"]) == ["KILLED"]
+    assert runs["tags.failure_reason"][0].startswith("terminated by SIGTERM")
+    assert runs["metrics.val_loss"].notna().all()  # what was logged is kept
 
 
 def test_mlflow_run_trains_through_the_mlproject(tmp_path):

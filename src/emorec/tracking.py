@@ -4,7 +4,7 @@ Store: ``$MLFLOW_TRACKING_URI`` when set (a server, PostgreSQL ...), else a
 SQLite database in ``./mlruns/mlflow.db`` with artifacts under
 ``./mlruns/artifacts`` (MLflow 3 no longer accepts the old ``./mlruns`` file
 store). One experiment per dataset. A run always ends FINISHED, FAILED (with
-the reason in the ``failure_reason`` tag) or KILLED (Ctrl-C): never RUNNING.
+the reason in the ``failure_reason`` tag) or KILLED (Ctrl-C, SIGTERM): never RUNNING.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = Non
                                **(tags or {})}.items()})
     try:
         yield run
-    except KeyboardInterrupt:
-        mlflow.set_tag("failure_reason", "interrupted by the user (Ctrl-C)")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (emorec.cli.Terminated says so)
+        mlflow.set_tag("failure_reason", str(exc) or "interrupted by the user (Ctrl-C)")
         mlflow.end_run("KILLED")
         raise
     except BaseException as exc:

@@ -18,15 +18,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from emorec.cli import predict, study, train
-from emorec.cli.args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from emorec.cli.args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from emorec.cli.study import STUDY_OBJECTIVES, STUDY_PRUNERS, STUDY_SAMPLERS
 from emorec.data.errors import DatasetError
 from emorec.engines.base import TrainingDiverged
 
 __all__ = ["STUDY_OBJECTIVES", "STUDY_PRUNERS", "STUDY_SAMPLERS", "build_parser", "main"]
+
+
+_NOT_SET = object()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``docker stop``, systemd) as an interrupt: the open runs end
+    KILLED with this reason, as on Ctrl-C, rather than the process vanishing mid-run."""
+
+
+def _terminate(signum, _frame) -> None:
+    # Once: a second SIGTERM must not cut short the first one's cleanup (ending the runs).
+    signal.signal(signum, signal.SIG_IGN)
+    raise Terminated(f"terminated by {signal.Signals(signum).name} (timeout, docker stop, "
+                     "systemd)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: the embedding program owns the signals
+        previous = _NOT_SET
+    try:
         return args.func(args)
     except (ValueError, DatasetError, FileNotFoundError) as exc:
         print(f"emorec: error: {exc}", file=sys.stderr)
@@ -50,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"emorec: training failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Terminated as exc:
+        print(f"emorec: {exc}", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("emorec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not _NOT_SET:  # main() also runs inside other programs (tests)
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)

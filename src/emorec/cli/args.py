@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
