@@ -436,3 +436,47 @@ def test_study_status_lists_states_best_and_running_trials(tmp_path, capsys):
     assert cli.main(["study", "status", "--storage", url, "--study-name", "other"]) == 2
     err = capsys.readouterr().err
     assert "no study 'other'" in err and "studies there: demo" in err
+
+
+def test_storage_tracking_store_and_n_trials_mistakes_are_one_line_each(tmp_path, capsys,
+                                                                        monkeypatch):
+    space = write_space(tmp_path, "grid:\n  lr: [1.0e-2]\n")
+    sets = [f"{k}={v}" for k, v in FAST.items() if k not in ("model", "dataset")]
+    tune = ["tune", "--model", "cnn_torch", "--space", space, "--no-plots", "--set", *sets]
+
+    def one_line(says: str) -> None:
+        err = capsys.readouterr().err  # after MLflow's own lines creating a store
+        assert err.splitlines()[-1].startswith(f"emorec: error: {says}"), err
+        assert "Traceback" not in err
+
+    # A storage that cannot be opened: a server that is down, a folder that does not exist.
+    assert cli.main([*tune, "--storage", "postgresql+psycopg2://emorec@127.0.0.1:1/studies"]) == 2
+    one_line("cannot open the study storage postgresql+psycopg2://emorec@127.0.0.1:1/studies: ")
+    assert cli.main([*tune, "--storage", f"sqlite:///{tmp_path}/nowhere/optuna.db"]) == 2
+    one_line("cannot open the study storage sqlite:///")
+    # `study status` reads a storage: a missing SQLite file is not created (empty) but named.
+    assert cli.main(["study", "status", "--storage", f"sqlite:///{tmp_path}/typo.db"]) == 2
+    one_line(f"no study storage at {tmp_path}/typo.db")
+    assert not (tmp_path / "typo.db").exists()
+
+    # A study resumed under another MLFLOW_TRACKING_URI: its runs are not in this store.
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(storage=url, study_name="cnn_torch-synthetic-grid-accuracy",
+                                direction="maximize")
+    trial = study.ask()
+    trial.set_user_attr("mlflow_run_id", "0" * 32)  # a run of the store the study began in
+    study.tell(trial, 0.5)
+    assert cli.main([*tune, "--storage", url]) == 2
+    one_line("study 'cnn_torch-synthetic-grid-accuracy' was tracked in another MLflow store")
+    assert len(study.get_trials()) == 1 and not runs()
+
+    # --n-trials 0 (MLproject's "default") starts the whole study: it says so.
+    seen = []
+    monkeypatch.setattr("emorec.study.run_study", lambda values, options: seen.append(
+        options.n_trials) or SimpleNamespace(name="s", storage=url, new_trials=0, states={},
+                                             best=[], registration=None))
+    cli.main(["tune", "--model", "cnn_torch", "--n-trials", "0"])
+    assert seen == [None]
+    assert "--n-trials 0 means the default: every grid point" in capsys.readouterr().err
+    assert cli.main(["tune", "--model", "cnn_torch", "--n-trials", "-1"]) == 2
+    one_line("n_trials must be >= 1, got -1")

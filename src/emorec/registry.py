@@ -59,6 +59,18 @@ def trial_runs(study: str, *, status: str | None = None, trial_number: int | Non
                               order_by=["attributes.start_time DESC"], output_format="list")
 
 
+def run_exists(run_id: str) -> bool:
+    """Whether the current tracking store holds ``run_id`` (a study resumed under another
+    ``MLFLOW_TRACKING_URI`` does not find its runs)."""
+    try:
+        _client().get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
 def mark_trial_run(study: str, trial_number: int, state: str, reason: str = "",
                    status: str | None = None) -> str | None:
     """Record a trial's Optuna state (and reason) on its run; optionally end it with ``status``."""

@@ -18,9 +18,9 @@ def _add_tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=STUDY_SAMPLERS, default="grid",
                    help="grid: the YAML grid, stops when exhausted; tpe: the YAML space "
                         "(default: grid)")
-    p.add_argument("--n-trials", type=optional(int), default=None,
-                   help="finished trials the study should reach (default: the grid size, "
-                        "or 20 for tpe)")
+    p.add_argument("--n-trials", type=int, default=None,
+                   help="finished trials the study should reach (default, or 0: every grid "
+                        "point, or 20 for tpe)")
     p.add_argument("--timeout", type=optional(float), default=None,
                    help="seconds after which no new trial starts")
     p.add_argument("--storage", type=optional(str), default=None,
@@ -44,12 +44,23 @@ def _add_tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="do not log Optuna's plots")
 
 
+def _n_trials(value: int | None) -> int | None:
+    """``--n-trials``; 0 (what MLproject passes for "default") reads like "run nothing"
+    but starts the whole study, so say so."""
+    if value == 0:
+        print("emorec: --n-trials 0 means the default: every grid point (or 20 trials for "
+              "tpe); pass --n-trials N to stop after N", file=sys.stderr)
+        return None
+    return value
+
+
 def _study_options(args: argparse.Namespace, study_name: str | None = None):
     from emorec.study import StudyOptions
 
     return StudyOptions(sampler=args.sampler, objective=args.objective,
                         pruner=None if args.pruner == "auto" else args.pruner,
-                        n_trials=args.n_trials, timeout=args.timeout, storage=args.storage,
+                        n_trials=_n_trials(args.n_trials), timeout=args.timeout,
+                        storage=args.storage,
                         study_name=study_name, space_file=args.space,
                         heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                         pruner_startup_trials=args.pruner_startup_trials,

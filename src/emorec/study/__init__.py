@@ -21,8 +21,11 @@ trial's model (``emorec.registry``).
   ``trial_state=PRUNED`` and ``state_reason``; a failed one FAILED with
   ``trial_state=FAIL``.
 - Resume: the same command continues the study: finished trials are kept,
-  grid points done are skipped, trials whose heartbeat stopped (dead process)
-  are failed and retried once, and their MLflow runs closed as FAILED.
+  grid points done (a COMPLETE or PRUNED trial) are skipped, a point whose
+  trials all failed (an error, Ctrl-C, SIGTERM) is run again, trials whose
+  heartbeat stopped (dead process) are failed and retried once, and their
+  MLflow runs closed as FAILED. Bad input (data, space, storage, an MLflow
+  store other than the study's) is refused before a trial is created.
 - Workers: the same command started in several processes or machines on one
   RDB storage (PostgreSQL) shares the study. Optuna hands out trials: grid
   trial *n* is grid point *n* (trial numbers are unique in the storage), a

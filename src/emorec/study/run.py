@@ -34,6 +34,7 @@ def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResu
     url = options.storage or default_storage()
     study, seed = _open(name, make_storage(url, options.heartbeat_interval,
                                            options.grace_period), base, space, options)
+    _check_tracking(study)
     orphans = _recover(study, name)
     _retry_failed_points(study, space, options)
     result = StudyResult(name, mask(url), options.objective, 0, {}, [], orphans_closed=orphans)
@@ -140,6 +141,18 @@ def _check_settings(study: optuna.Study, base: TrainConfig, space, options: Stud
         diff = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
         raise ValueError(f"study {study.study_name!r} was created with other settings ({diff}); "
                          "re-run with the original ones or start a new study with --study-name")
+
+
+def _check_tracking(study: optuna.Study) -> None:
+    """A resumed study must be tracked in the MLflow store it started in: its trials' runs
+    (the best one to register, the orphans to close) are looked up there."""
+    tracked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("mlflow_run_id")]
+    if tracked and not registry.run_exists(tracked[-1].user_attrs["mlflow_run_id"]):
+        raise ValueError(
+            f"study {study.study_name!r} was tracked in another MLflow store (trial "
+            f"{tracked[-1].number}'s run {tracked[-1].user_attrs['mlflow_run_id']} is not in "
+            "this one): set MLFLOW_TRACKING_URI to the store it started with, or start a new "
+            "study with --study-name")
 
 
 def _failed_points(study: optuna.Study) -> tuple[int, dict]:

@@ -10,6 +10,7 @@ import os
 import random
 import time
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -42,7 +43,7 @@ def mask(url: str) -> str:
 def make_storage(url: str, heartbeat_interval: int,
                  grace_period: int) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats: a trial a dead process left RUNNING is failed, retried once."""
-    from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
+    from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
     # SQLite: wait for a lock rather than fail while another process writes;
     # servers: test pooled connections, which idle through hour-long trials.
@@ -61,6 +62,11 @@ def make_storage(url: str, heartbeat_interval: int,
         except ArgumentError:
             raise ValueError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
                              "mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
+        except OperationalError as exc:
+            # A server that is down, a database or folder that does not exist: the user's
+            # to fix, in one line (SQLAlchemy's own message is a page long).
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise ValueError(f"cannot open the study storage {mask(url)}: {reason}") from None
         except (IntegrityError, ProgrammingError):
             # Workers started together on an empty database all create Optuna's tables;
             # all but one collide (duplicate type or table). Then the tables exist.
@@ -70,10 +76,28 @@ def make_storage(url: str, heartbeat_interval: int,
             time.sleep(0.2 + random.random())
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for a server or an in-memory database)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def status(storage: str | None = None, name: str | None = None) -> list[dict]:
     """Every study in ``storage`` (or the one named): trials by state, the best value, and
     the running trials with the worker (host:pid) that runs each and since when."""
     url = storage or default_storage()
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():  # opening it would create an empty one
+        raise ValueError(f"no study storage at {path}: no study has run with it yet "
+                         "(check --storage or $EMOREC_OPTUNA_STORAGE)")
     storage_obj = make_storage(url, 30, 120)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj,
                                                                    include_best_trial=False)]
