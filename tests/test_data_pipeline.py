@@ -155,6 +155,34 @@ def test_pixel_limit_applies_through_the_loader(tmp_path, monkeypatch):
         load("nhf", root, strict=True, use_cache=False)
 
 
+def test_16bit_images_are_scaled_not_clipped(tmp_path):
+    """A 16-bit PNG (and PGM) of a photo decodes to that photo's 8-bit pixels, when read
+    alone and when a dataset is loaded for training."""
+    gray = np.random.default_rng(3).integers(0, 256, (24, 24), dtype=np.uint8)
+    wide = gray.astype(np.uint16) * 257  # the standard 8 -> 16 bit widening
+    root = tmp_path / "set"
+    for folder in ("happy", "sad"):
+        (root / folder).mkdir(parents=True)
+    Image.fromarray(gray).save(root / "happy" / "a8.png")
+    Image.fromarray(wide).save(root / "sad" / "a16.png")
+    pgm = root / "sad" / "b16.pgm"
+    pgm.write_bytes(b"P5\n24 24\n65535\n" + wide.astype(">u2").tobytes())
+    assert Image.open(root / "sad" / "a16.png").mode == "I;16"
+    for path in (root / "sad" / "a16.png", pgm):
+        assert np.array_equal(decode_image(path), gray), path.name
+    ds = load("folder", root, size=24)
+    assert ds.stats["skipped"] == 0 and len(ds) == 3
+    assert all(np.array_equal(im[..., 0], gray) for im in ds.images)
+
+
+def test_32bit_and_float_image_files_are_refused(tmp_path):
+    for name, arr in (("i32.tif", np.full((16, 16), 70000, np.int32)),
+                      ("f32.tif", np.full((16, 16), 0.5, np.float32))):
+        Image.fromarray(arr).save(tmp_path / name)
+        with pytest.raises(ImageError, match=f"{name}.*8 or 16 bits"):
+            decode_image(tmp_path / name)
+
+
 # ------------------------------------------------------------------ cache ---
 
 def test_cache_hit_returns_identical_arrays(tmp_path):

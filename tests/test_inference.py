@@ -108,3 +108,37 @@ def test_expected_class_set_is_checked(predictor, trained, monkeypatch):
     with pytest.raises(ValueError, match="was trained on classes"):
         emorec.load(uri, expect_classes=expected)
     assert emorec.load(uri, expect_classes=result.classes).classes == list(result.classes)
+
+
+def test_float_and_16bit_images_are_scaled_not_clipped(predictor):
+    """Floats in [0, 1] and 16-bit pixels mean the same photo as its uint8 pixels."""
+    pred, _ = predictor
+    gray = np.random.default_rng(2).integers(0, 256, (40, 30), dtype=np.uint8)
+    same = [gray / 255.0, (gray / 255.0).astype(np.float32), gray.astype(np.int64),
+            gray.astype(np.uint16) * 257, Image.fromarray(gray.astype(np.uint16) * 257),
+            np.dstack([gray] * 3 + [np.zeros_like(gray)])]  # RGBA: the alpha is dropped
+    out = pred.predict([gray, *same], detect_faces=False)
+    for p in out[1:]:
+        np.testing.assert_allclose(list(p.probabilities.values()),
+                                   list(out[0].probabilities.values()), atol=1e-5)
+    with pytest.raises(ImageError, match=r"<array 1>: float pixels must be in \[0, 1\]"):
+        pred.predict([gray, gray * 1.0])  # 0..255 floats: refused, not clipped
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.array(0.5), r"shape \(\) is not an image"),
+    (np.zeros(64, np.uint8), r"shape \(64,\) is not an image"),
+    (np.zeros((0, 0), np.uint8), "too small"),
+    (np.zeros((2, 16, 16, 3), np.uint8), r"shape \(2, 16, 16, 3\) is not an image"),
+    (np.zeros((16, 16, 2), np.uint8), r"shape \(16, 16, 2\) is not an image"),
+    (np.zeros((16, 16), complex), "complex128 are not supported"),
+    (np.zeros((16, 16), bool), "bool are not supported"),
+    (np.full((16, 16), np.nan), "NaN"),
+    (np.full((16, 16), 300), r"integer pixels must be in 0\.\.255"),
+    (np.zeros((7, 64), np.uint8), r"7 is too small"),
+    (np.broadcast_to(np.uint8(0), (8, 5_000_001)), "exceeds the limit"),  # 40 MP: no memory
+])
+def test_arrays_that_are_not_images_are_clear_errors(predictor, array, message):
+    pred, _ = predictor
+    with pytest.raises(ImageError, match=f"<array 0>: .*{message}"):
+        pred.predict([array])

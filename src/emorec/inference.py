@@ -9,7 +9,9 @@ Each photo is searched for faces with the detector training uses
 (``emorec.data.faces``): every face found gives one prediction; a photo
 where none is found is classified whole and flagged (``face_found=False``).
 The crop is then prepared by the model's own eval preprocessing, read from
-the logged model (``EmotionModel.prep``), never re-guessed.
+the logged model (``EmotionModel.prep``), never re-guessed. Arrays and PIL
+images are checked like files (``emorec.data.images.as_pixels``): integers
+0..255 (uint16 scaled) or floats in [0, 1], 8 px to 40 megapixels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from emorec.data import faces
-from emorec.data.images import ImageError, decode_image
+from emorec.data.images import ImageError, as_pixels, decode_image
 from emorec.data.preprocess import Preprocessing
 
 
@@ -97,10 +99,9 @@ def _as_pixels(image, index: int) -> tuple[str, np.ndarray]:
     if isinstance(image, (str, Path)):
         return str(image), decode_image(image)
     if isinstance(image, np.ndarray):
-        return f"<array {index}>", image
+        return f"<array {index}>", as_pixels(image, f"<array {index}>")
     if hasattr(image, "convert"):  # a PIL image
-        mode = "L" if image.mode in ("L", "I;16", "I", "F", "1") else "RGB"
-        return f"<image {index}>", np.asarray(image.convert(mode))
+        return f"<image {index}>", as_pixels(image, f"<image {index}>")
     raise ImageError(f"item {index}: expected a file path, a PIL image or a NumPy array, "
                      f"got {type(image).__name__}")
 
