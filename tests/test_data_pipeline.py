@@ -183,6 +183,19 @@ def test_32bit_and_float_image_files_are_refused(tmp_path):
             decode_image(tmp_path / name)
 
 
+def test_broken_links_are_skipped_and_counted(tmp_path, caplog):
+    """A dangling or self-looping link is one more unreadable image, with the cache on."""
+    root = fixtures.write_folder_set(tmp_path / "set", corrupt=False, extras=False)
+    os.symlink(tmp_path / "gone.png", root / "happy" / "gone.png")
+    os.symlink("loop.png", root / "happy" / "loop.png")
+    os.symlink("loop", root / "loop")  # beside the class folders: not a class
+    for _ in range(2):  # decoded, then from the cache
+        ds = load("folder", root)
+        assert len(ds) == 9 and ds.stats["skipped"] == 2
+    assert ds.stats["from_cache"] is True
+    assert "gone.png: cannot open" in caplog.text and "loop.png: cannot open" in caplog.text
+
+
 # ------------------------------------------------------------------ cache ---
 
 def test_cache_hit_returns_identical_arrays(tmp_path):

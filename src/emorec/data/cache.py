@@ -38,7 +38,10 @@ def tree_fingerprint(root: Path) -> list[tuple[str, int, int]]:
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
-            st = os.stat(full)
+            try:
+                st = os.stat(full)
+            except OSError:  # a dangling or looping link: its own entry (decoding skips it)
+                st = os.lstat(full)
             entries.append((os.path.relpath(full, root), st.st_size, st.st_mtime_ns))
     return entries
 

@@ -37,6 +37,15 @@ def is_image_name(name: str) -> bool:
     return bool(dot) and not name.startswith(".") and "." + ext.lower() in _SUFFIXES
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()``, but False for a link that loops back on itself, where it raises
+    (a dangling link is simply not a folder)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def add_note(notes: dict, key: str, count: int) -> None:
     """Add ``count`` to ``notes[key]`` so several scans can share one notes dict."""
     notes[key] = notes.get(key, 0) + count
@@ -46,15 +55,17 @@ def list_images(directory: Path, notes: dict | None = None) -> list[Path]:
     """The image files directly inside ``directory``, sorted by name.
 
     Other files are counted in ``notes["non_image_files"]`` and subfolders in
-    ``notes["ignored_subfolders"]`` when ``notes`` is given.
+    ``notes["ignored_subfolders"]`` when ``notes`` is given. A broken link under an
+    image name (dangling, or looping) is listed: decoding skips and counts it like any
+    unreadable image, where the user sees it.
     """
     names: list[str] = []
     other_files = subfolders = 0
     with os.scandir(directory) as entries:
         for entry in entries:
-            if entry.is_dir():
+            if _is_dir(entry):
                 subfolders += 1
-            elif entry.is_file() and is_image_name(entry.name):
+            elif is_image_name(entry.name) and (entry.is_symlink() or entry.is_file()):
                 names.append(entry.name)
             else:
                 other_files += 1
@@ -76,7 +87,7 @@ def class_folders(root: Path, notes: dict | None = None) -> list[Path]:
     ignored = loose = 0
     with os.scandir(root) as entries:
         for entry in entries:
-            if not entry.is_dir():
+            if not _is_dir(entry):
                 loose += 1
             elif entry.name.startswith(IGNORED_PREFIXES):
                 ignored += 1
