@@ -142,3 +142,13 @@ def test_arrays_that_are_not_images_are_clear_errors(predictor, array, message):
     pred, _ = predictor
     with pytest.raises(ImageError, match=f"<array 0>: .*{message}"):
         pred.predict([array])
+
+
+def test_expected_classes_accept_the_loaders_aliases(predictor):
+    pred, result = predictor
+    alias = {"anger": "angry", "happiness": "Happy", "sadness": "sad", "surprise": "surprised",
+             "fear": "scared", "disgust": "disgusted", "contempt": "contemptuous",
+             "neutral": "calm"}
+    pred.check_classes([alias[c] for c in result.classes])
+    with pytest.raises(ValueError, match=r"not in the model: \['joyful'\]"):
+        pred.check_classes([alias[c] for c in result.classes] + ["joyful"])

@@ -110,3 +110,12 @@ def test_expect_classes_refuses_another_class_set(model, photos, capsys):
     # The same set in any order is accepted.
     assert main(["predict", "--model-uri", uri, "--expect-classes",
                  ",".join(reversed(classes)), str(photos / "a.png")]) == 0
+
+
+def test_expect_classes_takes_the_loaders_aliases(model, photos, capsys):
+    uri, classes = model
+    alias = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprise": "surprised"}
+    given = ",".join(alias.get(c, c) for c in classes)
+    assert "happy" in given
+    assert main(["predict", "--model-uri", uri, "--expect-classes", given,
+                 str(photos / "a.png")]) == 0

@@ -53,12 +53,22 @@ class Predictor:
 
     def check_classes(self, expected) -> None:
         """Raise ValueError when the model's class set differs from ``expected`` (order
-        does not matter: predictions are labelled by name)."""
+        does not matter: predictions are labelled by name; aliases the dataset loaders
+        accept, such as ``happy`` or ``sad``, stand for their canonical name)."""
+        from emorec.labels import canonical
+
+        def name(c: str) -> str:  # an unknown name stays as given, to be reported missing
+            try:
+                return canonical(c)
+            except ValueError:
+                return c
+
         expected = [str(c) for c in expected]
-        if set(expected) == set(self.classes):
+        named = {c: name(c) for c in expected}
+        if set(named.values()) == set(self.classes):
             return
-        missing = [c for c in expected if c not in self.classes]
-        extra = [c for c in self.classes if c not in expected]
+        missing = [c for c in expected if named[c] not in self.classes]
+        extra = [c for c in self.classes if c not in named.values()]
         raise ValueError(f"model {self.uri} was trained on classes {self.classes}, but "
                          f"{expected} were expected (not in the model: {missing or 'none'}; "
                          f"only in the model: {extra or 'none'})")
