@@ -493,3 +493,15 @@ def test_cli_explore_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
     assert err.startswith("emorec: error: ") and "\n" not in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("where", ["out", "out/sub"])
+def test_cli_explore_out_on_a_file_exits_2_with_one_line(tmp_path, capsys, where):
+    from emorec.cli import main
+
+    (tmp_path / "out").write_text("a file the user keeps")
+    assert main(["explore", "--dataset", "synthetic", "--samples", "70",
+                 "--out", str(tmp_path / where)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("emorec: error: --out ") and "not a folder" in err and "\n" not in err
+    assert (tmp_path / "out").read_text() == "a file the user keeps"

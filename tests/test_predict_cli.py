@@ -112,6 +112,67 @@ def test_expect_classes_refuses_another_class_set(model, photos, capsys):
                  ",".join(reversed(classes)), str(photos / "a.png")]) == 0
 
 
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("out, given", [("photos", "photos"), ("photos/sub", "photos/sub/c.bmp")])
+def test_annotate_never_writes_over_an_input(model, photos, tmp_path, capsys, out, given):
+    uri, _ = model
+    before = _tree(photos)
+    assert main(["predict", "--model-uri", uri, "--annotate", str(tmp_path / out),
+                 str(tmp_path / given)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "would replace the input" in err and "\n" not in err and "Traceback" not in err
+    assert _tree(photos) == before  # nothing written, nothing replaced
+
+
+def test_annotate_gives_inputs_of_one_name_their_own_copies(model, tmp_path, capsys):
+    uri, _ = model
+    folder, other, out = tmp_path / "in", tmp_path / "other", tmp_path / "out"
+    for d in (folder / "x", other):
+        d.mkdir(parents=True)
+    Image.new("L", (20, 20), 10).save(folder / "face.gif")
+    Image.new("L", (20, 20), 200).save(folder / "face.png")
+    Image.new("L", (20, 20), 50).save(folder / "x" / "face.png")
+    Image.new("L", (20, 20), 90).save(other / "face.png")
+    assert main(["predict", "--model-uri", uri, "--annotate", str(out), "--no-detect",
+                 str(folder), str(other / "face.png")]) == 0
+    assert sorted(_tree(out)) == ["face-2.png", "face-3.png", "face.png", "x/face.png"]
+    # The PNG keeps its own name; the GIF (whose copy becomes a PNG) and the same name
+    # given again from another folder get the next free ones, and the user is told.
+    fill = {name: np.median(np.asarray(Image.open(out / name))[..., 0])
+              for name in ("face.png", "face-2.png", "face-3.png")}
+    assert fill == {"face.png": 200, "face-2.png": 90, "face-3.png": 10}
+    err = capsys.readouterr().err
+    assert f"its annotated copy is {out / 'face-3.png'}" in err
+
+
+@pytest.mark.parametrize("link", ["a.png", "sub"])
+def test_annotate_does_not_follow_a_link_in_the_output_folder(model, photos, tmp_path, capsys,
+                                                                link):
+    uri, _ = model
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "a.png").write_bytes(b"precious")
+    out.mkdir()
+    (out / link).symlink_to(victim / link if link == "a.png" else victim)
+    assert main(["predict", "--model-uri", uri, "--annotate", str(out), str(photos)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "symbolic link" in err and "\n" not in err
+    assert _tree(victim) == {"a.png": b"precious"}
+
+
+def test_annotate_on_a_file_exits_2_with_one_line(model, photos, tmp_path, capsys):
+    uri, _ = model
+    (tmp_path / "out").write_text("mine")
+    assert main(["predict", "--model-uri", uri, "--annotate", str(tmp_path / "out"),
+                 str(photos)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("emorec: error: --annotate ") and "not a folder" in err
+    assert "\n" not in err and (tmp_path / "out").read_text() == "mine"
+
+
 def test_expect_classes_takes_the_loaders_aliases(model, photos, capsys):
     uri, classes = model
     alias = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprise": "surprised"}

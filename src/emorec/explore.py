@@ -14,6 +14,7 @@ import numpy as np
 
 from emorec import plots
 from emorec.data import load_dataset
+from emorec.data.errors import require_output_dir
 from emorec.data.preprocess import Preprocessing
 from emorec.data.splits import make_split
 from emorec.labels import EMOTION_ID
@@ -105,11 +106,11 @@ def pick_samples(ds, name: str, rng: np.random.Generator, n: int = N_SAMPLES) ->
 def explore(dataset: str, data_dir: str | None, out_dir: str | Path, *, image_size: int = 48,
             split: str = "auto", seed: int = 42, options: dict | None = None,
             log_to_mlflow: bool = False, progress: bool = True) -> dict:
+    out = require_output_dir(out_dir, "--out")  # before the slow load, not after it
     ds = load_dataset(dataset, data_dir, Preprocessing(image_size=image_size), options=options,
                       progress=progress)
     sp = make_split(ds, strategy=split, seed=seed)
     summary = summarize(ds, sp)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     samples = {c: ds.images[pick_samples(ds, c, rng)] for c in ds.classes}

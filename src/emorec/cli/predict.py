@@ -20,8 +20,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     expected = split_list(args.expect_classes) if args.expect_classes else None
-    predictor = inference.load(args.model_uri, expect_classes=expected)
     names = dict(files)
+    # Planned before the model loads, so a refused --annotate costs nothing and writes nothing.
+    copies = inference.annotation_paths(files, args.annotate) if args.annotate else {}
+    for path, copy in copies.items():
+        if copy.stem != Path(names[path]).stem:
+            print(f"emorec: {path}: its annotated copy is {copy} (the name was taken)",
+                  file=sys.stderr)
+    predictor = inference.load(args.model_uri, expect_classes=expected)
     skipped, width = 0, max(len(str(f)) for f in names)
     if not args.json:
         print(f"{'file':{width}s} {'face':>4s} {'label':10s} {'confidence':>10s}")
@@ -42,7 +48,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 face = str(p.face) if p.face_found else "-"
                 print(f"{str(path):{width}s} {face:>4s} {p.label:10s} {p.confidence:10.4f}")
         if args.annotate:
-            inference.annotate(pixels, preds, Path(args.annotate) / names[path])
+            inference.annotate(pixels, preds, copies[path])
     if skipped:
         print(f"emorec: {skipped} of {len(files)} file(s) skipped (unreadable)", file=sys.stderr)
     return EXIT_FAILED if skipped == len(files) else 0
@@ -77,7 +83,8 @@ def add_commands(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--json", action="store_true", help="one JSON object per face")
     p.add_argument("--annotate", metavar="OUT_DIR", default=None,
-                   help="write copies with the face boxes and labels drawn")
+                   help="write copies with the face boxes and labels drawn (never over an "
+                        "input; a taken name gets -2, -3 ...)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--no-detect", action="store_true",
                    help="classify whole images, without face detection")

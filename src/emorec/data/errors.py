@@ -2,7 +2,8 @@
 
 A ``DatasetError`` always says which on-disk layout was expected and what was
 actually found, so a user pointing emorec at the wrong folder can fix the path
-without reading the source.
+without reading the source. ``require_output_dir`` is the matching check for
+the folders commands write to.
 """
 
 from __future__ import annotations
@@ -50,4 +51,22 @@ def require_dir(root: str | os.PathLike, what: str) -> Path:
         raise DatasetError(f"expected {what} at {path}, but it does not exist")
     if not path.is_dir():
         raise DatasetError(f"expected {what} at {path}, but it is a file, not a folder")
+    return path
+
+
+def require_output_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a ``Path``; ``ValueError`` if it, or a folder above it, exists but is
+    not a folder (a file, a dangling link), so the later ``mkdir`` cannot fail.
+
+    Only looks, creating nothing: a command refused later leaves nothing behind.
+    ``what`` names the flag or role, e.g. ``"--out"``.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.is_dir():
+            break
+        if p.exists() or p.is_symlink():
+            where = "it" if p == path else str(p)
+            raise ValueError(f"{what} {path}: cannot write there, {where} is a file, "
+                             "not a folder")
     return path
