@@ -241,3 +241,21 @@ def test_cli_reports_bad_input_in_one_line(capsys):
     assert main(["train", "--model", "alexnet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("emorec: error: unknown model 'alexnet'") and "Traceback" not in err
+
+
+def test_each_run_names_its_own_dataset_folder(tmp_path):
+    """MLflow merges an experiment's datasets of equal name and digest: two folders of equal
+    content must still show each run its own folder, with the one content digest."""
+    from emorec import tracking
+
+    client, runs = mlflow.MlflowClient(), {}
+    for name in ("a", "b"):
+        root = fixtures.write_folder_set(tmp_path / name, n_per_class=6)  # equal pixels
+        cfg = TrainConfig(dataset="folder", data_dir=str(root), **TINY)
+        ds = load_dataset("folder", root, progress=False)
+        with tracking.start_run(cfg) as run:
+            tracking.log_dataset(ds, make_split(ds), cfg)
+        runs[name] = client.get_run(run.info.run_id).inputs.dataset_inputs[0].dataset
+    for name, dataset in runs.items():
+        assert json.loads(dataset.source)["uri"] == str((tmp_path / name).resolve()), name
+    assert runs["a"].digest == runs["b"].digest == tracking.dataset_digest(ds)

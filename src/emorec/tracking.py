@@ -159,7 +159,12 @@ def dataset_digest(ds: Dataset) -> str:
 def log_dataset(ds: Dataset, split: Split, cfg: TrainConfig) -> None:
     """The dataset as an MLflow input (name, source, content digest) plus split facts."""
     source = _FolderSource(str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "builtin:synthetic")
-    mlflow.log_input(MetaDataset(source, name=ds.name, digest=dataset_digest(ds)), context="training")
+    # MLflow keeps one dataset per (name, digest) in an experiment, with the first run's
+    # source: a second folder of equal content would show the first one's path. The folder
+    # goes in the name (the column holds 500 characters); the digest stays the content's,
+    # which the registry compares.
+    name = f"{ds.name} {source.uri}"[-500:] if cfg.data_dir else ds.name
+    mlflow.log_input(MetaDataset(source, name=name, digest=dataset_digest(ds)), context="training")
     sizes = split.sizes()
     mlflow.log_params({"split_strategy": split.strategy, "split_digest": split.digest,
                        "classes": ",".join(ds.classes), "num_classes": len(ds.classes),
