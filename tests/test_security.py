@@ -1,10 +1,12 @@
-"""Hostile values through the MLproject entry points.
+"""Hostile values through the MLproject entry points, and where a database password may go.
 
 MLflow shell-quotes every ``-P`` value and runs the entry point's command with
 ``bash -c``: a template that quotes a placeholder again cancels that quoting, so
-a value could run commands or split into several arguments. The real ``mlflow
-run`` test stays fast: the hostile value is refused by emorec's ``--set`` parsing
-before any data is loaded.
+a value could run commands or split into several arguments. A storage URL with a
+password is refused on emorec's command line (the process list shows it, and
+``mlflow run`` logs and prints every parameter); it belongs in the environment.
+The real ``mlflow run`` tests stay fast: the hostile one is refused by emorec's
+``--set`` parsing before any data is loaded, the other trains one tiny trial.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -88,3 +91,61 @@ def test_mlflow_run_tune_does_not_let_a_value_run_a_command(tmp_path):
     assert proc.returncode != 0
     assert "emorec: error: --set expects key=value pairs, got 'touch'" in proc.stderr, \
         proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("argv", [
+    ["tune", "--model", "cnn_torch"],
+    ["benchmark-all", "--models", "cnn_torch"],
+    ["study", "status"],
+], ids=["tune", "benchmark-all", "study-status"])
+def test_a_password_in_storage_on_the_command_line_is_refused(argv, capsys, monkeypatch):
+    # Port 1: nothing listens, so a command that does not refuse fails fast instead of training.
+    url = f"postgresql+psycopg2://emorec:{SECRET}@127.0.0.1:1/optuna"
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    assert cli.main([*argv, "--storage", url]) == 2
+    out, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("emorec: error: --storage holds a password")
+    assert "PGPASSWORD" in err and ".pgpass" in err and "EMOREC_OPTUNA_STORAGE" in err
+    assert SECRET not in out + err
+    # Under `mlflow run -P storage=...` the value is already logged: the line says where.
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0123abcd")
+    assert cli.main([*argv, "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "parameter of run 0123abcd" in err, err
+    assert not mlflow.search_runs(search_all_experiments=True, output_format="list")
+
+
+def test_mlflow_run_tune_keeps_the_password_out_of_params_tags_and_command(tmp_path):
+    """The supported way: the URL (and its password) in $EMOREC_OPTUNA_STORAGE, one tiny trial;
+    the space file's folder has a space and ``set`` several pairs, as users write them."""
+    from services import postgres_database, postgres_unavailable
+
+    if why := postgres_unavailable():
+        pytest.skip(f"needs PostgreSQL: {why}")
+    space = tmp_path / "my spaces" / "one.yaml"
+    space.parent.mkdir()
+    space.write_text("grid:\n  lr: [1.0e-3]\n")
+    fixed = "epochs=1 samples=70 image_size=16 batch_size=16 log_model=false " \
+            "system_metrics=false progress=false"
+    cmd = [MLFLOW, "run", str(REPO), "-e", "tune", "--env-manager", "local",
+           "--experiment-name", "emorec-security", "-P", f"space={space}", "-P", f"set={fixed}"]
+    with postgres_database() as plain:
+        # Trust auth ignores the password: it is here to prove that it is never shown.
+        storage = plain.replace("postgres@", f"postgres:{SECRET}@")
+        assert SECRET in storage
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                              env=_project_env(tmp_path, EMOREC_OPTUNA_STORAGE=storage))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "=== Running command 'emorec tune" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert "postgres:***@" in proc.stdout  # emorec names the storage, masked
+
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    project = [r for r in runs if r.data.tags.get("mlflow.source.type") == "PROJECT"]
+    assert len(project) == 1 and len(runs) == 2, [r.data.tags for r in runs]  # + the trial
+    # No storage parameter for MLflow to log: the entry point does not take the URL at all.
+    assert "storage" not in project[0].data.params
+    assert project[0].data.params["study.storage"].startswith("postgresql+psycopg2://postgres:***@")
+    for run in runs:
+        assert SECRET not in str(run.data.params) + str(run.data.tags), run.info.run_id

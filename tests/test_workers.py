@@ -45,14 +45,14 @@ def server(tmp_path_factory):
 
 def worker(tmp_path: Path, server: str, storage: str, study: str, space: str,
            **sets) -> subprocess.Popen:
-    """One `emorec tune` worker process, as a user would start it on another machine."""
+    """One `emorec tune` worker process, as a user would start it on another machine
+    (the storage in the environment: emorec refuses a password on its command line)."""
     values = {**TINY, **sets}
     cmd = [sys.executable, "-m", "emorec.cli", "tune", "--model", "cnn_torch", "--space", space,
-           "--study-name", study,
-           "--storage", storage, "--heartbeat-interval", "1", "--grace-period", "3",
+           "--study-name", study, "--heartbeat-interval", "1", "--grace-period", "3",
            "--no-plots", "--set", *[f"{k}={v}" for k, v in values.items()]]
     env = {**os.environ, "MLFLOW_TRACKING_URI": server, "OMP_NUM_THREADS": "1",
-           "EMOREC_CACHE_DIR": str(tmp_path / "cache")}
+           "EMOREC_CACHE_DIR": str(tmp_path / "cache"), "EMOREC_OPTUNA_STORAGE": storage}
     log = open(tmp_path / f"worker-{time.monotonic_ns()}.log", "w")
     return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
 
@@ -89,8 +89,9 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server, monk
         workers.append(worker(tmp_path, server, storage, name, str(space), log_model="true"))
         finish(workers, tmp_path)
         done = trials(storage, name)
-        status = subprocess.run([sys.executable, "-m", "emorec.cli", "study", "status",
-                                 "--storage", storage], capture_output=True, text=True)
+        status = subprocess.run([sys.executable, "-m", "emorec.cli", "study", "status"],
+                                capture_output=True, text=True,
+                                env={**os.environ, "EMOREC_OPTUNA_STORAGE": storage})
 
     complete = [t for t in done if t.state.name == "COMPLETE"]
     points = collections.Counter((t.params["lr"], t.params["dropout"]) for t in complete)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from emorec.cli.args import EXIT_FAILED, as_bool, optional, parse_sets, split_list
@@ -24,7 +25,8 @@ def _add_tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=optional(float), default=None,
                    help="seconds after which no new trial starts")
     p.add_argument("--storage", type=optional(str), default=None,
-                   help="SQLAlchemy URL of the Optuna storage (default: sqlite mlruns/optuna.db)")
+                   help="SQLAlchemy URL of the Optuna storage, without a password (PGPASSWORD, "
+                        "~/.pgpass) (default: $EMOREC_OPTUNA_STORAGE or sqlite mlruns/optuna.db)")
     p.add_argument("--objective", choices=STUDY_OBJECTIVES, default="accuracy",
                    help="accuracy | f1 (validation, maximised) | multi (accuracy, train time, RSS)")
     p.add_argument("--pruner", choices=("auto", *STUDY_PRUNERS), default="auto",
@@ -54,13 +56,37 @@ def _n_trials(value: int | None) -> int | None:
     return value
 
 
+def _storage_flag(url: str | None) -> str | None:
+    """``--storage``, refused when it holds a password: a command line shows in the process
+    list, and ``mlflow run`` logs it as a parameter and prints it; secrets go in the environment."""
+    if url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            password = make_url(url).password
+        except ArgumentError:
+            password = None  # not a URL at all: opening the storage says so
+        if password:
+            # Under `mlflow run -P storage=...` MLflow logged the value before this process
+            # started: refusing cannot take it back, so say where it now is.
+            run_id = os.environ.get("MLFLOW_RUN_ID")
+            logged = (f" (mlflow run has already logged it as a parameter of run {run_id}: "
+                      "delete that run and change the password)" if run_id else "")
+            raise ValueError("--storage holds a password, which the process list and MLflow "
+                             "would show; give the URL without it and the password in "
+                             "PGPASSWORD or ~/.pgpass, or the whole URL in EMOREC_OPTUNA_STORAGE"
+                             + logged)
+    return url
+
+
 def _study_options(args: argparse.Namespace, study_name: str | None = None):
     from emorec.study import StudyOptions
 
     return StudyOptions(sampler=args.sampler, objective=args.objective,
                         pruner=None if args.pruner == "auto" else args.pruner,
                         n_trials=_n_trials(args.n_trials), timeout=args.timeout,
-                        storage=args.storage,
+                        storage=_storage_flag(args.storage),
                         study_name=study_name, space_file=args.space,
                         heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                         pruner_startup_trials=args.pruner_startup_trials,
@@ -137,7 +163,7 @@ def cmd_study_status(args: argparse.Namespace) -> int:
 
     from emorec.study import status
 
-    rows = status(args.storage, args.study_name)
+    rows = status(_storage_flag(args.storage), args.study_name)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -170,7 +196,8 @@ def add_commands(sub) -> None:
     p = actions.add_parser("status", help="trials by state, best value and running trials "
                                           "(with their worker) of the studies in a storage")
     p.add_argument("--storage", type=optional(str), default=None,
-                   help="SQLAlchemy URL (default: $EMOREC_OPTUNA_STORAGE or mlruns/optuna.db)")
+                   help="SQLAlchemy URL, without a password (PGPASSWORD, ~/.pgpass) "
+                        "(default: $EMOREC_OPTUNA_STORAGE or mlruns/optuna.db)")
     p.add_argument("--study-name", type=optional(str), default=None,
                    help="one study (default: all)")
     p.add_argument("--json", action="store_true")
