@@ -149,3 +149,19 @@ def test_mlflow_run_tune_keeps_the_password_out_of_params_tags_and_command(tmp_p
     assert project[0].data.params["study.storage"].startswith("postgresql+psycopg2://postgres:***@")
     for run in runs:
         assert SECRET not in str(run.data.params) + str(run.data.tags), run.info.run_id
+
+
+def test_compose_puts_no_database_password_on_a_command_line():
+    """Anyone who lists processes sees every container's command line: the server and the
+    workers get the PostgreSQL password as PGPASSWORD (libpq reads it), not in a URL."""
+    from sqlalchemy.engine import make_url
+
+    services = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())["services"]
+    for name, service in services.items():
+        line = " ".join(str(part) for key in ("entrypoint", "command")
+                        for part in ([service[key]] if isinstance(service.get(key), str)
+                                     else service.get(key, [])))
+        assert "POSTGRES_PASSWORD" not in line, f"{name}: {line}"
+    for name in ("mlflow", "worker"):
+        assert services[name]["environment"]["PGPASSWORD"] == "${POSTGRES_PASSWORD}", name
+    assert make_url(services["worker"]["environment"]["EMOREC_OPTUNA_STORAGE"]).password is None
