@@ -46,21 +46,16 @@ def image_quality(ds, parts: dict[str, np.ndarray]) -> dict:
     split scores near 0, a sharp 48 px face in the hundreds or more); a large
     gap between splits means train and test were not captured alike.
     """
-    import hashlib
+    from emorec.data.dedupe import conflicting_groups, duplicate_groups
 
     flat = ds.images.reshape(len(ds), -1)
     sharp = sharpness(ds.images)
-    digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
-    _, inverse, counts = np.unique(digests, return_inverse=True, return_counts=True)
-    dup_labels = {}
-    for i, d in enumerate(inverse):
-        if counts[d] > 1:
-            dup_labels.setdefault(d, set()).add(int(ds.labels[i]))
+    group, counts = duplicate_groups(ds.images)
     return {
         "near_blank_images": int(np.sum(flat.std(axis=1) < 3.0)),
         "duplicate_groups": int(np.sum(counts > 1)),
         "images_in_duplicate_groups": int(counts[counts > 1].sum()),
-        "duplicate_groups_with_conflicting_labels": sum(len(v) > 1 for v in dup_labels.values()),
+        "duplicate_groups_with_conflicting_labels": len(conflicting_groups(group, ds.labels)),
         "median_sharpness_per_split": {part: round(float(np.median(sharp[idx])), 1)
                                        if len(idx) else None for part, idx in parts.items()},
     }
