@@ -12,8 +12,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("none", "cosine", "step", "plateau")
+LR_SCHEDULES = ("none", "cosine", "step", "plateau", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
+TTA_MODES = ("none", "flip")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,13 @@ class TrainConfig:
     lr: float = 1e-3  # initial learning rate
     optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9, Nesterov)
     weight_decay: float = 1e-4
-    lr_schedule: str = "cosine"  # none | cosine | step (x0.1 every third) | plateau
+    # none | cosine | step (x0.1 every third) | plateau | onecycle (linear warm-up over the
+    # first 15 % to lr, then cosine to ~0; stepped per batch, PyTorch)
+    lr_schedule: str = "cosine"
+    # Wall-time budget of the training loop in minutes, 0 = none (PyTorch). The schedule then
+    # runs on whichever of epochs or elapsed time is further along, and training stops when
+    # either is spent, so a run ends on time however busy the machine is.
+    time_budget_min: float = 0.0
     dropout: float = 0.25
     label_smoothing: float = 0.0
     class_weighting: bool = False  # weight the loss by inverse class frequency
@@ -37,7 +44,16 @@ class TrainConfig:
     # bf16: bfloat16 autocast (PyTorch), ~1.7x faster on CPUs with AVX512-BF16 or AMX.
     precision: str = "auto"
     augment: bool = True  # flips, small rotations/shifts/zoom, brightness
+    random_erasing: float = 0.0  # share of training images with a random rectangle erased
+    # Test-time augmentation, used by evaluation and every serving path alike (PyTorch):
+    # none, or flip (the mean of the probabilities of the image and its mirror image).
+    tta: str = "none"
     pretrained: bool = False  # ImageNet weights from the local torch cache (vgg16, resnet50)
+    # Start from the weights of a logged or registered emorec model of the same architecture
+    # (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model); "" = from scratch.
+    # The classifier's rows of the classes both share are carried over (PyTorch).
+    init_from: str = ""
+    freeze_epochs: int = 0  # with init_from: train only the classifier head this many epochs
     # Input and preprocessing.
     image_size: int = 0  # square side; 0 = the model's default
     channels: int = 1  # 1 grayscale, 3 RGB
@@ -50,6 +66,9 @@ class TrainConfig:
     angles: str = "S"  # KDEF camera angles, comma-separated or "all"
     include_neutral: bool = False  # original CK+: add first frames as neutral
     strict: bool = False  # fail on unreadable images instead of skipping them
+    # Drop from training the images whose pixels duplicate a validation or test image, and
+    # every copy of an image that the dataset labels two ways (counts logged with the run).
+    dedupe: bool = False
     seed: int = 42
     # Tracking.
     experiment: str = ""  # MLflow experiment; "" = "emorec-<dataset>"
@@ -84,6 +103,24 @@ class TrainConfig:
         _check(self.precision != "bf16" or spec.framework == "torch",
                f"precision bf16 needs a PyTorch model; {self.model} is {spec.framework} "
                "(valid for it: auto, fp32)")
+        _check(self.time_budget_min >= 0,
+               f"time_budget_min must be >= 0 (0 = no budget), got {self.time_budget_min}")
+        _check(0 <= self.random_erasing <= 1,
+               f"random_erasing must be in [0, 1], got {self.random_erasing}")
+        _check(self.tta in TTA_MODES, f"unknown tta {self.tta!r}; valid: {', '.join(TTA_MODES)}")
+        torch_only = {"lr_schedule": (self.lr_schedule == "onecycle", "cosine, step, plateau"),
+                      "tta": (self.tta != "none", "none"),
+                      "time_budget_min": (self.time_budget_min > 0, "0"),
+                      "init_from": (bool(self.init_from), '""')}
+        for name, (used, valid) in torch_only.items():
+            _check(not used or spec.framework == "torch",
+                   f"{name} {getattr(self, name)} needs a PyTorch model; {self.model} is "
+                   f"{spec.framework} (valid for it: {valid})")
+        _check(self.freeze_epochs >= 0, f"freeze_epochs must be >= 0, got {self.freeze_epochs}")
+        _check(not self.freeze_epochs or bool(self.init_from),
+               "freeze_epochs needs init_from (the model whose backbone to keep)")
+        _check(not (self.init_from and self.pretrained),
+               "init_from and pretrained both choose the starting weights; give one")
         _check(self.image_size == 0 or spec.min_image_size <= self.image_size <= 512,
                f"image_size must be 0 (model default) or in [{spec.min_image_size}, 512] "
                f"for {self.model}, got {self.image_size}")

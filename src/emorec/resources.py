@@ -205,6 +205,29 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Instruction sets that decide how fast CPU training runs (and which precision pays).
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """The ``SPEED_FLAGS`` this CPU has, from /proc/cpuinfo ([] where it cannot tell)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in SPEED_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
+def native_bf16() -> bool:
+    """Does the CPU compute bfloat16 natively? Elsewhere bf16 is emulated, and slower than
+    float32 (11x per training image on an AVX2-only EPYC, benchmarks/throughput.py)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+
+
 def _gpu_name() -> str | None:
     cuda = _torch_cuda()
     if cuda is not None:
@@ -233,6 +256,7 @@ def system_info() -> dict[str, Any]:
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "cpu_cores_logical": psutil.cpu_count(logical=True),
         "ram_total_gb": round(psutil.virtual_memory().total / 1024**3, 2),
+        "cpu_flags": " ".join(cpu_flags()),
         "gpu_name": _gpu_name(),
         "platform": platform.platform(),
         "python_version": platform.python_version(),

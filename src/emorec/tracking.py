@@ -28,6 +28,9 @@ from emorec.engines.base import Callback
 
 log = logging.getLogger(__name__)
 STORE_DIR = Path("mlruns")
+# MLflow 3's UI opens an experiment by this tag's kind, guessing (often the GenAI, traces
+# view) where it is missing; this value opens its model-training view (runs, metrics, models).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def default_tracking_uri() -> str:
@@ -51,19 +54,33 @@ def experiment_id(name: str) -> str:
     """The experiment's id, creating it (artifacts under ./mlruns for a local store)."""
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
+        mark_model_training(existing)
         return existing.experiment_id
     location = None
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in ./mlartifacts
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     try:
-        return mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.create_experiment(name, artifact_location=location,
+                                        tags=dict([EXPERIMENT_KIND]))
     except mlflow.exceptions.MlflowException:
         # Another worker created it since we looked (RESOURCE_ALREADY_EXISTS).
         existing = mlflow.get_experiment_by_name(name)
         if existing is None:
             raise
         return existing.experiment_id
+
+
+def mark_model_training(experiment) -> None:
+    """Tag an experiment emorec did not create (``mlflow run --experiment-name`` creates
+    its own) for the model-training view, unless it already has a kind."""
+    key, value = EXPERIMENT_KIND
+    if key in experiment.tags:
+        return
+    try:
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    except mlflow.exceptions.MlflowException as exc:  # a UI nicety must not fail a run
+        log.warning("could not tag experiment %s %s: %s", experiment.name, key, exc)
 
 
 def git_commit() -> str:
@@ -91,6 +108,8 @@ def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = Non
                                "dataset": cfg.dataset, "git_commit": git_commit(),
                                **(tags or {})}.items()})
     try:
+        if resumed:
+            mark_model_training(mlflow.get_experiment(run.info.experiment_id))
         yield run
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (emorec.cli.Terminated says so)
         mlflow.set_tag("failure_reason", str(exc) or "interrupted by the user (Ctrl-C)")
@@ -172,6 +191,13 @@ def log_dataset(ds: Dataset, split: Split, cfg: TrainConfig) -> None:
     mlflow.log_dict({"classes": list(ds.classes), "split_sizes": sizes,
                      "split_digest": split.digest, "decode": ds.stats},
                     "data/dataset.json")
+
+
+def log_model_input(model_id: str) -> None:
+    """Record an MLflow logged model as an input of the active run (its lineage in the UI)."""
+    from mlflow.entities import LoggedModelInput
+
+    mlflow.log_inputs(models=[LoggedModelInput(model_id)])
 
 
 def log_metrics(values: dict[str, float]) -> None:

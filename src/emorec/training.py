@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emorec import tracking
+from emorec import tracking, transfer
 from emorec.config import TrainConfig
 from emorec.data import load_dataset
+from emorec.data.dedupe import drop_duplicates
 from emorec.data.preprocess import Preprocessing
 from emorec.data.splits import make_split
 from emorec.engines import Callback, get_engine
+from emorec.engines.base import EpochLog, interactive
 from emorec.metrics import classification_metrics, roc_curves, scalar_metrics
 from emorec.resources import PeakMemorySampler
 
@@ -32,29 +34,43 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
     model: object = None  # the trained model (framework object), for callers that want it
+    experiment_id: str = ""  # where the run is, for its link in the MLflow UI
 
 
 def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: bool = False,
           tags: dict | None = None) -> TrainResult:
+    source = transfer.load_source(cfg) if cfg.init_from else None
     prep = Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect)
     ds = load_dataset(cfg.dataset, cfg.data_dir, prep, options=cfg.dataset_options(),
-                      strict=cfg.strict, progress=cfg.progress)
+                      strict=cfg.strict, progress=interactive(cfg))
     split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
                        test_fraction=cfg.test_fraction, seed=cfg.seed)
+    dedupe_counts = {}
+    if cfg.dedupe:
+        split, dedupe_counts = drop_duplicates(ds, split)
+        log.info("dedupe: %s", dedupe_counts)
     targets = ds.targets
     parts = {name: (ds.images[idx], targets[idx])
              for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
     engine = get_engine(cfg.framework)
 
+    tags = {**(tags or {}), **engine.run_tags(cfg), **(source.tags() if source else {})}
     with tracking.start_run(cfg, nested=nested, tags=tags) as run:
         tracking.log_config(cfg)
         tracking.log_dataset(ds, split, cfg)
+        if source and source.logged_model_id:
+            tracking.log_model_input(source.logged_model_id)
         with PeakMemorySampler() as memory:
             model = engine.build(cfg, num_classes=len(ds.classes))
+            if source:
+                engine.start_from(model, source.model, source.rows(ds.classes))
+            # Progress bars in a terminal; anywhere else (a log file, CI) a line per epoch.
+            lines = [EpochLog(cfg.epochs)] if cfg.progress and not interactive(cfg) else []
             start = time.perf_counter()
             fit = engine.fit(model, parts["train"], parts["val"], cfg,
-                             [tracking.MlflowCallback(), *(callbacks or [])])
+                             [tracking.MlflowCallback(), *lines, *(callbacks or [])])
             train_time = time.perf_counter() - start
+            model = engine.for_inference(model, cfg)
             start = time.perf_counter()
             proba = engine.predict_proba(model, parts["test"][0])
             eval_time = time.perf_counter() - start
@@ -75,6 +91,7 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: 
             "num_parameters": _count_parameters(model, cfg.framework),
             "model_size_mb": _weights_mb(model, cfg.framework),
             **memory.as_metrics(),
+            **dedupe_counts,
         }
         tracking.log_metrics(metrics)
         _log_artifacts(report, fit.history, y_test, proba, ds.classes)
@@ -82,7 +99,8 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: 
             tracking.log_trained_model(model, cfg, ds.classes, prep.to_dict(), x_test[:2])
         log.info("run %s: test accuracy %.3f, macro F1 %.3f", run.info.run_id,
                  metrics["test_accuracy"], metrics["test_f1_macro"])
-        return TrainResult(run.info.run_id, metrics, fit.history, ds.classes, model)
+        return TrainResult(run.info.run_id, metrics, fit.history, ds.classes, model,
+                           run.info.experiment_id)
 
 
 def _count_parameters(model, framework: str) -> int:

@@ -14,10 +14,13 @@ MAX_ROTATION_DEG = 10.0
 MAX_SHIFT = 0.08  # fraction of the side
 MAX_SCALE = 0.08  # zoom in or out by up to this fraction
 MAX_BRIGHTNESS = 0.2  # multiplicative, +-20 %
+ERASED_AREA = (0.02, 0.25)  # random erasing: share of the image a rectangle covers
+ERASED_ASPECT = (0.3, 3.3)  # and its height / width ratio (Zhong et al., 2020)
 
 
-def augment_batch(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random flip, rotation, shift, zoom and brightness for a (N, H, W, C) uint8 batch."""
+def augment_batch(batch: np.ndarray, rng: np.random.Generator, erasing: float = 0.0) -> np.ndarray:
+    """Random flip, rotation, shift, zoom and brightness for a (N, H, W, C) uint8 batch,
+    then random erasing of a share ``erasing`` of the images."""
     n, h, w, c = batch.shape
     out = np.empty_like(batch)
     flips = rng.random(n) < 0.5
@@ -36,4 +39,19 @@ def augment_batch(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         out[i] = warped.reshape(h, w, c)
     # Brightness in float over the whole batch at once, then back to uint8.
-    return np.clip(out.astype(np.float32) * gains[:, None, None, None], 0, 255).astype(np.uint8)
+    out = np.clip(out.astype(np.float32) * gains[:, None, None, None], 0, 255).astype(np.uint8)
+    return erase_rectangles(out, rng, erasing) if erasing > 0 else out
+
+
+def erase_rectangles(batch: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """Random erasing, in place: a rectangle of noise over a share of the images, so the
+    model cannot lean on any one facial region (an occluded mouth, a hand over an eye)."""
+    n, h, w, c = batch.shape
+    for i in np.flatnonzero(rng.random(n) < share):
+        area = rng.uniform(*ERASED_AREA) * h * w
+        aspect = np.exp(rng.uniform(*np.log(ERASED_ASPECT)))
+        eh = min(h, max(1, int(round(np.sqrt(area * aspect)))))
+        ew = min(w, max(1, int(round(np.sqrt(area / aspect)))))
+        y, x = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
+        batch[i, y:y + eh, x:x + ew] = rng.integers(0, 256, (eh, ew, c), dtype=np.uint8)
+    return batch

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import sys
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -31,6 +34,28 @@ class Callback:
         pass
 
 
+def interactive(cfg: TrainConfig) -> bool:
+    """Draw progress bars? Only when asked for and stderr, where they are drawn, is a
+    terminal: in a log file, CI or a captured ``mlflow run`` every redraw would become a
+    line of its own, so ``EpochLog`` prints one line per epoch there instead."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return cfg.progress and bool(isatty and isatty())
+
+
+class EpochLog(Callback):
+    """One line per epoch on stdout, for output that is not a terminal (see ``interactive``)."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.started = epochs, time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        now = time.perf_counter()
+        took, self.started = now - self.started, now
+        print(f"epoch {epoch}/{self.epochs}: train_loss {logs['train_loss']:.3f} "
+              f"train_acc {logs['train_accuracy']:.3f} val_loss {logs['val_loss']:.3f} "
+              f"val_acc {logs['val_accuracy']:.3f} ({took:.1f} s)", flush=True)
+
+
 @dataclass
 class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
@@ -56,6 +81,23 @@ class Engine(ABC):
     def predict_proba(self, model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities (N, K) for uint8 (N, H, W, C) images."""
 
+    def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
+        """What the run computes on and in (device, CPU flags, the precision ``auto``
+        resolved to), tagged on the run beside its timings."""
+        from emorec.resources import cpu_flags
+
+        return {"device": "cpu", "cpu_flags": " ".join(cpu_flags()), "precision_used": "fp32"}
+
+    def start_from(self, model, source_model, rows: list[tuple[int, int]]) -> None:
+        """Copy ``source_model``'s weights into ``model``: every layer of the same shape,
+        and of the classifier's last layer the ``(new row, source row)`` pairs."""
+        raise NotImplementedError(f"{self.framework} models cannot start from another model")
+
+    def for_inference(self, model, cfg: TrainConfig):
+        """The trained model as evaluated, logged and served (with its test-time
+        augmentation, where the config asks for one)."""
+        return model
+
 
 def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights, mean 1 over the training samples ("balanced")."""
@@ -65,15 +107,45 @@ def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def training_batches(images: np.ndarray, targets: np.ndarray, batch_size: int, augment: bool,
-                     rng: np.random.Generator):
+                     rng: np.random.Generator, erasing: float = 0.0):
     """Shuffled (float32 NHWC, int64) batches, augmented per batch when asked."""
     order = rng.permutation(len(targets))
     for start in range(0, len(order), batch_size):
         index = np.sort(order[start:start + batch_size])  # sorted: faster gather
         batch = images[index]
         if augment:
-            batch = augment_batch(batch, rng)
+            batch = augment_batch(batch, rng, erasing)
         yield normalize(batch), targets[index]
+
+
+ONECYCLE_WARMUP = 0.15  # share of training spent warming the learning rate up
+ONECYCLE_START = 0.04  # the warm-up starts at lr / 25 (PyTorch's OneCycleLR default)
+
+
+def onecycle_factor(progress: float) -> float:
+    """The one-cycle learning-rate multiplier at ``progress`` (0..1) of training: a linear
+    warm-up to 1, then a cosine down to 0 (Smith & Topin, 2019)."""
+    if progress < ONECYCLE_WARMUP:
+        return ONECYCLE_START + (1 - ONECYCLE_START) * progress / ONECYCLE_WARMUP
+    done = min(1.0, (progress - ONECYCLE_WARMUP) / (1 - ONECYCLE_WARMUP))
+    return 0.5 * (1 + math.cos(math.pi * done))
+
+
+class TrainingClock:
+    """How far training is along: the share of its steps done or, under a wall-time
+    budget, the share of the budget spent, whichever is larger."""
+
+    def __init__(self, total_steps: int, budget_minutes: float = 0.0):
+        self.total_steps, self.budget_s = max(1, total_steps), 60.0 * budget_minutes
+        self.started = time.perf_counter()
+
+    def progress(self, steps_done: int) -> float:
+        by_time = ((time.perf_counter() - self.started) / self.budget_s if self.budget_s
+                   else 0.0)
+        return max(steps_done / self.total_steps, by_time)
+
+    def out_of_time(self) -> bool:
+        return bool(self.budget_s) and time.perf_counter() - self.started >= self.budget_s
 
 
 def check_finite(loss: float, epoch: int) -> None:

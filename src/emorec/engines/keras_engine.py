@@ -20,7 +20,7 @@ from emorec.config import TrainConfig  # noqa: E402
 from emorec.data.augment import augment_batch  # noqa: E402
 from emorec.data.preprocess import normalize  # noqa: E402
 from emorec.engines.base import (Callback, EarlyStopping, Engine, FitResult, StopTraining,  # noqa: E402
-                                 TrainingDiverged, class_weights)
+                                 TrainingDiverged, class_weights, interactive)
 from emorec.models import build_model  # noqa: E402
 
 
@@ -40,7 +40,7 @@ class _Batches(keras.utils.PyDataset):
         index = np.sort(self.order[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size])
         batch = self.images[index]
         if self.cfg.augment:
-            batch = augment_batch(batch, self.rng)
+            batch = augment_batch(batch, self.rng, self.cfg.random_erasing)
         return normalize(batch), self.onehot[self.targets[index]]
 
     def on_epoch_end(self):
@@ -103,6 +103,12 @@ def _optimizer(cfg: TrainConfig):
 class KerasEngine(Engine):
     framework = "keras"
 
+    def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
+        import tensorflow as tf
+
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+        return {**super().run_tags(cfg), "device": "gpu" if gpu else "cpu"}
+
     def build(self, cfg: TrainConfig, num_classes: int):
         keras.utils.set_random_seed(cfg.seed)
         return build_model(cfg.model, num_classes=num_classes, in_channels=cfg.channels,
@@ -124,7 +130,7 @@ class KerasEngine(Engine):
                   validation_data=(normalize(x_val), np.eye(num_classes, dtype=np.float32)[y_val]),
                   validation_batch_size=256, epochs=cfg.epochs, callbacks=keras_callbacks,
                   class_weight=None if weights is None else dict(enumerate(weights.tolist())),
-                  verbose=1 if cfg.progress else 0)
+                  verbose=1 if interactive(cfg) else 0)
         if bridge.best_weights is not None:  # restore the weights of the best validation loss
             model.set_weights(bridge.best_weights)
         result.best_epoch = bridge.stopper.best_epoch or result.epochs_run

@@ -23,8 +23,11 @@ from tqdm.auto import tqdm
 from emorec.config import TrainConfig
 from emorec.data.preprocess import normalize
 from emorec.engines.base import (Callback, EarlyStopping, Engine, FitResult, StopTraining,
-                                 check_finite, class_weights, training_batches)
+                                 TrainingClock, check_finite, class_weights, onecycle_factor,
+                                 interactive, training_batches)
 from emorec.models import build_model
+from emorec.models.tta import FlipAveraged
+from emorec.resources import cpu_flags, native_bf16
 
 
 def select_device() -> torch.device:
@@ -37,11 +40,15 @@ def to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The dtype autocast runs in, or None for plain float32."""
+    """The dtype autocast runs in, or None for plain float32. ``auto`` takes the fastest
+    sound choice: float16 on CUDA, bfloat16 on a CPU that computes it natively, float32
+    on any other CPU (where bfloat16 is emulated and slower)."""
     if cfg.precision == "bf16":
         return torch.bfloat16
     if cfg.precision == "auto" and device.type == "cuda":
         return torch.float16  # where it is fast and sound, with loss scaling
+    if cfg.precision == "auto" and native_bf16():
+        return torch.bfloat16
     return None
 
 
@@ -55,6 +62,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    """The per-epoch scheduler; one-cycle is stepped per batch by ``fit`` itself."""
     if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     if cfg.lr_schedule == "step":
@@ -62,6 +70,12 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     if cfg.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
     return None
+
+
+def freeze_backbone(model: nn.Module, frozen: bool) -> None:
+    """Train only the classifier ``head`` while ``frozen`` (transfer's first epochs)."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(not frozen or name.startswith("head."))
 
 
 class TorchEngine(Engine):
@@ -90,14 +104,21 @@ class TorchEngine(Engine):
         scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
         stopper = EarlyStopping(cfg.early_stopping)
         result, best_state = FitResult(), None
+        n_batches = -(-len(y_train) // cfg.batch_size)
+        clock = TrainingClock(cfg.epochs * n_batches, cfg.time_budget_min)
+        steps = 0
         for epoch in range(1, cfg.epochs + 1):
             model.train()
+            freeze_backbone(model, epoch <= cfg.freeze_epochs)
             seen, loss_sum, correct = 0, 0.0, 0
-            n_batches = -(-len(y_train) // cfg.batch_size)
-            bar = tqdm(training_batches(x_train, y_train, cfg.batch_size, cfg.augment, rng),
+            bar = tqdm(training_batches(x_train, y_train, cfg.batch_size, cfg.augment, rng,
+                                        cfg.random_erasing),
                        total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
-                       leave=False, disable=not cfg.progress)
+                       leave=False, disable=not interactive(cfg))
             for xb, yb in bar:
+                if cfg.lr_schedule == "onecycle":
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr * onecycle_factor(clock.progress(steps))
                 xb, yb = to_tensor(xb, device), torch.from_numpy(yb).to(device)
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -107,10 +128,14 @@ class TorchEngine(Engine):
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+                steps += 1
                 seen += len(yb)
                 loss_sum += loss.item() * len(yb)
                 correct += (logits.argmax(1) == yb).sum().item()
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                if clock.out_of_time():  # the rest of the epoch would overrun the budget
+                    break
+            bar.close()
             val_loss, val_acc = self._evaluate(model, x_val, y_val, loss_fn, device, amp)
             check_finite(val_loss, epoch)
             logs = {"train_loss": loss_sum / seen, "train_accuracy": correct / seen,
@@ -129,13 +154,37 @@ class TorchEngine(Engine):
             except StopTraining:
                 result.stopped_early = True
                 break
-            if stopper.should_stop(epoch):
+            if stopper.should_stop(epoch) or clock.out_of_time():
                 result.stopped_early = True
                 break
         if best_state is not None:  # restore the weights of the best validation loss
             model.load_state_dict(best_state)
         result.best_epoch = stopper.best_epoch or result.epochs_run
         return result
+
+    def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
+        device = select_device()
+        dtype = autocast_dtype(cfg, device)
+        return {"device": device.type, "cpu_flags": " ".join(cpu_flags()),
+                "precision_used": "fp32" if dtype is None else str(dtype).removeprefix("torch.")}
+
+    def start_from(self, model: nn.Module, source_model: nn.Module,
+                   rows: list[tuple[int, int]]) -> None:
+        if isinstance(source_model, FlipAveraged):  # the weights are the wrapped model's
+            source_model = source_model.model
+        target = model.state_dict()
+        last = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+        classifier = {f"{last}.weight", f"{last}.bias"}
+        for key, value in source_model.state_dict().items():
+            if key in classifier and key in target:
+                for new, old in rows:
+                    target[key][new] = value[old]
+            elif key in target and target[key].shape == value.shape:
+                target[key] = value
+        model.load_state_dict(target)
+
+    def for_inference(self, model: nn.Module, cfg: TrainConfig) -> nn.Module:
+        return FlipAveraged(model) if cfg.tta == "flip" else model
 
     @torch.inference_mode()
     def _evaluate(self, model, images, targets, loss_fn, device,
