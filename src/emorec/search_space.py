@@ -37,7 +37,8 @@ from emorec.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("grid", "space", "fixed", "start")
+SECTIONS = ("grid", "space", "fixed", "start", "preset")
+PRESET_KEYS = ("model", "dataset")  # what a preset file's ``preset`` section names
 DIST_KEYS = ("choices", "low", "high", "log", "step", "if")
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # Fields a study must not vary: they name what is tuned or how it is tracked.
@@ -102,7 +103,8 @@ class SearchSpace:
 
 
 def default_path(model: str) -> Path:
-    """``tuning/<model>.yaml``: from $EMOREC_TUNING_DIR, ./tuning, or beside the source tree."""
+    """``tuning/<model>.yaml`` (or a preset's ``tuning/<name>.yaml``): from
+    $EMOREC_TUNING_DIR, ./tuning, or beside the source tree."""
     env = os.environ.get("EMOREC_TUNING_DIR")
     candidates = [Path(env)] if env else []
     candidates += [Path("tuning"), Path(__file__).resolve().parents[2] / "tuning"]
@@ -111,6 +113,30 @@ def default_path(model: str) -> Path:
             return folder / f"{model}.yaml"
     raise FileNotFoundError(f"no search space for model {model!r}: looked for {model}.yaml in "
                             f"{', '.join(str(c) for c in candidates)}; pass --space FILE")
+
+
+def read_preset(name: str) -> tuple[Path, dict[str, str]]:
+    """A named recipe: ``tuning/<name>.yaml`` and the model and dataset its ``preset``
+    section is for (``emorec tune --preset NAME``)."""
+    try:
+        path = default_path(name)
+    except FileNotFoundError:
+        raise ValueError(f"unknown preset {name!r}; valid presets: "
+                         f"{', '.join(list_presets()) or 'none'}") from None
+    raw = yaml.safe_load(path.read_text()) or {}
+    preset = raw.get("preset") if isinstance(raw, dict) else None
+    if not isinstance(preset, dict) or set(preset) != set(PRESET_KEYS):
+        raise ValueError(f"{path} is not a preset: it needs a 'preset' section with "
+                         f"{' and '.join(PRESET_KEYS)}; valid presets: "
+                         f"{', '.join(list_presets()) or 'none'}")
+    return path, {k: str(v) for k, v in preset.items()}
+
+
+def list_presets() -> list[str]:
+    """The names of the files in the tuning folder that hold a ``preset`` section."""
+    folder = default_path("cnn_torch").parent
+    return sorted(p.stem for p in folder.glob("*.yaml")
+                  if "\npreset:" in "\n" + p.read_text())
 
 
 def load(path: str | os.PathLike, base: TrainConfig | None = None) -> SearchSpace:

@@ -106,10 +106,32 @@ def _print_study(result) -> None:
               f"{reg.reason}")
 
 
+def _apply_preset(args: argparse.Namespace) -> None:
+    """``--preset NAME``: the model, dataset and search space of ``tuning/NAME.yaml``."""
+    from emorec.search_space import read_preset
+
+    path, preset = read_preset(args.preset)
+    for key, value in preset.items():
+        given = getattr(args, key)
+        if given and given != value:
+            raise ValueError(f"--preset {args.preset} is for --{key} {value}, not {given}; "
+                             f"drop --{key} or the preset")
+        setattr(args, key, value)
+    if args.space and args.space != str(path):
+        raise ValueError(f"--preset {args.preset} is the space {path}; give --space or "
+                         "--preset, not both")
+    args.space = str(path)
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from emorec.study import run_study
 
-    values = {"model": args.model, "dataset": args.dataset, **parse_sets(args.set)}
+    if args.preset:
+        _apply_preset(args)
+    elif not args.model:
+        raise ValueError("emorec tune needs --model (or --preset NAME)")
+    values = {"model": args.model, "dataset": args.dataset or "synthetic",
+              **parse_sets(args.set)}
     if args.data_dir:
         values["data_dir"] = args.data_dir
     result = run_study(values, _study_options(args, args.study_name))
@@ -183,8 +205,13 @@ def cmd_study_status(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     p = sub.add_parser("tune", help="run or resume an Optuna study for one model and dataset")
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--model", type=optional(str), default=None,
+                   help="the model to tune (emorec models); a preset names its own")
+    p.add_argument("--dataset", type=optional(str), default=None,
+                   help="the dataset format (default: synthetic; a preset names its own)")
+    p.add_argument("--preset", type=optional(str), default=None,
+                   help="a recipe in tuning/: its model, dataset and space "
+                        "(e.g. fer2013: the FER2013 recipe, see README)")
     p.add_argument("--data-dir", type=optional(str), default=None)
     p.add_argument("--study-name", type=optional(str), default=None,
                    help="default: <model>-<dataset>-<sampler>-<objective>")
