@@ -1,5 +1,5 @@
-"""Real services for the multi-worker tests: a throw-away PostgreSQL database and an
-``mlflow server`` process on loopback, both removed afterwards.
+"""Real services for the tests: a throw-away PostgreSQL database, an ``mlflow server``
+and an ``mlflow models serve`` process on loopback, all removed afterwards.
 
 PostgreSQL is the machine's own (127.0.0.1:5432, trust auth; ``.ci/run`` starts it
 when it is installed but down); ``$EMOREC_TEST_PG`` names another server as a
@@ -10,11 +10,14 @@ skip with a message saying so.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -99,3 +102,56 @@ def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 120):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, 9)
             server.wait()
+
+
+@contextlib.contextmanager
+def model_server(model_uri: str, tracking_uri: str, folder: Path, timeout: float = 120):
+    """``mlflow models serve`` of ``model_uri`` on 127.0.0.1 (a free port); yields the
+    process and its URL, and stops it with its workers (one process group) afterwards."""
+    port = free_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    log = folder / f"serve-{port}.log"
+    # The server runs `uvicorn` from PATH (as with an activated virtualenv).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+           "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(mlflow_cli), "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: "
+                                   f"{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready after {timeout:.0f} s: "
+                                   f"{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
+
+def post_json(url: str, body: bytes) -> tuple[int, dict]:
+    """POST ``body`` as JSON; (HTTP status, decoded answer), errors included."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")

@@ -1,0 +1,128 @@
+"""Test-time augmentation: what evaluation computed is what every serving path returns.
+
+A tiny cnn_torch run with ``tta=flip``: its logged test metrics must come from the very
+probabilities that ``emorec.load(...).predict_proba``, the logged pyfunc, a real
+``mlflow models serve`` and the ONNX export return for the test images, and those must
+be the mean over each image and its mirror image (so TTA really ran).
+"""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import emorec
+from conftest import TINY
+from services import model_server, post_json
+
+
+@pytest.fixture(scope="module")
+def tta_run(tmp_path_factory):
+    """(TrainResult, tracking URI, test images, test targets) of a tiny flip-TTA run."""
+    import mlflow
+
+    from emorec.config import TrainConfig
+    from emorec.data import load_dataset
+    from emorec.data.preprocess import Preprocessing
+    from emorec.data.splits import make_split
+    from emorec.training import train
+
+    folder = tmp_path_factory.mktemp("tta")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    cfg = TrainConfig(**{**TINY, "samples": 140}, tta="flip")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("EMOREC_CACHE_DIR", str(folder / "cache"))
+        mlflow.set_tracking_uri(uri)
+        result = train(cfg)
+        # The run's own test split, rebuilt the way train() built it.
+        ds = load_dataset("synthetic", None, Preprocessing(16, 1),
+                          options=cfg.dataset_options(), progress=False)
+    split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
+                       test_fraction=cfg.test_fraction, seed=cfg.seed)
+    return result, uri, ds.images[split.test], ds.targets[split.test]
+
+
+@pytest.fixture
+def served(tta_run, monkeypatch):
+    """The run's URI and the probabilities ``emorec.load`` gives its test images."""
+    import mlflow
+
+    result, uri, images, _ = tta_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    model_uri = f"runs:/{result.run_id}/emotion_model"
+    return model_uri, emorec.load(model_uri).predict_proba(list(images))
+
+
+def _png(image: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(image[:, :, 0]).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_logged_test_metrics_come_from_the_served_probabilities(tta_run, served):
+    from emorec.metrics import classification_metrics
+
+    result, _, _, targets = tta_run
+    _, proba = served
+    report = classification_metrics(targets, proba, list(result.classes))
+    assert report["accuracy"] == pytest.approx(result.metrics["test_accuracy"], abs=1e-9)
+    assert report["auc_roc_macro"] == pytest.approx(result.metrics["test_auc_roc_macro"],
+                                                    abs=1e-6)
+
+
+def test_served_probabilities_are_the_mean_over_the_image_and_its_mirror(tta_run, served):
+    import torch
+
+    from emorec.data.preprocess import normalize
+    from emorec.models.tta import FlipAveraged
+
+    _, _, images, _ = tta_run
+    model_uri, proba = served
+    wrapped = emorec.load(model_uri)._model._model
+    assert isinstance(wrapped, FlipAveraged)
+    x = torch.from_numpy(normalize(images)).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        plain = torch.softmax(wrapped.model.eval()(x), 1).numpy()
+        mirrored = torch.softmax(wrapped.model(torch.flip(x, dims=[3])), 1).numpy()
+    # A one-epoch model is nearly uniform, so mirror images move its probabilities little,
+    # yet far more than float rounding does.
+    assert np.abs(proba - (plain + mirrored) / 2).max() < 1e-6
+    assert np.abs(proba - plain).max() > 1e-5, "flip TTA changed nothing: was it applied?"
+
+
+def test_the_logged_pyfunc_returns_the_same_probabilities(tta_run, served):
+    import mlflow
+
+    result, _, images, _ = tta_run
+    model_uri, proba = served
+    frame = pd.DataFrame({"image": [_png(img) for img in images]})
+    answer = mlflow.pyfunc.load_model(model_uri).predict(frame)
+    assert np.abs(answer[list(result.classes)].to_numpy() - proba).max() < 1e-5
+
+
+def test_mlflow_models_serve_returns_the_same_probabilities(tta_run, served, tmp_path):
+    result, uri, images, _ = tta_run
+    model_uri, proba = served
+    body = json.dumps({"dataframe_split": {"columns": ["image"],
+                                           "data": [[_png(img)] for img in images]}}).encode()
+    with model_server(model_uri, uri, tmp_path) as (_, url):
+        status, answer = post_json(url + "/invocations", body)
+    assert status == 200, answer
+    got = np.array([[row[c] for c in result.classes] for row in answer["predictions"]])
+    assert np.abs(got - proba).max() < 1e-5
+
+
+def test_the_onnx_export_returns_the_same_probabilities(tta_run, served, tmp_path):
+    from emorec.onnx_export import export_onnx
+
+    _, _, images, _ = tta_run
+    model_uri, proba = served
+    path = export_onnx(model_uri, tmp_path / "tta.onnx", log_to_run=False)
+    got = emorec.load(str(path)).predict_proba(list(images))
+    assert np.abs(got - proba).max() < 1e-4
