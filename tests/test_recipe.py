@@ -1,0 +1,167 @@
+"""The pieces of the FER2013 recipe: one-cycle on a wall-time budget, random erasing,
+dedupe, the precision ``auto`` picks, and ``emorec tune --preset``."""
+
+import argparse
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+
+import fixtures
+from conftest import TINY
+from emorec.cli import main
+from emorec.config import TrainConfig
+from emorec.data.types import Dataset
+from emorec.engines.base import ONECYCLE_START, TrainingClock, onecycle_factor
+
+
+def test_onecycle_warms_up_then_anneals_to_zero():
+    assert onecycle_factor(0.0) == pytest.approx(ONECYCLE_START)
+    assert onecycle_factor(0.15) == pytest.approx(1.0)
+    values = [onecycle_factor(p) for p in np.linspace(0.15, 1.0, 50)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # falls all the way
+    assert onecycle_factor(1.0) == pytest.approx(0.0, abs=1e-12)
+    assert onecycle_factor(2.0) == pytest.approx(0.0, abs=1e-12)  # past the end: stays 0
+
+
+class FakeTime:
+    """A clock for ``emorec.engines.base``: each reading moves it ``tick`` seconds on."""
+
+    def __init__(self, tick: float = 0.0):
+        self.now, self.tick = 100.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_the_clock_takes_whichever_of_steps_and_time_is_further_along(monkeypatch):
+    import emorec.engines.base as base
+
+    fake = FakeTime()
+    monkeypatch.setattr(base, "time", fake)
+    clock = TrainingClock(total_steps=100, budget_minutes=1.0)
+    assert clock.progress(10) == pytest.approx(0.1)  # steps ahead of time
+    fake.now += 30
+    assert clock.progress(10) == pytest.approx(0.5) and not clock.out_of_time()
+    fake.now += 30
+    assert clock.out_of_time()
+    assert not TrainingClock(total_steps=100).out_of_time()  # no budget: never
+
+
+def test_a_time_budget_ends_training_on_time_and_annealed(monkeypatch):
+    import emorec.engines.base as base
+    from emorec.engines import get_engine
+
+    monkeypatch.setattr(base, "time", FakeTime(tick=0.05))  # every batch reads it twice
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 16, 16, 1), np.uint8)
+    y = np.arange(64) % 4
+    cfg = TrainConfig(**{**TINY, "epochs": 1000, "batch_size": 8}, lr_schedule="onecycle",
+                      time_budget_min=0.05, early_stopping=0)
+    engine = get_engine("torch")
+    model = engine.build(cfg, num_classes=4)
+    fit = engine.fit(model, (x, y), (x[:16], y[:16]), cfg, [])
+    assert fit.stopped_early and fit.epochs_run < 1000
+    # 3 s of budget at 0.1 s a batch: ~30 batches of a 1000-epoch run, the last at a
+    # learning rate the schedule had annealed by time to almost nothing.
+    assert 20 <= fit.train_images / 8 <= 40
+    assert fit.history["lr"][-1] < 0.01 * cfg.lr
+
+
+def test_random_erasing_covers_one_rectangle_of_each_chosen_image():
+    from emorec.data.augment import erase_rectangles
+
+    batch = np.zeros((20, 48, 48, 1), np.uint8)
+    out = erase_rectangles(batch.copy(), np.random.default_rng(0), share=1.0)
+    for img in out[..., 0]:
+        ys, xs = np.nonzero(img)
+        assert len(ys)  # something was erased (noise of 0 everywhere is vanishingly rare)
+        box = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        assert 0.01 * 48 * 48 <= box.size <= 0.3 * 48 * 48
+    assert not erase_rectangles(batch.copy(), np.random.default_rng(0), share=0.0).any()
+
+
+def _dataset() -> tuple[Dataset, "Split"]:
+    from emorec.data.splits import Split
+
+    images = np.zeros((8, 4, 4, 1), np.uint8)
+    for i in range(8):
+        images[i] = i  # all distinct ...
+    images[1] = images[6]  # ... but train 1 is the test image 6's twin,
+    images[3] = images[2]  # train 2 and 3 are one face labelled two ways,
+    images[5] = images[4]  # and train 4 and 5 one face labelled alike (kept).
+    labels = np.array([0, 1, 2, 3, 1, 1, 1, 0])
+    ds = Dataset("folder", images, labels, ("anger", "disgust", "fear", "happiness"))
+    return ds, Split(np.arange(6), np.array([7]), np.array([6]), "stratified")
+
+
+def test_dedupe_drops_test_twins_and_faces_labelled_two_ways_from_training_only():
+    from emorec.data.dedupe import drop_duplicates
+
+    ds, split = _dataset()
+    kept, counts = drop_duplicates(ds, split)
+    assert kept.train.tolist() == [0, 4, 5]
+    assert kept.val.tolist() == [7] and kept.test.tolist() == [6]
+    assert counts == {"dedupe_dropped_held_out_twins": 1, "dedupe_dropped_conflicting": 2,
+                      "dedupe_train_images": 3}
+
+
+def test_a_dedupe_run_logs_what_it_dropped(tmp_path):
+    from emorec.training import train
+
+    root = fixtures.write_fer2013_folders(tmp_path / "fer", n_train=10, n_test=2)
+    # Every test image gets a twin in train/ (same bytes, same pixels); validation is
+    # carved from train/, so some twins land there rather than in training.
+    for i, image in enumerate(sorted((root / "test").rglob("*.jpg"))):
+        shutil.copy(image, root / "train" / image.parent.name / f"twin{i}.jpg")
+    result = train(TrainConfig(**TINY, dataset="fer2013", data_dir=str(root), dedupe=True))
+    assert result.metrics["dedupe_dropped_held_out_twins"] >= 1
+    params = mlflow.get_run(result.run_id).data.params
+    assert params["dedupe"] == "True"
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    import torch
+
+    import emorec.engines.torch_engine as te
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(te, "native_bf16", lambda: False)
+    assert te.autocast_dtype(TrainConfig(), cpu) is None
+    monkeypatch.setattr(te, "native_bf16", lambda: True)
+    assert te.autocast_dtype(TrainConfig(), cpu) is torch.bfloat16
+    assert te.autocast_dtype(TrainConfig(precision="fp32"), cpu) is None
+    tags = te.TorchEngine().run_tags(TrainConfig())
+    assert tags["precision_used"] == "bfloat16" and "cpu_flags" in tags
+
+
+def test_a_run_is_tagged_with_what_it_computed_in():
+    from emorec.resources import cpu_flags
+    from emorec.training import train
+
+    run = mlflow.get_run(train(TrainConfig(**{**TINY, "log_model": False})).run_id)
+    assert run.data.tags["cpu_flags"] == " ".join(cpu_flags())
+    assert run.data.tags["precision_used"] in ("fp32", "bfloat16")
+    assert run.data.tags["device"] == "cpu"
+
+
+def test_a_preset_names_its_model_dataset_and_space():
+    from emorec.cli.study import _apply_preset
+
+    args = argparse.Namespace(preset="fer2013", model=None, dataset=None, space=None)
+    _apply_preset(args)
+    assert (args.model, args.dataset) == ("cnn_torch", "fer2013")
+    assert args.space.endswith("fer2013.yaml")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--preset", "nosuch"], "unknown preset 'nosuch'; valid presets: fer2013"),
+    (["--preset", "fer2013", "--model", "vgg16"], "is for --model cnn_torch, not vgg16"),
+    ([], "needs --model (or --preset NAME)"),
+])
+def test_preset_mistakes_are_one_line(flags, expected, capsys):
+    assert main(["tune", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
