@@ -243,6 +243,13 @@ def _finite(obj):
     return obj
 
 
+def previous(name: str, args: argparse.Namespace) -> dict:
+    """The last results of ``name`` in the results folder ({} if none), for a run that
+    measures only part of what the script covers and keeps the rest."""
+    path = Path(args.results_dir) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def save(name: str, title: str, args: argparse.Namespace, *, targets: list[dict],
          figures: dict, notes: list[str] = (), tables: dict[str, str] | None = None,
          started: float | None = None) -> Path:

@@ -2,33 +2,27 @@
 cross-validation on CK+48, reported in the seed's table form (accuracy, macro F1, AUC ROC,
 training and evaluation time, peak memory).
 
-FER2013: ``emorec.study.run_study`` with the TPE sampler and the median pruner over
-``tuning/<model>.yaml``'s space, the epoch budget capped at ``--fer-epochs``, trials
-started until ``--budget-minutes`` have passed (the running trial finishes). Training and
-validation come from ``train/`` (``--train-images`` random images of it when > 0; the
-validation part is carved from them), the report from PublicTest (``test/``), which no
-trial selects on. The best trial (by validation accuracy) is reported with its PublicTest
-metrics as logged in its MLflow run. The issue's target is a study of at most 2 hours on
-all of ``train/``; trials start until ``--budget-minutes`` and the last one finishes, so
-leave it room (e.g. ``--budget-minutes 100 --fer-epochs 15``). Only such a run gets a
-verdict.
-
-FER2013 domain check: the shared archive's ``train/`` images are far blurrier than
-PublicTest's. The script measures both splits' median sharpness (variance of the
-Laplacian), finds the Gaussian blur that brings PublicTest down to ``train/``'s sharpness,
-and reports the best model's PublicTest accuracy as is and blurred so: the gap between
-the two is what the train/test mismatch costs that model. Only the as-is figure is the
-target's.
+FER2013: the recipe users run, ``emorec tune --preset fer2013`` (``tuning/fer2013.yaml``:
+its model, its fixed values and its grid), as a grid study through
+``emorec.study.run_study`` that registers its best trial, as a user's would. Training and
+validation come from ``train/`` (``--train-images`` random images of it when > 0), the
+report from PublicTest (``test/``), which no trial selects on. The target is a study of at
+most 2 hours of wall time, last trial included, on all of ``train/``: only such a run gets
+a verdict. ``--set time_budget_min=5`` makes a quick trial run of the same recipe.
 
 CK+48: the 118 subjects are divided into 5 folds (``StratifiedGroupKFold``); each fold is
 the test set once, while a further subject-disjoint ~15 % of the other four folds is the
 validation set (early stopping) and the rest trains, through the emorec engine
 (``build``/``fit``/``predict_proba``) and ``emorec.metrics``. Mean and standard deviation
-over the folds are reported.
+over the folds are reported. By default every fold starts from the FER2013 champion the
+same run registered (``--ck-init-from``: its backbone, and its classifier rows of the
+classes CK+ shares with FER2013); with ``--skip-fer --store DIR`` a later run starts from
+the champion an earlier run kept in DIR, and keeps that run's FER2013 figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -46,22 +40,24 @@ def fer_tree(fer_dir: Path, train_images: int) -> Path:
 
 
 def fer_study(fer_dir: Path, args) -> dict:
+    """The preset's study (``emorec tune --preset``), registered like a user's."""
     import mlflow
 
+    from emorec.cli.args import parse_sets
+    from emorec.search_space import read_preset
     from emorec.study import StudyOptions, run_study
 
-    values = {"model": args.model, "dataset": "fer2013",
-              "data_dir": str(fer_tree(fer_dir, args.train_images)), "epochs": args.fer_epochs,
-              "precision": args.precision, "log_model": True, "progress": False,
-              "experiment": "bench-quality"}
+    space, preset = read_preset(args.preset)
+    values = {**preset, "data_dir": str(fer_tree(fer_dir, args.train_images)),
+              "log_model": True, "progress": False, "experiment": "bench-quality",
+              **parse_sets(args.set)}
     start = time.perf_counter()
-    study = run_study(values, StudyOptions(sampler="tpe", n_trials=args.max_trials,
-                                           timeout=60 * args.budget_minutes, register=False,
+    study = run_study(values, StudyOptions(sampler="grid", space_file=str(space),
+                                           timeout=60 * args.budget_minutes, register=True,
                                            plots=False, study_name=f"bench-fer-{int(time.time())}"))
     seconds = time.perf_counter() - start
     if not study.best:
-        raise RuntimeError(f"the FER2013 study finished no trial in {seconds:.0f} s: raise "
-                           "--budget-minutes or lower --train-images / --fer-epochs")
+        raise RuntimeError(f"the FER2013 study finished no trial in {seconds:.0f} s")
     best = study.best[0]
     m = mlflow.get_run(best["run_id"]).data.metrics
     return {"study_seconds": seconds, "trials": study.states, "best_trial": best["number"],
@@ -69,67 +65,38 @@ def fer_study(fer_dir: Path, args) -> dict:
             "accuracy": m["test_accuracy"], "f1_macro": m["test_f1_macro"],
             "auc_roc_macro": m.get("test_auc_roc_macro"), "train_time_s": m["train_time_s"],
             "eval_time_s": m["eval_time_s"], "peak_rss_mb": m["peak_rss_mb"],
-            "epochs_run": m.get("epochs_run"),
-            "domain_check": domain_check(fer_dir, best["run_id"])}
+            "epochs_run": m.get("epochs_run"), "run_id": best["run_id"],
+            "registered": study.registration.uri if study.registration else None,
+            "dedupe": {k: m[k] for k in m if k.startswith("dedupe_")}}
 
 
-def sharpness(images) -> float:
-    """Median sharpness (variance of the Laplacian), as ``emorec explore`` reports it."""
-    import numpy as np
+def preset_values(name: str) -> dict:
+    """A preset's model, dataset, fixed values and first grid point: one training config."""
+    from emorec import search_space
 
-    from emorec.explore import sharpness as per_image
-
-    return float(np.median(per_image(images)))
-
-
-def matching_blur(images, goal: float) -> float:
-    """The Gaussian sigma (px) that brings ``images``' median sharpness down to ``goal``
-    (bisection; 0 when they are no sharper already)."""
-    import cv2
-
-    if sharpness(images) <= goal:
-        return 0.0
-    lo, hi = 0.0, 16.0
-    for _ in range(16):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if sharpness([cv2.GaussianBlur(im, (0, 0), mid)
-                                         for im in images]) > goal else (lo, mid)
-    return (lo + hi) / 2
-
-
-def domain_check(fer_dir: Path, run_id: str, sample: int = 1000) -> dict:
-    """PublicTest accuracy of the run's model as is and blurred to ``train/``'s sharpness."""
-    import cv2
-
-    import emorec
-
-    items = benchlib.fer_test_images(fer_dir, None)
-    test = [cv2.imread(path, cv2.IMREAD_GRAYSCALE) for path, _ in items]
-    train = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-             for p in benchlib.fer_train_sample(fer_dir, sample)]
-    goal = sharpness(train)
-    sigma = matching_blur(test[:sample], goal)
-    blurred = [cv2.GaussianBlur(im, (0, 0), sigma) if sigma else im for im in test]
-    predictor = emorec.load(f"runs:/{run_id}/emotion_model")
-    truth = [label for _, label in items]
-    return {"train_sharpness": goal, "test_sharpness": sharpness(test[:sample]),
-            "blur_sigma_px": sigma, "blurred_test_sharpness": sharpness(blurred[:sample]),
-            "accuracy_as_is": benchlib.accuracy(predictor, test, truth),
-            "accuracy_blurred_to_train": benchlib.accuracy(predictor, blurred, truth)}
+    path, preset = search_space.read_preset(name)
+    space = search_space.load(path)
+    return {**preset, **space.fixed, **{k: v[0] for k, v in space.grid.items()}}
 
 
 def ck_folds(ck_dir: Path, args) -> dict:
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
+    from emorec.cli.args import parse_sets
     from emorec.config import TrainConfig
     from emorec.data import Preprocessing, load_dataset
     from emorec.engines import get_engine
     from emorec.metrics import classification_metrics
     from emorec.resources import PeakMemorySampler
 
-    cfg = TrainConfig(model=args.model, dataset="ckplus", data_dir=str(ck_dir),
-                      epochs=args.cv_epochs, precision=args.precision, progress=False)
+    cfg = TrainConfig.from_mapping({**preset_values(args.ck_preset), "data_dir": str(ck_dir),
+                                    "progress": False, **parse_sets(args.ck_set)})
+    source = None
+    if cfg.init_from:  # e.g. the FER2013 champion: its backbone, its rows of shared classes
+        from emorec import transfer
+
+        source = transfer.load_source(cfg)
     ds = load_dataset("ckplus", ck_dir, Preprocessing(cfg.input_size, cfg.channels),
                       options=cfg.dataset_options(), progress=False)
     y, groups = ds.targets, ds.groups
@@ -142,10 +109,13 @@ def ck_folds(ck_dir: Path, args) -> dict:
         assert not set(groups[test]) & set(groups[rest]), "a subject on both sides"
         with PeakMemorySampler() as memory:
             model = engine.build(cfg, num_classes=len(ds.classes))
+            if source:
+                engine.start_from(model, source.model, source.rows(ds.classes))
             start = time.perf_counter()
             fit = engine.fit(model, (ds.images[train], y[train]), (ds.images[val], y[val]),
                              cfg, [])
             train_s = time.perf_counter() - start
+            model = engine.for_inference(model, cfg)
             start = time.perf_counter()
             proba = engine.predict_proba(model, ds.images[test])
             eval_s = time.perf_counter() - start
@@ -159,22 +129,31 @@ def ck_folds(ck_dir: Path, args) -> dict:
               f"({fit.epochs_run} epochs, {train_s:.0f} s)", flush=True)
     keys = ("accuracy", "f1_macro", "auc_roc_macro", "train_time_s", "eval_time_s",
             "peak_rss_mb")
-    return {"folds": folds,
+    return {"folds": folds, "model": cfg.model, "init_from": cfg.init_from,
+            "epochs": cfg.epochs,
             **{k: float(np.mean([f[k] for f in folds])) for k in keys},
             **{f"{k}_std": benchlib.spread([f[k] for f in folds]) for k in keys}}
 
 
 def main() -> None:
     p = benchlib.parser(__doc__)
-    p.add_argument("--model", default="cnn_torch")
-    p.add_argument("--budget-minutes", type=float, default=120.0, help="FER2013 study time box")
+    p.add_argument("--preset", default="fer2013", help="the FER2013 recipe (tuning/<name>.yaml)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override the preset's values (e.g. time_budget_min=5 for a trial run)")
+    p.add_argument("--budget-minutes", type=float, default=120.0,
+                   help="FER2013 study time box: no trial starts after it")
     p.add_argument("--train-images", type=int, default=0,
                    help="random FER2013 train/ images to use (0 = all 28,709)")
-    p.add_argument("--fer-epochs", type=int, default=30, help="epoch budget of a FER trial")
-    p.add_argument("--max-trials", type=int, default=50)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--cv-epochs", type=int, default=30, help="epoch budget of a CK+ fold")
-    p.add_argument("--precision", default="auto", help="training precision (auto, fp32, bf16)")
+    p.add_argument("--ck-preset", default="ckplus",
+                   help="the CK+ recipe each fold trains (tuning/<name>.yaml); it starts from "
+                        "the FER2013 champion of the same store")
+    p.add_argument("--ck-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override the CK+ recipe (e.g. epochs=1, or init_from= to train "
+                        "from scratch)")
+    p.add_argument("--store", default="",
+                   help="keep the MLflow/Optuna store in this folder (default: a temporary one)"
+                        "; a later run with --skip-fer can start CK+ from its champion")
     p.add_argument("--skip-fer", action="store_true")
     p.add_argument("--skip-ck", action="store_true")
     args = p.parse_args()
@@ -184,58 +163,64 @@ def main() -> None:
     if fer_dir is None and ck_dir is None:
         print(f"SKIPPED: neither FER2013 nor CK+48 found under {args.data} (pass --data)")
         return
+    previous = benchlib.previous("quality", args)
     figures, rows, targets, notes = {}, [], [], []
-    with benchlib.temporary_store():
+    with benchlib.temporary_store(args.store or None):
         if fer_dir is not None:
             fer = figures["fer2013"] = fer_study(fer_dir, args)
-            rows.append([args.model, "FER2013 PublicTest (best of study)", fer["accuracy"],
-                         fer["f1_macro"], fer["auc_roc_macro"], fer["train_time_s"],
-                         fer["eval_time_s"], fer["peak_rss_mb"]])
-            # The target's run: all of train/, the whole study (its last trial included)
-            # within 2 hours of wall-clock time.
-            minutes = fer["study_seconds"] / 60
-            full = not args.train_images and minutes <= 120
-            targets.append(benchlib.target(
-                f"FER2013 PublicTest accuracy, study of {minutes:.0f} min"
-                + (" on all train/ images" if full else
-                   f" on {args.train_images or 'all'} train images (NOT the target's run: "
-                   "2 hours at most on all of train/)"),
-                100 * fer["accuracy"], ">= 66 % (2-hour study)",
-                fer["accuracy"] >= 0.66 if full else None, " %"))
-            notes.append(f"FER2013 study: {fer['trials']} trials in {fer['study_seconds']:.0f} s; "
-                         f"best trial {fer['best_trial']} {fer['best_config']} ran "
-                         f"{fer['epochs_run']} epochs (validation accuracy "
-                         f"{fer['val_accuracy']:.4f}).")
-            dc = fer["domain_check"]
-            rows.append([args.model, "FER2013 PublicTest blurred to train/'s sharpness "
-                         "(diagnostic, not the target)", dc["accuracy_blurred_to_train"],
-                         "", "", "", "", ""])
-            notes.append(f"FER2013 domain check: median sharpness train/ {dc['train_sharpness']:.1f}"
-                         f" vs PublicTest {dc['test_sharpness']:.1f}; a Gaussian blur of sigma "
-                         f"{dc['blur_sigma_px']:.2f} px brings PublicTest to "
-                         f"{dc['blurred_test_sharpness']:.1f}. The best model scores "
-                         f"{100 * dc['accuracy_as_is']:.1f} % on PublicTest as is and "
-                         f"{100 * dc['accuracy_blurred_to_train']:.1f} % on it blurred so.")
+            fer_rows, fer_targets, fer_notes = fer_report(fer, args)
+        elif "fer2013" in previous.get("figures", {}):  # a CK+-only run keeps the FER figures
+            figures["fer2013"] = fer = previous["figures"]["fer2013"]
+            fer_rows, fer_targets, fer_notes = fer_report(fer, argparse.Namespace(
+                **{**vars(args), **previous["args"]}))
+            fer_notes.append(f"FER2013 figures carried over from the run of {previous['date']} "
+                             f"(commit {previous['git_commit']}).")
         else:
-            notes.append("FER2013 not found or skipped: no FER2013 result.")
-    if ck_dir is not None:
-        ck = figures["ckplus_cv"] = ck_folds(ck_dir, args)
-        rows.append([args.model, f"CK+48 {args.folds}-fold subject-independent CV",
-                     f"{ck['accuracy']:.4f} ± {ck['accuracy_std']:.4f}",
-                     f"{ck['f1_macro']:.4f} ± {ck['f1_macro_std']:.4f}",
-                     f"{ck['auc_roc_macro']:.4f} ± {ck['auc_roc_macro_std']:.4f}",
-                     ck["train_time_s"], ck["eval_time_s"], ck["peak_rss_mb"]])
-        targets.append(benchlib.target(f"CK+48 {args.folds}-fold subject-independent mean "
-                                       "accuracy", 100 * ck["accuracy"], ">= 95 %",
-                                       ck["accuracy"] >= 0.95, " %"))
-        notes.append(f"CK+48: {args.cv_epochs} epochs a fold at most (early stopping 5 on the "
-                     f"validation subjects); fold accuracy std {100 * ck['accuracy_std']:.1f} "
-                     "points. Times and RSS are per fold (means).")
-    else:
-        notes.append("CK+48 not found or skipped: no cross-validation result.")
+            fer, fer_rows, fer_targets, fer_notes = None, [], [], ["FER2013 not run."]
+        rows, targets, notes = fer_rows, fer_targets, fer_notes
+        if ck_dir is not None:
+            ck = figures["ckplus_cv"] = ck_folds(ck_dir, args)
+            rows.append([ck["model"], f"CK+48 {args.folds}-fold subject-independent CV"
+                         + (f" (from {ck['init_from']})" if ck["init_from"] else ""),
+                         f"{ck['accuracy']:.4f} ± {ck['accuracy_std']:.4f}",
+                         f"{ck['f1_macro']:.4f} ± {ck['f1_macro_std']:.4f}",
+                         f"{ck['auc_roc_macro']:.4f} ± {ck['auc_roc_macro_std']:.4f}",
+                         ck["train_time_s"], ck["eval_time_s"], ck["peak_rss_mb"]])
+            targets.append(benchlib.target(f"CK+48 {args.folds}-fold subject-independent mean "
+                                           "accuracy", 100 * ck["accuracy"], ">= 95 %",
+                                           ck["accuracy"] >= 0.95, " %"))
+            notes.append(f"CK+48: --ck-preset {args.ck_preset} {' '.join(args.ck_set)} "
+                         f"({ck['epochs']} epochs a fold); fold accuracy std "
+                         f"{100 * ck['accuracy_std']:.1f} points. Times and RSS are per fold "
+                         "(means).")
+        else:
+            notes.append("CK+48 not found or skipped: no cross-validation result.")
     benchlib.save("quality", "Quality on real data (seed's table form)", args, started=started,
                   targets=targets, figures=figures, notes=notes,
                   tables={"quality": benchlib.markdown_table(COLUMNS, rows)})
+
+
+def fer_report(fer: dict, args) -> tuple[list, list, list]:
+    """The FER2013 study's table row, target and notes."""
+    rows = [["cnn_torch", "FER2013 PublicTest (the preset's study)", fer["accuracy"],
+             fer["f1_macro"], fer["auc_roc_macro"], fer["train_time_s"], fer["eval_time_s"],
+             fer["peak_rss_mb"]]]
+    # The target's run: all of train/, the whole study (its last trial included) within
+    # 2 hours of wall-clock time.
+    minutes = fer["study_seconds"] / 60
+    full = not args.train_images and minutes <= 120
+    targets = [benchlib.target(
+        f"FER2013 PublicTest accuracy, study of {minutes:.0f} min"
+        + (" on all train/ images" if full else
+           f" on {args.train_images or 'all'} train images (NOT the target's run: "
+           "2 hours at most on all of train/)"),
+        100 * fer["accuracy"], ">= 68 % (2-hour study)",
+        fer["accuracy"] >= 0.68 if full else None, " %")]
+    notes = [f"FER2013 study (--preset {args.preset} {' '.join(args.set)}): {fer['trials']} "
+             f"trials in {fer['study_seconds']:.0f} s; best trial {fer['best_trial']} ran "
+             f"{fer['epochs_run']} epochs (validation accuracy {fer['val_accuracy']:.4f}); "
+             f"dedupe {fer['dedupe']}; registered {fer['registered']}."]
+    return rows, targets, notes
 
 
 if __name__ == "__main__":
