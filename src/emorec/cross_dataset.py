@@ -53,7 +53,7 @@ def evaluate(rows: list[dict]) -> dict:
             except (OSError, ValueError) as exc:  # the target's data is not on this machine
                 log.warning("%s -> %s skipped: %s", src["dataset"], tgt["dataset"], exc)
                 continue
-            acc[i, j], counts[i, j] = _accuracy(model, images, labels, classes)
+            acc[i, j], counts[i, j] = shared_accuracy(model, images, labels, classes)
     return {"datasets": names, "models": [r["model"] for r in sources], "accuracy": acc,
             "n": counts, "shared": shared}
 
@@ -90,6 +90,10 @@ def test_split(target: dict, source: dict) -> tuple[np.ndarray, np.ndarray]:
                       strict=cfg.strict, progress=False)
     split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
                        test_fraction=cfg.test_fraction, seed=cfg.seed)
+    if cfg.dedupe:  # the logged digest is of the deduplicated split (test is untouched)
+        from emorec.data.dedupe import drop_duplicates
+
+        split, _ = drop_duplicates(ds, split)
     if split.digest != target.get("split_digest"):
         log.warning("%s: rebuilt test split %s differs from the logged %s (data changed?)",
                     cfg.dataset, split.digest, target.get("split_digest"))
@@ -97,8 +101,10 @@ def test_split(target: dict, source: dict) -> tuple[np.ndarray, np.ndarray]:
     return ds.images[split.test], names
 
 
-def _accuracy(model, images: np.ndarray, labels: np.ndarray,
-              classes: list[str]) -> tuple[float, int]:
+def shared_accuracy(model, images: np.ndarray, labels: np.ndarray,
+                    classes: list[str]) -> tuple[float, int]:
+    """Accuracy of an ``emotion_model`` pyfunc over the images of ``classes`` (argmax over
+    those classes only), fed as base64 PNG like a served request; and how many it saw."""
     import cv2
 
     keep = np.isin(labels, classes)
