@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from emorec.config import TrainConfig
@@ -24,15 +25,23 @@ def _config_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from emorec.registry import run_link
     from emorec.training import train
 
     cfg = _config_from(args)
     result = train(cfg)
     m = result.metrics
-    print(f"run {result.run_id}: test accuracy {m['test_accuracy']:.4f}, "
-          f"macro F1 {m['test_f1_macro']:.4f}, AUC {m['test_auc_roc_macro']:.4f}, "
-          f"train {m['train_time_s']:.1f}s, eval {m['eval_time_s']:.2f}s, "
+    # What a person reads at the end: how good, where to look, what to do next.
+    print(f"\ntest accuracy {m['test_accuracy']:.3f} (chance {1 / len(result.classes):.3f}), "
+          f"macro F1 {m['test_f1_macro']:.3f}, AUC {m['test_auc_roc_macro']:.3f}; "
+          f"trained {m['epochs_run']:.0f} epochs in {m['train_time_s']:.1f} s, "
           f"peak RSS {m.get('peak_rss_mb', float('nan')):.0f} MB")
+    link = run_link(result.experiment_id, result.run_id)
+    server = os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://"))
+    print(f"the run:  {link}" if server else f"the run:  make ui, then open {link}")
+    if cfg.log_model:
+        print(f"predict:  emorec predict --model-uri runs:/{result.run_id}/emotion_model "
+              "photos/")
     return 0
 
 
