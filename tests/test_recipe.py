@@ -126,13 +126,14 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
     import torch
 
     import emorec.engines.torch_engine as te
+    import emorec.engines.torch_setup as ts
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(te, "native_bf16", lambda: False)
-    assert te.autocast_dtype(TrainConfig(), cpu) is None
-    monkeypatch.setattr(te, "native_bf16", lambda: True)
-    assert te.autocast_dtype(TrainConfig(), cpu) is torch.bfloat16
-    assert te.autocast_dtype(TrainConfig(precision="fp32"), cpu) is None
+    monkeypatch.setattr(ts, "native_bf16", lambda: False)
+    assert ts.autocast_dtype(TrainConfig(), cpu) is None
+    monkeypatch.setattr(ts, "native_bf16", lambda: True)
+    assert ts.autocast_dtype(TrainConfig(), cpu) is torch.bfloat16
+    assert ts.autocast_dtype(TrainConfig(precision="fp32"), cpu) is None
     tags = te.TorchEngine().run_tags(TrainConfig())
     assert tags["precision_used"] == "bfloat16" and "cpu_flags" in tags
 

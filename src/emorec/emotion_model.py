@@ -81,27 +81,29 @@ def as_images(model_input) -> list[np.ndarray]:
 
 
 class EmotionModel(mlflow.pyfunc.PythonModel):
+    """Raw images in, probabilities out, through the engine of the model's framework.
+
+    Pickled into every logged model: its attributes (``framework``, ``classes``, ``prep``,
+    ``_model``) are what models logged by earlier versions carry, so they stay as they are.
+    """
+
     def __init__(self, framework: str, classes: list[str], prep: dict):
         self.framework, self.classes, self.prep = framework, list(classes), dict(prep)
         self._model = None
 
+    @property
+    def engine(self):
+        """The framework's engine: it loads the native model and runs its forward pass."""
+        from emorec.engines import get_engine
+
+        return get_engine(self.framework)
+
     def load_context(self, context) -> None:
-        path = context.artifacts[NATIVE]
-        if self.framework == "torch":
-            import mlflow.pytorch
-            self._model = mlflow.pytorch.load_model(path, map_location="cpu")
-        else:
-            import mlflow.keras
-            self._model = mlflow.keras.load_model(path)
+        self._model = self.engine.load_flavor(context.artifacts[NATIVE])
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         batch = eval_batch(images, Preprocessing.from_dict(self.prep))
-        if self.framework == "torch":
-            import torch
-            with torch.inference_mode():
-                logits = self._model.eval()(torch.from_numpy(batch).permute(0, 3, 1, 2))
-                return torch.softmax(logits.float(), 1).numpy()
-        return np.asarray(self._model(batch, training=False), dtype=np.float32)
+        return self.engine.probabilities(self._model, batch)
 
     # The hint tells MLflow not to infer a schema from type hints (it warns otherwise);
     # arrays and lists still arrive unchanged.

@@ -1,4 +1,4 @@
-"""ONNX export of the PyTorch emotion models, and an ONNX Runtime model to run it.
+"""ONNX export of the emotion models (PyTorch and Keras), and an ONNX Runtime model to run it.
 
     from emorec.onnx_export import export_onnx
     export_onnx("models:/emorec-cnn_torch-ckplus@champion", "cnn.onnx")
@@ -11,10 +11,10 @@ Keras (the ``layout`` metadata says which), and outputs probabilities
 settings travel in the model's ``metadata_props`` (key ``emorec``, JSON), so
 the ONNX file alone is enough to predict on raw photos.
 
-PyTorch models go through the legacy TorchScript exporter (``dynamo=False``:
-the default dynamo exporter needs ``onnxscript``, which emorec does not depend
-on); Keras models through Keras' own exporter, which runs ``tf2onnx``. Every
-export is checked against the original model on random inputs and refused when
+Each framework's engine writes the graph (``Engine.export_onnx``): PyTorch models
+through the legacy TorchScript exporter (``dynamo=False``: the default dynamo
+exporter needs ``onnxscript``, which emorec does not depend on), Keras models
+through Keras' own exporter, which runs ``tf2onnx``. Every export is checked against the original model on random inputs and refused when
 the probabilities differ by ``PARITY_ATOL`` or more.
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,53 +85,6 @@ class OnnxEmotionModel:
         return self.run(batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch)
 
 
-def _with_softmax(module):
-    import torch
-    from torch import nn
-
-    class WithSoftmax(nn.Module):
-        def __init__(self, inner: nn.Module):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return torch.softmax(self.inner(x).float(), dim=1)
-
-    # eval() on the wrapper: the exporter restores the wrapper's mode on all submodules.
-    return WithSoftmax(module.cpu()).eval()
-
-
-def _export_torch(emotion_model, out: Path, prep: Preprocessing, opset: int):
-    """Write the PyTorch model (with softmax) as ONNX; returns (layout, reference predict)."""
-    import torch
-
-    wrapped = _with_softmax(emotion_model._model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(wrapped, (torch.zeros((2, prep.channels, prep.image_size,
-                                                 prep.image_size)),), str(out), dynamo=False,
-                          opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-
-    def reference(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return wrapped(torch.from_numpy(x)).numpy()
-    return "NCHW", reference
-
-
-def _export_keras(emotion_model, out: Path, prep: Preprocessing, opset: int):
-    """Write the Keras model (already ending in softmax) as ONNX through tf2onnx."""
-    model = emotion_model._model
-    model(np.zeros((1, prep.image_size, prep.image_size, prep.channels), np.float32))  # built
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf2onnx's NumPy deprecation notices
-        model.export(str(out), format="onnx", verbose=False, opset_version=opset)
-    return "NHWC", lambda x: np.asarray(model(x, training=False), np.float32)
-
-
-_EXPORTERS = {"torch": _export_torch, "keras": _export_keras}
-
-
 def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True,
                 opset: int = OPSET) -> Path:
     """Export the ``emotion_model`` at ``model_uri`` (PyTorch or Keras) to ``out_path`` (ONNX,
@@ -144,16 +96,18 @@ def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     import onnxruntime as ort
 
     from emorec import tracking
+    from emorec.engines import FRAMEWORKS
 
     emotion_model = tracking.load_emotion_model(model_uri)
-    if emotion_model.framework not in _EXPORTERS:
-        raise ValueError(f"ONNX export supports {', '.join(_EXPORTERS)} models; {model_uri} is "
+    if emotion_model.framework not in FRAMEWORKS:
+        raise ValueError(f"ONNX export supports {', '.join(FRAMEWORKS)} models; {model_uri} is "
                          f"a {emotion_model.framework} model")
     prep = Preprocessing.from_dict(emotion_model.prep)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    layout, reference = _EXPORTERS[emotion_model.framework](emotion_model, out, prep, opset)
+    layout, reference = emotion_model.engine.export_onnx(
+        emotion_model._model, out, prep, opset=opset, input_name=INPUT, output_name=OUTPUT)
     export_s = time.perf_counter() - start
 
     # Parity on a batch size other than the traced one, so the dynamic axis is exercised too.

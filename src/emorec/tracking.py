@@ -221,12 +221,12 @@ def _jsonable(value):
     return str(value)
 
 
-def _requirements(framework: str) -> list[str]:
+def _requirements(engine) -> list[str]:
     """Exact pins of what the logged models import (skips MLflow's slow inference)."""
     from importlib.metadata import version
 
-    names = ["mlflow", "numpy", "pandas", "pillow", "opencv-python-headless", "cloudpickle"]
-    names += ["torch", "torchvision"] if framework == "torch" else ["tensorflow-cpu", "keras"]
+    names = ["mlflow", "numpy", "pandas", "pillow", "opencv-python-headless", "cloudpickle",
+             *engine.requirements]
     return [f"{n}=={version(n)}" for n in names]
 
 
@@ -251,53 +251,23 @@ def _quiet_model_logging():
             lg.setLevel(level)
 
 
-def log_trained_model(model, cfg: TrainConfig, classes: tuple[str, ...], prep_dict: dict,
-                      example: np.ndarray) -> None:
-    """The model in its own flavour, plus the raw-image ``emotion_model`` pyfunc."""
-    with _quiet_model_logging():
-        _log_trained_model(model, cfg, classes, prep_dict, example)
-
-
-def _log_trained_model(model, cfg, classes, prep_dict, example) -> None:
+def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
+                      prep_dict: dict, example: np.ndarray) -> None:
+    """The model in its own flavour (``model``), plus the raw-image ``emotion_model`` pyfunc
+    that serves it; ``example``: a few uint8 test images (signature, input example)."""
+    import base64
     import tempfile
 
+    import cv2
     import pandas as pd
-    from mlflow.models import infer_signature
 
-    from emorec.data.preprocess import normalize
     from emorec.emotion_model import NATIVE, EmotionModel
 
-    x = normalize(example)
-    reqs = _requirements(cfg.framework)
-    with tempfile.TemporaryDirectory() as tmp:
+    reqs = _requirements(engine)
+    with _quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
         native_dir = Path(tmp) / NATIVE
-        if cfg.framework == "torch":
-            import mlflow.pytorch
-            import torch
-
-            model = model.cpu().eval()
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-            with torch.inference_mode():
-                y = model(torch.from_numpy(x)).numpy()
-            sig = infer_signature(x, y)
-            # Pickle (with our code beside it) rather than MLflow's default torch.export
-            # graph, which fixes the batch size traced from the input example.
-            kwargs = dict(pip_requirements=reqs, code_paths=[str(Path(__file__).parent)],
-                          serialization_format="pickle")
-            mlflow.pytorch.log_model(model, name="model", signature=sig, input_example=x, **kwargs)
-            mlflow.pytorch.save_model(model, str(native_dir), **kwargs)
-        else:
-            import mlflow.keras
-
-            sig = infer_signature(x, np.asarray(model(x, training=False)))
-            # No input_example: mlflow.keras 3.17 writes it before creating the model
-            # folder and fails; the signature still documents the input.
-            mlflow.keras.log_model(model, name="model", signature=sig, pip_requirements=reqs)
-            mlflow.keras.save_model(model, str(native_dir), signature=sig, pip_requirements=reqs)
-        import base64
-
-        import cv2
-
+        engine.log_flavor(model, example, name="model", save_to=str(native_dir),
+                          pip_requirements=reqs, code_path=str(Path(__file__).parent))
         png = cv2.imencode(".png", example[0])[1].tobytes()
         mlflow.pyfunc.log_model(
             name="emotion_model",

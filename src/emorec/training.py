@@ -88,33 +88,20 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: 
             "eval_images_per_s": len(y_test) / max(eval_time, 1e-9),
             "epochs_run": fit.epochs_run,
             "best_epoch": fit.best_epoch,
-            "num_parameters": _count_parameters(model, cfg.framework),
-            "model_size_mb": _weights_mb(model, cfg.framework),
+            "num_parameters": engine.count_parameters(model),
+            "model_size_mb": engine.weights_mb(model),
             **memory.as_metrics(),
             **dedupe_counts,
         }
         tracking.log_metrics(metrics)
         _log_artifacts(report, fit.history, y_test, proba, ds.classes)
         if cfg.log_model:
-            tracking.log_trained_model(model, cfg, ds.classes, prep.to_dict(), x_test[:2])
+            tracking.log_trained_model(engine, model, cfg, ds.classes, prep.to_dict(),
+                                       x_test[:2])
         log.info("run %s: test accuracy %.3f, macro F1 %.3f", run.info.run_id,
                  metrics["test_accuracy"], metrics["test_f1_macro"])
         return TrainResult(run.info.run_id, metrics, fit.history, ds.classes, model,
                            run.info.experiment_id)
-
-
-def _count_parameters(model, framework: str) -> int:
-    if framework == "torch":
-        return int(sum(p.numel() for p in model.parameters()))
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
-
-
-def _weights_mb(model, framework: str) -> float:
-    """Size of the weights in memory (parameters and buffers such as BN statistics)."""
-    if framework == "torch":
-        tensors = [*model.parameters(), *model.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
-    return sum(np.asarray(w).nbytes for w in model.weights) / 2**20
 
 
 def _log_artifacts(report: dict, history: dict, y_true: np.ndarray, proba: np.ndarray,

@@ -15,10 +15,14 @@ from emorec.engines.base import Callback, Engine, FitResult, StopTraining, Train
 _ENGINES = {"torch": "emorec.engines.torch_engine:TorchEngine",
             "keras": "emorec.engines.keras_engine:KerasEngine"}
 
-__all__ = ["Callback", "Engine", "FitResult", "StopTraining", "TrainingDiverged", "get_engine"]
+FRAMEWORKS = tuple(_ENGINES)
+
+__all__ = ["FRAMEWORKS", "Callback", "Engine", "FitResult", "StopTraining", "TrainingDiverged",
+           "get_engine"]
 
 
 def get_engine(framework: str) -> Engine:
+    """The engine of ``framework`` ("torch" or "keras"), importing that framework only."""
     if framework not in _ENGINES:
         raise ValueError(f"unknown framework {framework!r}; valid: {', '.join(_ENGINES)}")
     module, cls = _ENGINES[framework].split(":")

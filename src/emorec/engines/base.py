@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +67,12 @@ class FitResult:
 
 
 class Engine(ABC):
+    """Everything that differs between frameworks, so that training, tracking, serving and
+    export never ask which framework a model is: building, training and the forward pass,
+    the model's size, its MLflow flavour (log, save, load) and its ONNX export."""
+
     framework: str
+    requirements: tuple[str, ...]  # pip packages a logged model of this framework imports
 
     @abstractmethod
     def build(self, cfg: TrainConfig, num_classes: int):
@@ -78,8 +84,42 @@ class Engine(ABC):
         """Train on uint8 (N, H, W, C) images and 0..K-1 targets."""
 
     @abstractmethod
+    def probabilities(self, model, batch: np.ndarray) -> np.ndarray:
+        """The forward pass: class probabilities (N, K) as float32 for a normalised float32
+        (N, H, W, C) batch. Evaluation and every serving path go through it, so a served
+        model computes exactly what was evaluated."""
+
     def predict_proba(self, model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities (N, K) for uint8 (N, H, W, C) images."""
+        out = [self.probabilities(model, normalize(images[start:start + batch_size]))
+               for start in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    @abstractmethod
+    def count_parameters(self, model) -> int:
+        """The number of (trainable) parameters, logged as ``num_parameters``."""
+
+    @abstractmethod
+    def weights_mb(self, model) -> float:
+        """Size of the weights in memory (parameters and buffers such as BN statistics)."""
+
+    @abstractmethod
+    def log_flavor(self, model, example: np.ndarray, *, name: str, save_to: str,
+                   pip_requirements: list[str], code_path: str) -> None:
+        """Log ``model`` in this framework's MLflow flavour as ``name`` of the active run,
+        and save the same model to the folder ``save_to`` (the pyfunc's native artifact).
+        ``example``: uint8 (N, H, W, C) images the signature is inferred from."""
+
+    @abstractmethod
+    def load_flavor(self, path: str):
+        """The model saved by ``log_flavor`` at ``path``, on the CPU, ready to predict."""
+
+    @abstractmethod
+    def export_onnx(self, model, out, prep, *, opset: int, input_name: str,
+                    output_name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+        """Write ``model`` (softmax included, batch axis dynamic) as ONNX to ``out``; returns
+        the graph's input layout ("NCHW" or "NHWC") and a reference function giving the
+        model's probabilities for a normalised batch in that layout (the parity check)."""
 
     def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
         """What the run computes on and in (device, CPU flags, the precision ``auto``

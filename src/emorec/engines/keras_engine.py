@@ -102,6 +102,7 @@ def _optimizer(cfg: TrainConfig):
 
 class KerasEngine(Engine):
     framework = "keras"
+    requirements = ("tensorflow-cpu", "keras")
 
     def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
         import tensorflow as tf
@@ -137,7 +138,40 @@ class KerasEngine(Engine):
         result.train_images = len(y_train) * result.epochs_run
         return result
 
-    def predict_proba(self, model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        out = [np.asarray(model(normalize(images[s:s + batch_size]), training=False))
-               for s in range(0, len(images), batch_size)]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+    def probabilities(self, model, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model(batch, training=False), dtype=np.float32)  # ends in softmax
+
+    def count_parameters(self, model) -> int:
+        return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+    def weights_mb(self, model) -> float:
+        return sum(np.asarray(w).nbytes for w in model.weights) / 2**20
+
+    def log_flavor(self, model, example: np.ndarray, *, name: str, save_to: str,
+                   pip_requirements: list[str], code_path: str) -> None:
+        import mlflow.keras
+        from mlflow.models import infer_signature
+
+        x = normalize(example)
+        sig = infer_signature(x, np.asarray(model(x, training=False)))
+        # No input_example: mlflow.keras 3.17 writes it before creating the model
+        # folder and fails; the signature still documents the input. No code_path: a
+        # Keras model is saved as its own graph, with no emorec class to import.
+        mlflow.keras.log_model(model, name=name, signature=sig, pip_requirements=pip_requirements)
+        mlflow.keras.save_model(model, save_to, signature=sig, pip_requirements=pip_requirements)
+
+    def load_flavor(self, path: str):
+        import mlflow.keras
+
+        return mlflow.keras.load_model(path)
+
+    def export_onnx(self, model, out, prep, *, opset: int, input_name: str, output_name: str):
+        # Keras' own exporter (tf2onnx) names the graph's input and output itself; the
+        # model already ends in softmax.
+        import warnings
+
+        model(np.zeros((1, prep.image_size, prep.image_size, prep.channels), np.float32))  # built
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf2onnx's NumPy deprecation notices
+            model.export(str(out), format="onnx", verbose=False, opset_version=opset)
+        return "NHWC", lambda x: self.probabilities(model, x)

@@ -13,7 +13,7 @@ run fastest in, so it costs no copy.
 from __future__ import annotations
 
 import copy
-
+import warnings
 
 import numpy as np
 import torch
@@ -25,61 +25,27 @@ from emorec.data.preprocess import normalize
 from emorec.engines.base import (Callback, EarlyStopping, Engine, FitResult, StopTraining,
                                  TrainingClock, check_finite, class_weights, onecycle_factor,
                                  interactive, training_batches)
+from emorec.engines.torch_setup import (autocast_dtype, freeze_backbone, make_optimizer,
+                                        make_scheduler, select_device, to_tensor)
 from emorec.models import build_model
 from emorec.models.tta import FlipAveraged
-from emorec.resources import cpu_flags, native_bf16
+from emorec.resources import cpu_flags
 
 
-def select_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+class _WithSoftmax(nn.Module):
+    """The model with its softmax, for an ONNX graph that outputs probabilities."""
 
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
 
-def to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
-    """float32 NHWC -> NCHW view in channels-last memory on ``device``."""
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
-
-
-def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The dtype autocast runs in, or None for plain float32. ``auto`` takes the fastest
-    sound choice: float16 on CUDA, bfloat16 on a CPU that computes it natively, float32
-    on any other CPU (where bfloat16 is emulated and slower)."""
-    if cfg.precision == "bf16":
-        return torch.bfloat16
-    if cfg.precision == "auto" and device.type == "cuda":
-        return torch.float16  # where it is fast and sound, with loss scaling
-    if cfg.precision == "auto" and native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
-                               weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
-    """The per-epoch scheduler; one-cycle is stepped per batch by ``fit`` itself."""
-    if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    if cfg.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.epochs // 3), gamma=0.1)
-    if cfg.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
-    return None
-
-
-def freeze_backbone(model: nn.Module, frozen: bool) -> None:
-    """Train only the classifier ``head`` while ``frozen`` (transfer's first epochs)."""
-    for name, param in model.named_parameters():
-        param.requires_grad_(not frozen or name.startswith("head."))
+    def forward(self, x):
+        return torch.softmax(self.inner(x).float(), dim=1)
 
 
 class TorchEngine(Engine):
     framework = "torch"
+    requirements = ("torch", "torchvision")
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
         torch.manual_seed(cfg.seed)
@@ -201,13 +167,54 @@ class TorchEngine(Engine):
         return loss_sum / len(targets), correct / len(targets)
 
     @torch.inference_mode()
-    def predict_proba(self, model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def probabilities(self, model: nn.Module, batch: np.ndarray) -> np.ndarray:
         model.eval()
-        device = next(model.parameters()).device
-        out = []
-        for start in range(0, len(images), batch_size):
-            logits = model(to_tensor(normalize(images[start:start + batch_size]), device))
-            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        logits = model(to_tensor(batch, next(model.parameters()).device))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
+    def count_parameters(self, model: nn.Module) -> int:
+        return int(sum(p.numel() for p in model.parameters()))
 
+    def weights_mb(self, model: nn.Module) -> float:
+        tensors = [*model.parameters(), *model.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+    def log_flavor(self, model: nn.Module, example: np.ndarray, *, name: str, save_to: str,
+                   pip_requirements: list[str], code_path: str) -> None:
+        import mlflow.pytorch
+        from mlflow.models import infer_signature
+
+        model = model.cpu().eval()
+        x = np.ascontiguousarray(normalize(example).transpose(0, 3, 1, 2))
+        with torch.inference_mode():
+            y = model(torch.from_numpy(x)).numpy()
+        # Pickle (with our code beside it) rather than MLflow's default torch.export
+        # graph, which fixes the batch size traced from the input example.
+        kwargs = dict(pip_requirements=pip_requirements, code_paths=[code_path],
+                      serialization_format="pickle")
+        mlflow.pytorch.log_model(model, name=name, signature=infer_signature(x, y),
+                                 input_example=x, **kwargs)
+        mlflow.pytorch.save_model(model, save_to, **kwargs)
+
+    def load_flavor(self, path: str) -> nn.Module:
+        import mlflow.pytorch
+
+        return mlflow.pytorch.load_model(path, map_location="cpu")
+
+    def export_onnx(self, model: nn.Module, out, prep, *, opset: int, input_name: str,
+                    output_name: str):
+        # The legacy TorchScript exporter (dynamo=False): the dynamo one needs onnxscript.
+        # eval() on the wrapper: the exporter restores the wrapper's mode on all submodules.
+        wrapped = _WithSoftmax(model.cpu()).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(wrapped, (torch.zeros((2, prep.channels, prep.image_size,
+                                                     prep.image_size)),), str(out),
+                              dynamo=False, opset_version=opset, input_names=[input_name],
+                              output_names=[output_name],
+                              dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
+
+        def reference(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return wrapped(torch.from_numpy(x)).numpy()
+        return "NCHW", reference
