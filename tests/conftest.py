@@ -1,8 +1,7 @@
 """Shared test set-up: an isolated tracking store and dataset cache per test.
 
-torchvision is imported before anything can import TensorFlow: loading
-TensorFlow first and torchvision (triton) second segfaults the process, and
-this suite builds models of both frameworks in one pytest run.
+The suite builds models of both frameworks in one process in whatever order
+the tests run: ``emorec.frameworks`` makes that safe, not an import here.
 """
 
 import os
@@ -10,7 +9,6 @@ import os
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import torchvision  # noqa: E402,F401  (import order matters, see above)
 import mlflow  # noqa: E402
 import pytest  # noqa: E402
 

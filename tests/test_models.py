@@ -15,10 +15,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-# Import order matters: loading Triton's libtriton (which torchvision pulls in
-# through torch._dynamo) AFTER TensorFlow segfaults (both bundle LLVM). The
-# Keras model is built first in the loop below, so load torchvision before it.
-import torchvision  # noqa: F401
 
 import emorec.models as models
 

@@ -1,7 +1,9 @@
 """emorec: MLflow-tracked training with Optuna tuning for facial emotion recognition.
 
 ``import emorec`` is light: frameworks (PyTorch, TensorFlow) and MLflow are
-imported only by the modules that use them, when they are used.
+imported only by the modules that use them, when they are used. It does
+install ``emorec.frameworks``' guard, which lets both frameworks load in one
+process in either order.
 
     from emorec import TrainConfig, train
     result = train(TrainConfig(model="cnn_torch", dataset="synthetic", epochs=5))
@@ -9,6 +11,10 @@ imported only by the modules that use them, when they are used.
 """
 
 from __future__ import annotations
+
+from emorec import frameworks as _frameworks
+
+_frameworks.install()
 
 __version__ = "0.1.0"
 __all__ = ["TrainConfig", "load", "train"]
