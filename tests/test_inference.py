@@ -67,7 +67,7 @@ def test_registered_champion_agrees_with_run_and_training_engine(trained, monkey
 
     from emorec.data.preprocess import Preprocessing, prepare_image
     from emorec.engines import get_engine
-    from emorec.registry import CHAMPION, register_best
+    from emorec.tracking.registry import CHAMPION, register_best
 
     result, store = trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)

@@ -77,7 +77,7 @@ def test_export_is_logged_to_the_run(model):
 def test_cli_export_by_alias(model, tmp_path, capsys):
     from mlflow import MlflowClient
 
-    from emorec.registry import register_best
+    from emorec.tracking.registry import register_best
 
     result, _, _ = model
     reg = register_best(result.run_id, "emorec-onnx-test", "test_accuracy")

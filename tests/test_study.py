@@ -31,7 +31,8 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from emorec import cli, registry, search_space, tracking
+from emorec import cli, search_space, tracking
+from emorec.tracking import registry
 from emorec.config import TrainConfig
 from emorec.report import compare
 from emorec.study import StudyOptions, make_storage, mask, run_study

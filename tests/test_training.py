@@ -259,3 +259,13 @@ def test_each_run_names_its_own_dataset_folder(tmp_path):
     for name, dataset in runs.items():
         assert json.loads(dataset.source)["uri"] == str((tmp_path / name).resolve()), name
     assert runs["a"].digest == runs["b"].digest == tracking.dataset_digest(ds)
+
+
+def test_no_tracker_trains_and_evaluates_without_a_run(isolated_store):
+    """train(cfg, tracker=NoTracker()): the same metrics, and nothing in the store."""
+    from emorec.tracking import NoTracker
+
+    result = train(TrainConfig(model="cnn_torch", **TINY), tracker=NoTracker())
+    assert result.run_id == "" and np.isfinite(result.metrics["test_accuracy"])
+    assert {"train_time_s", "peak_rss_mb", "num_parameters"} <= set(result.metrics)
+    assert not (isolated_store / "mlruns").exists()

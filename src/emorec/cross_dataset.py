@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emorec import plots, registry
+from emorec import plots, tracking
 
 log = logging.getLogger(__name__)
 MIN_SHARED = 2  # with one shared class every prediction is trivially right
@@ -40,7 +40,7 @@ def evaluate(rows: list[dict]) -> dict:
     counts = np.zeros_like(acc, dtype=int)
     shared: dict[str, list[str]] = {}
     for i, src in enumerate(sources):
-        model = registry.load_pyfunc(src["model_uri"])
+        model = tracking.load_pyfunc(src["model_uri"])
         for j, tgt in enumerate(sources):
             classes = [c for c in _classes(src) if c in _classes(tgt)]
             shared[f"{src['dataset']}->{tgt['dataset']}"] = classes

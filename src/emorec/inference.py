@@ -25,6 +25,8 @@ import numpy as np
 from emorec.data import faces
 from emorec.data.images import ImageError, as_pixels, decode_image
 from emorec.data.preprocess import Preprocessing
+# What ``load`` raises for a URI that names nothing; defined where models are loaded.
+from emorec.tracking.logged_models import ModelNotFound  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,6 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
-
-
-class ModelNotFound(ValueError):
-    """A model URI that names nothing; the message lists what does exist."""
 
 
 class Predictor:

@@ -14,8 +14,9 @@ the ONNX file alone is enough to predict on raw photos.
 Each framework's engine writes the graph (``Engine.export_onnx``): PyTorch models
 through the legacy TorchScript exporter (``dynamo=False``: the default dynamo
 exporter needs ``onnxscript``, which emorec does not depend on), Keras models
-through Keras' own exporter, which runs ``tf2onnx``. Every export is checked against the original model on random inputs and refused when
-the probabilities differ by ``PARITY_ATOL`` or more.
+through Keras' own exporter, which runs ``tf2onnx``. Every export is checked
+against the original model on random inputs and refused when the probabilities
+differ by ``PARITY_ATOL`` or more.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from emorec import plots, registry
+from emorec import plots, tracking
+from emorec.tracking import queries
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ COLUMNS = (
     ("eval_time_s", "eval s", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("num_parameters", "parameters", "{:,.0f}"),
 )
-CSV_KEYS = [c[0] for c in COLUMNS] + list(registry.REPORT_PARAMS) + ["run_id", "run_link",
+CSV_KEYS = [c[0] for c in COLUMNS] + list(queries.REPORT_PARAMS) + ["run_id", "run_link",
                                                                       "model_uri"]
 HYPERPARAMS = ("lr", "batch_size", "optimizer", "epochs", "dropout", "weight_decay", "image_size")
 CHARTS = (("test_accuracy", "Test accuracy"), ("test_f1_macro", "Test macro F1"),
@@ -69,16 +70,16 @@ def compare(datasets: list[str] | None = None, out: str | Path = "outputs/compar
         report.cross = cross_dataset.evaluate(rows)
         report.files += cross_dataset.write(report.cross, report.folder)
     if log_mlflow:
-        report.run_id, report.experiment = registry.log_report(report.folder, tags={
+        report.run_id, report.experiment = tracking.log_report(report.folder, tags={
             "datasets": ",".join(sorted({r["dataset"] for r in rows}))})
     return report
 
 
 def collect_rows(datasets: list[str] | None = None) -> list[dict]:
     """Champions first; the best run for any (model, dataset) without a champion."""
-    rows = registry.champions()
+    rows = queries.champions()
     have = {(r["model"], r["dataset"]) for r in rows}
-    rows += [r for r in registry.best_runs() if (r["model"], r["dataset"]) not in have]
+    rows += [r for r in queries.best_runs() if (r["model"], r["dataset"]) not in have]
     if datasets:
         rows = [r for r in rows if r["dataset"] in datasets]
     return sorted(rows, key=lambda r: (r["dataset"], r["model"]))

@@ -2,7 +2,9 @@
 
 Everything that can be wrong with the input (config, data layout, a class too
 small to split) is found before an MLflow run is opened; from then on the run
-records everything and always ends in a terminal state (see ``tracking``).
+records everything and always ends in a terminal state (see ``tracking.runs``).
+What records the run is passed in (``tracker``): MLflow by default, nothing for
+callers that want the training and its metrics only.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from emorec import tracking, transfer
+from emorec import transfer
 from emorec.config import TrainConfig
 from emorec.data import load_dataset
 from emorec.data.dedupe import drop_duplicates
 from emorec.data.preprocess import Preprocessing
-from emorec.data.splits import make_split
+from emorec.data.splits import Split, make_split
+from emorec.data.types import Dataset
 from emorec.engines import Callback, get_engine
 from emorec.engines.base import EpochLog, interactive
-from emorec.metrics import classification_metrics, roc_curves, scalar_metrics
+from emorec.metrics import classification_metrics, scalar_metrics
 from emorec.resources import PeakMemorySampler
+from emorec.tracking.tracker import MlflowTracker, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +39,32 @@ class TrainResult:
     experiment_id: str = ""  # where the run is, for its link in the MLflow UI
 
 
-def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: bool = False,
-          tags: dict | None = None) -> TrainResult:
+def load_data(cfg: TrainConfig) -> Dataset:
+    """The dataset of ``cfg`` as ``train`` loads it (cached after the first decode), for
+    callers that choose their own ``split`` of it."""
+    return load_dataset(cfg.dataset, cfg.data_dir,
+                        Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect),
+                        options=cfg.dataset_options(), strict=cfg.strict,
+                        progress=interactive(cfg))
+
+
+def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
+          tracker: Tracker | None = None, nested: bool = False, tags: dict | None = None,
+          split: Split | None = None) -> TrainResult:
+    """Train, evaluate and record one run of ``cfg``.
+
+    ``tracker``: what records the run, ``MlflowTracker()`` by default; ``NoTracker()``
+    records nothing (``run_id`` is then ""). ``callbacks`` see every epoch's values.
+    ``nested``/``tags``: the run's place under a parent run, and extra tags.
+    ``split``: train/val/test indices into the dataset (a cross-validation fold, say)
+    instead of the split ``cfg.split`` makes.
+    """
+    tracker = tracker or MlflowTracker()
     source = transfer.load_source(cfg) if cfg.init_from else None
     prep = Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect)
-    ds = load_dataset(cfg.dataset, cfg.data_dir, prep, options=cfg.dataset_options(),
-                      strict=cfg.strict, progress=interactive(cfg))
-    split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
-                       test_fraction=cfg.test_fraction, seed=cfg.seed)
+    ds = load_data(cfg)
+    split = split or make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
+                                test_fraction=cfg.test_fraction, seed=cfg.seed)
     dedupe_counts = {}
     if cfg.dedupe:
         split, dedupe_counts = drop_duplicates(ds, split)
@@ -55,11 +75,11 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: 
     engine = get_engine(cfg.framework)
 
     tags = {**(tags or {}), **engine.run_tags(cfg), **(source.tags() if source else {})}
-    with tracking.start_run(cfg, nested=nested, tags=tags) as run:
-        tracking.log_config(cfg)
-        tracking.log_dataset(ds, split, cfg)
+    with tracker.run(cfg, nested=nested, tags=tags) as run:
+        tracker.log_config(cfg)
+        tracker.log_dataset(ds, split, cfg)
         if source and source.logged_model_id:
-            tracking.log_model_input(source.logged_model_id)
+            tracker.log_model_input(source.logged_model_id)
         with PeakMemorySampler() as memory:
             model = engine.build(cfg, num_classes=len(ds.classes))
             if source:
@@ -68,7 +88,7 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: 
             lines = [EpochLog(cfg.epochs)] if cfg.progress and not interactive(cfg) else []
             start = time.perf_counter()
             fit = engine.fit(model, parts["train"], parts["val"], cfg,
-                             [tracking.MlflowCallback(), *lines, *(callbacks or [])])
+                             [*tracker.callbacks(), *lines, *(callbacks or [])])
             train_time = time.perf_counter() - start
             model = engine.for_inference(model, cfg)
             start = time.perf_counter()
@@ -93,24 +113,11 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *, nested: 
             **memory.as_metrics(),
             **dedupe_counts,
         }
-        tracking.log_metrics(metrics)
-        _log_artifacts(report, fit.history, y_test, proba, ds.classes)
+        tracker.log_metrics(metrics)
+        tracker.log_evaluation(report, fit.history, y_test, proba, ds.classes)
         if cfg.log_model:
-            tracking.log_trained_model(engine, model, cfg, ds.classes, prep.to_dict(),
-                                       x_test[:2])
-        log.info("run %s: test accuracy %.3f, macro F1 %.3f", run.info.run_id,
+            tracker.log_model(engine, model, cfg, ds.classes, prep.to_dict(), x_test[:2])
+        log.info("run %s: test accuracy %.3f, macro F1 %.3f", run.run_id or "(untracked)",
                  metrics["test_accuracy"], metrics["test_f1_macro"])
-        return TrainResult(run.info.run_id, metrics, fit.history, ds.classes, model,
-                           run.info.experiment_id)
-
-
-def _log_artifacts(report: dict, history: dict, y_true: np.ndarray, proba: np.ndarray,
-                   classes: tuple[str, ...]) -> None:
-    from emorec import plots
-
-    tracking.log_figure(plots.confusion_matrix_figure(np.asarray(report["confusion_matrix"]),
-                                                      list(classes)), "plots/confusion_matrix.png")
-    tracking.log_figure(plots.roc_figure(roc_curves(y_true, proba), list(classes)),
-                        "plots/roc_curves.png")
-    tracking.log_figure(plots.learning_curves_figure(history), "plots/learning_curves.png")
-    tracking.log_json(report, "reports/classification_report.json")
+        return TrainResult(run.run_id, metrics, fit.history, ds.classes, model,
+                           run.experiment_id)

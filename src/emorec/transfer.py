@@ -58,13 +58,12 @@ def load_source(cfg: TrainConfig) -> Source:
     import mlflow
 
     from emorec import tracking
-    from emorec.inference import ModelNotFound
 
     uri = cfg.init_from
     try:
         emotion_model = tracking.load_emotion_model(emotion_model_uri(uri))
         run_id = tracking.run_id_of(uri)
-    except (ModelNotFound, mlflow.exceptions.MlflowException, ValueError) as exc:
+    except (tracking.ModelNotFound, mlflow.exceptions.MlflowException, ValueError) as exc:
         raise TransferError(f"init_from: {str(exc).splitlines()[0]}") from None
     run = mlflow.MlflowClient().get_run(run_id)
     architecture = run.data.params.get("model", "?")

@@ -25,7 +25,7 @@ def _config_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from emorec.registry import run_link
+    from emorec.tracking.store import run_link
     from emorec.training import train
 
     cfg = _config_from(args)

@@ -157,8 +157,9 @@ class KerasEngine(Engine):
         # No input_example: mlflow.keras 3.17 writes it before creating the model
         # folder and fails; the signature still documents the input. No code_path: a
         # Keras model is saved as its own graph, with no emorec class to import.
-        mlflow.keras.log_model(model, name=name, signature=sig, pip_requirements=pip_requirements)
-        mlflow.keras.save_model(model, save_to, signature=sig, pip_requirements=pip_requirements)
+        kwargs = dict(signature=sig, pip_requirements=pip_requirements)
+        mlflow.keras.log_model(model, name=name, **kwargs)
+        mlflow.keras.save_model(model, save_to, **kwargs)
 
     def load_flavor(self, path: str):
         import mlflow.keras

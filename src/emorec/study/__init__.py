@@ -5,7 +5,7 @@
 an RDB storage (default: SQLite ``mlruns/optuna.db``; any SQLAlchemy URL,
 PostgreSQL for several workers), runs trials until ``n_trials`` trials have
 finished, the grid is exhausted or the timeout passes, and registers the best
-trial's model (``emorec.registry``).
+trial's model (``emorec.tracking.registry``).
 
 - Samplers: ``grid`` (GridSampler over the YAML grid, stops when exhausted)
   and ``tpe`` (seeded, multivariate, over the YAML space, with the YAML start

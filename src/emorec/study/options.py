@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
-from emorec import registry
+from emorec.tracking import registry
 
 # objective -> ((run metric, direction), ...); the first is what pruning and "best" use.
 OBJECTIVES = {
@@ -92,3 +92,10 @@ class StudyResult:
 def _choice(name: str, value, valid: tuple) -> None:
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+def target_trials(space, options: StudyOptions) -> int:
+    """Finished trials the study should reach (grid: points to run)."""
+    if options.sampler == "grid":
+        return min(options.n_trials or space.grid_size(), space.grid_size())
+    return options.n_trials or DEFAULT_TPE_TRIALS

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 import warnings
 import zlib
@@ -13,11 +11,14 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from emorec import registry, search_space, tracking
+from emorec import search_space, tracking
 from emorec.config import TrainConfig
 from emorec.engines.base import TrainingDiverged
 from emorec.study.options import (DEFAULT_TPE_TRIALS, FINISHED, NOT_COMPARED, OBJECTIVES,
-                                  StudyOptions, StudyResult, worker_id)
+                                  StudyOptions, StudyResult, target_trials, worker_id)
+from emorec.study import trial_runs
+from emorec.study.recovery import (fail_stale, recover, retry_failed_points, session_tags,
+                                   warn_failed_points)
 from emorec.study.storage import default_storage, make_storage, mask
 from emorec.study.summary import finish, log_settings
 from emorec.study.trials import PointTaken, Objective, labelled
@@ -35,19 +36,19 @@ def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResu
     study, seed = _open(name, make_storage(url, options.heartbeat_interval,
                                            options.grace_period), base, space, options)
     _check_tracking(study)
-    orphans = _recover(study, name)
-    _retry_failed_points(study, space, options)
+    orphans = recover(study, name)
+    retry_failed_points(study, space, options)
     result = StudyResult(name, mask(url), options.objective, 0, {}, [], orphans_closed=orphans)
     if _work_left(study, space, options) != "done":
         with tracking.start_run(base.replace(run_name=f"study:{name}", system_metrics=False),
-                                tags={"kind": "study", "study": name, **_session_tags()}) as run:
+                                tags={"kind": "study", "study": name, **session_tags()}) as run:
             result.parent_run_id = run.info.run_id
             log_settings(name, url, base, space, options, seed)
             ran = _optimize(study, name, base, space, options)
             result.new_trials = len(ran)
-            result.orphans_closed += _recover(study, name)
+            result.orphans_closed += recover(study, name)
             finish(study, name, base, options, result, ran)
-        _warn_failed_points(study, name, options)
+        warn_failed_points(study, name, options)
     else:
         log.info("study %s: nothing left to run (%d trials finished)", name,
                  len(study.get_trials(deepcopy=False, states=FINISHED)))
@@ -147,7 +148,7 @@ def _check_tracking(study: optuna.Study) -> None:
     """A resumed study must be tracked in the MLflow store it started in: its trials' runs
     (the best one to register, the orphans to close) are looked up there."""
     tracked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("mlflow_run_id")]
-    if tracked and not registry.run_exists(tracked[-1].user_attrs["mlflow_run_id"]):
+    if tracked and not trial_runs.run_exists(tracked[-1].user_attrs["mlflow_run_id"]):
         raise ValueError(
             f"study {study.study_name!r} was tracked in another MLflow store (trial "
             f"{tracked[-1].number}'s run {tracked[-1].user_attrs['mlflow_run_id']} is not in "
@@ -155,112 +156,13 @@ def _check_tracking(study: optuna.Study) -> None:
             "study with --study-name")
 
 
-def _failed_points(study: optuna.Study) -> tuple[int, dict]:
-    """The number of grid points some trial holds, and {point: its latest trial} for the
-    points whose trials all failed (a point is done once a trial on it is COMPLETE or
-    PRUNED, or diverged)."""
-    by_point: dict[int, list] = {}
-    for t in study.get_trials():  # copies: a retry appends to its trial's retry_history
-        if "grid_id" in t.system_attrs:
-            by_point.setdefault(t.system_attrs["grid_id"], []).append(t)
-    return len(by_point), {p: ts[-1] for p, ts in sorted(by_point.items())
-                           if all(t.state == TrialState.FAIL for t in ts)
-                           and not _diverged(ts[-1])}
-
-
-def _diverged(trial: optuna.trial.FrozenTrial) -> bool:
-    """A diverged trial is a result (a bad point, seeded: it would diverge again), not a
-    failure to retry."""
-    return trial.user_attrs.get("state_reason", "").startswith(f"{TrainingDiverged.__name__}:")
-
-
-def _retry_failed_points(study: optuna.Study, space, options: StudyOptions) -> list[int]:
-    """Queue a retry of every grid point whose trials all failed; returns the points.
-
-    Such a point (an error since fixed, a worker that crashed twice) is run again
-    by the next session, not by the session it failed in: a point that always
-    fails cannot loop. TPE needs nothing: a failed trial does not count towards
-    ``n_trials``, a new one takes its place.
-    """
-    if options.sampler != "grid":
-        return []
-    held, failed = _failed_points(study)
-    # With --n-trials below the grid's size, retry only as many as the target still needs.
-    points = list(failed)[:max(0, _target(space, options) - (held - len(failed)))]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback()  # keeps the grid point
-    for point in points:
-        retry(study, failed[point])
-    if points:
-        log.info("study %s: retrying grid point(s) %s, which failed before (trial(s) %s)",
-                 study.study_name, ", ".join(map(str, points)),
-                 ", ".join(str(failed[p].number) for p in points))
-    return points
-
-
-def _warn_failed_points(study: optuna.Study, name: str, options: StudyOptions) -> None:
-    """Say which grid points are left failed: the study is not done yet."""
-    failed = _failed_points(study)[1] if options.sampler == "grid" else {}
-    if failed:
-        log.warning("study %s: grid point(s) %s failed (see the trials' state_reason); run "
-                    "the same command again to retry them", name, ", ".join(map(str, failed)))
-
-
-def _recover(study: optuna.Study, name: str) -> list[str]:
-    """Fail trials whose heartbeat stopped (retried once), then close their MLflow runs.
-
-    Parent runs of dead sessions are closed too when they ran on this machine
-    (their process id is checked); another machine's are left to it.
-    """
-    _fail_stale(study)
-    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
-    closed = registry.close_orphaned_trial_runs(name, states)
-    return closed + registry.close_orphaned_study_runs(name, _session_alive)
-
-
-def _fail_stale(study: optuna.Study) -> None:
-    """Fail the RUNNING trials whose heartbeat stopped; each is queued again once."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
-def _session_tags() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
-
-
-def _session_alive(run) -> bool:
-    """Whether the process that opened this parent run still runs (unknown -> assume so)."""
-    import psutil
-
-    tags = run.data.tags
-    if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
-        return True
-    try:
-        process = psutil.Process(int(tags["pid"]))
-        # A recycled pid belongs to a process younger than the run; a killed process
-        # whose parent has not reaped it yet is a zombie, dead all the same.
-        return (process.create_time() * 1000 <= run.info.start_time + 1000
-                and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _target(space, options: StudyOptions) -> int:
-    """Finished trials the study should reach (grid: points to run)."""
-    if options.sampler == "grid":
-        return min(options.n_trials or space.grid_size(), space.grid_size())
-    return options.n_trials or DEFAULT_TPE_TRIALS
-
-
 def _work_left(study: optuna.Study, space, options: StudyOptions) -> str:
     """"start" a trial, "wait" for other workers' running trials, or "done".
 
     Grid: a point is taken once a trial holds it (whatever its state: a failed
-    point is queued again by the next session, see ``_retry_failed_points``); TPE: the
-    running trials count towards the target, as they will finish (or die and be
-    queued again as a retry). Queued trials (retries, start points) always run.
+    point is queued again by the next session, see ``recovery.retry_failed_points``);
+    TPE: the running trials count towards the target, as they will finish (or die and
+    be queued again as a retry). Queued trials (retries, start points) always run.
     """
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in trials):
@@ -270,7 +172,7 @@ def _work_left(study: optuna.Study, space, options: StudyOptions) -> str:
         taken = len({t.system_attrs["grid_id"] for t in trials if "grid_id" in t.system_attrs})
     else:
         taken = sum(t.state in FINISHED for t in trials) + running
-    if taken < _target(space, options):
+    if taken < target_trials(space, options):
         return "start"
     return "wait" if running else "done"
 
@@ -290,7 +192,7 @@ def _optimize(study, name: str, base: TrainConfig, space, options: StudyOptions)
                  trial.user_attrs.get("config"), trial.user_attrs.get("state_reason", ""))
 
     while time.monotonic() < deadline:
-        _fail_stale(study)  # a dead worker's trial becomes a retry
+        fail_stale(study)  # a dead worker's trial becomes a retry
         todo = _work_left(study, space, options)
         if todo == "done":
             break

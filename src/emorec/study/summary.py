@@ -12,11 +12,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from emorec import registry, tracking
+from emorec import tracking
 from emorec.config import TrainConfig
 from emorec.study.options import (OBJECTIVES, TEST_METRIC, StudyOptions, StudyResult,
                                   session_worker, worker_id)
 from emorec.study.storage import mask
+from emorec.study.trial_runs import running_study_sessions
+from emorec.tracking import registry
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def _ours(study: optuna.Study, name: str, number: int, ran: list[int]) -> bool:
         return True
     worker = next(t for t in study.get_trials(deepcopy=False)
                   if t.number == number).user_attrs.get("worker")
-    return worker not in {session_worker(r) for r in registry.running_study_sessions(name)}
+    return worker not in {session_worker(r) for r in running_study_sessions(name)}
 
 
 def _best(study: optuna.Study, objective: str) -> list[dict]:

@@ -1,5 +1,5 @@
 """One trial: sample its configuration, train it as a nested MLflow run, report each epoch
-to the pruner, and record its outcome on the run (see ``emorec.registry``)."""
+to the pruner, and record its outcome on the run (see ``emorec.study.trial_runs``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from emorec import registry
 from emorec.config import TrainConfig
 from emorec.engines.base import Callback
 from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions, worker_id
+from emorec.study.trial_runs import mark_trial_run
 
 
 class PointTaken(RuntimeError):
@@ -72,13 +72,13 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", result.run_id)
         trial.set_user_attr("test", {k: v for k, v in result.metrics.items()
                                      if k.startswith("test_")})
-        registry.mark_trial_run(self.name, trial.number, "COMPLETE")
+        mark_trial_run(self.name, trial.number, "COMPLETE")
         return _values(result.metrics, self.options.objective)
 
     def _mark(self, trial: optuna.Trial, state: str, reason: str,
               status: str | None = None) -> None:
         trial.set_user_attr("state_reason", reason[:1000])
-        run_id = registry.mark_trial_run(self.name, trial.number, state, reason, status)
+        run_id = mark_trial_run(self.name, trial.number, state, reason, status)
         if run_id:
             trial.set_user_attr("mlflow_run_id", run_id)
 

@@ -1,0 +1,150 @@
+"""Logged models: saving a trained model with its raw-image pyfunc, and loading it back.
+
+Every run with ``log_model`` logs two MLflow models: ``model``, the network in its
+framework's own flavour (written by the engine, ``Engine.log_flavor``), and
+``emotion_model``, the ``emorec.emotion_model.EmotionModel`` pyfunc that takes raw
+images and serves that network. Loading goes the other way: any URI of an
+``emotion_model`` (runs:/, models:/NAME@ALIAS, models:/NAME/VERSION, models:/MODEL_ID)
+gives the ``EmotionModel`` with its network loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from emorec.config import TrainConfig
+from emorec.tracking.store import client, configure
+
+EMOTION_MODEL = "emotion_model"  # the raw-image pyfunc every run logs
+# The emorec package, logged beside each model so that the pyfunc and a pickled
+# PyTorch network find their classes wherever they are loaded.
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+class ModelNotFound(ValueError):
+    """A model URI that names nothing; the message lists what does exist."""
+
+
+def requirements(engine) -> list[str]:
+    """Exact pins of what the logged models import (skips MLflow's slow inference)."""
+    from importlib.metadata import version
+
+    names = ["mlflow", "numpy", "pandas", "pillow", "opencv-python-headless", "cloudpickle",
+             *engine.requirements]
+    return [f"{n}=={version(n)}" for n in names]
+
+
+@contextlib.contextmanager
+def quiet_model_logging():
+    """Silence MLflow's generic advice printed on every model save (pickle
+    cautions, type-hint tips) so a training run's output stays readable."""
+    import warnings
+
+    names = ("mlflow.pytorch", "mlflow.keras", "mlflow.pyfunc", "mlflow.models")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
+                      prep_dict: dict, example: np.ndarray) -> None:
+    """The model in its own flavour (``model``), plus the raw-image ``emotion_model`` pyfunc
+    that serves it; ``example``: a few uint8 test images (signature, input example)."""
+    import base64
+    import tempfile
+
+    import cv2
+    import pandas as pd
+
+    from emorec.emotion_model import NATIVE, EmotionModel
+
+    reqs = requirements(engine)
+    with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
+        native_dir = Path(tmp) / NATIVE
+        engine.log_flavor(model, example, name="model", save_to=str(native_dir),
+                          pip_requirements=reqs, code_path=PACKAGE_DIR)
+        png = cv2.imencode(".png", example[0])[1].tobytes()
+        mlflow.pyfunc.log_model(
+            name=EMOTION_MODEL,
+            python_model=EmotionModel(cfg.framework, list(classes), prep_dict),
+            artifacts={NATIVE: str(native_dir)},
+            code_paths=[PACKAGE_DIR],
+            input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
+            pip_requirements=reqs)
+
+
+def load_pyfunc(uri: str):
+    """The MLflow pyfunc at ``uri``, from the configured store."""
+    import mlflow.pyfunc
+
+    configure()
+    return mlflow.pyfunc.load_model(uri)
+
+
+def load_emotion_model(uri: str):
+    """The ``EmotionModel`` behind a logged pyfunc, ready to predict; a URI that names
+    nothing raises ``ModelNotFound`` listing the registered models and aliases."""
+    from mlflow.exceptions import MlflowException
+
+    from emorec.emotion_model import EmotionModel
+
+    try:
+        model = load_pyfunc(uri).unwrap_python_model()
+    except (MlflowException, OSError) as exc:
+        raise ModelNotFound(f"cannot load {uri!r} ({str(exc).splitlines()[0][:200]}); "
+                            f"registered models: {registered_summary() or 'none'}") from None
+    if not isinstance(model, EmotionModel):
+        raise ModelNotFound(f"{uri!r} is not an emorec emotion_model (it is a "
+                            f"{type(model).__name__})")
+    return model
+
+
+def registered_summary() -> str:
+    """'name@alias (vN), ...' for every registered model, for error messages."""
+    parts = []
+    for rm in client().search_registered_models():
+        aliases = ", ".join(f"@{a} (v{v})" for a, v in sorted(rm.aliases.items())) or "no aliases"
+        parts.append(f"{rm.name} [{aliases}]")
+    return "; ".join(parts)
+
+
+def run_id_of(uri: str) -> str:
+    """The run that logged the model at ``uri``: runs:/RUN/..., models:/NAME@ALIAS,
+    models:/NAME/VERSION or models:/MODEL_ID (an MLflow 3 logged model)."""
+    mlflow_client = client()
+    if uri.startswith("runs:/"):
+        return uri.removeprefix("runs:/").strip("/").split("/")[0]
+    if not uri.startswith("models:/"):
+        raise ValueError(f"cannot tell which run logged {uri!r}: expected a runs:/ or "
+                         "models:/ URI")
+    rest = uri.removeprefix("models:/").strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return mlflow_client.get_model_version_by_alias(name, alias).run_id
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return mlflow_client.get_model_version(name, version).run_id
+    return mlflow_client.get_logged_model(rest).source_run_id
+
+
+def emotion_model_uri(run_id: str) -> str | None:
+    """``models:/<model_id>`` of the run's logged ``emotion_model`` (MLflow 3 logged models)."""
+    mlflow_client = client()
+    for output in mlflow_client.get_run(run_id).outputs.model_outputs:
+        if mlflow_client.get_logged_model(output.model_id).name == EMOTION_MODEL:
+            return f"models:/{output.model_id}"
+    return None

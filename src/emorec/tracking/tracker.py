@@ -1,0 +1,99 @@
+"""What ``train`` tells about a run, as a collaborator passed in: ``train(cfg, tracker=...)``.
+
+``MlflowTracker`` (the default) records the run in MLflow; ``NoTracker`` records nothing,
+for callers that want the training and its metrics only (benchmarks, quick checks).
+Both go through the same ``train``, so an untracked run is the tracked one minus the
+tracking, never a copy of the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from emorec.engines.base import Callback
+from emorec.tracking import datasets, logged_models, runs
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str = ""  # empty when nothing was recorded
+    experiment_id: str = ""
+
+
+class Tracker:
+    """The interface ``train`` records through; every method here records nothing."""
+
+    @contextlib.contextmanager
+    def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
+        """Open the run for ``cfg`` around the block; yields its ``RunInfo``."""
+        yield RunInfo()
+
+    def callbacks(self) -> list[Callback]:
+        """Callbacks that record each epoch's values."""
+        return []
+
+    def log_config(self, cfg) -> None:
+        """The run's configuration."""
+
+    def log_dataset(self, ds, split, cfg) -> None:
+        """The dataset and split the run trains and evaluates on."""
+
+    def log_model_input(self, model_id: str) -> None:
+        """A logged model the run starts from (``init_from``)."""
+
+    def log_metrics(self, values: dict[str, float]) -> None:
+        """The run's final metrics."""
+
+    def log_evaluation(self, report: dict, history: dict, y_true: np.ndarray,
+                       proba: np.ndarray, classes: tuple[str, ...]) -> None:
+        """The test evaluation's plots and classification report."""
+
+    def log_model(self, engine, model, cfg, classes: tuple[str, ...], prep: dict,
+                  example: np.ndarray) -> None:
+        """The trained model, as ``logged_models.log_trained_model`` logs it."""
+
+
+class NoTracker(Tracker):
+    """Records nothing: ``train(cfg, tracker=NoTracker())`` trains and evaluates only."""
+
+
+class MlflowTracker(Tracker):
+    """Records the run in MLflow: parameters, dataset input, per-epoch and final metrics,
+    plots, the classification report and the model (see ``runs`` and ``logged_models``)."""
+
+    @contextlib.contextmanager
+    def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
+        with runs.start_run(cfg, nested=nested, tags=tags) as run:
+            yield RunInfo(run.info.run_id, run.info.experiment_id)
+
+    def callbacks(self) -> list[Callback]:
+        return [runs.MlflowCallback()]
+
+    def log_config(self, cfg) -> None:
+        runs.log_config(cfg)
+
+    def log_dataset(self, ds, split, cfg) -> None:
+        datasets.log_dataset(ds, split, cfg)
+
+    def log_model_input(self, model_id: str) -> None:
+        runs.log_model_input(model_id)
+
+    def log_metrics(self, values: dict[str, float]) -> None:
+        runs.log_metrics(values)
+
+    def log_evaluation(self, report, history, y_true, proba, classes) -> None:
+        from emorec import plots
+        from emorec.metrics import roc_curves
+
+        runs.log_figure(plots.confusion_matrix_figure(np.asarray(report["confusion_matrix"]),
+                                                      list(classes)), "plots/confusion_matrix.png")
+        runs.log_figure(plots.roc_figure(roc_curves(y_true, proba), list(classes)),
+                        "plots/roc_curves.png")
+        runs.log_figure(plots.learning_curves_figure(history), "plots/learning_curves.png")
+        runs.log_json(report, "reports/classification_report.json")
+
+    def log_model(self, engine, model, cfg, classes, prep, example) -> None:
+        logged_models.log_trained_model(engine, model, cfg, classes, prep, example)
