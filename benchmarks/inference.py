@@ -3,7 +3,7 @@ ONNX Runtime) vs the ``fer`` package, on the same FER2013 PublicTest faces.
 
 The champion: ``--model-uri`` if given, else this script trains cnn_torch on a random
 ``--train-images`` subset of FER2013 ``train/`` for ``--epochs`` epochs in a throwaway
-store and registers it (``emorec.registry.register_best``: alias ``champion``); it is then
+store and registers it (``emorec.tracking.registry.register_best``: alias ``champion``); it is then
 loaded as ``models:/emorec-cnn_torch-fer2013@champion`` and exported to ONNX with
 ``emorec.onnx_export.export_onnx`` (parity-checked), and that file is loaded through the
 same API (ONNX Runtime).
@@ -113,7 +113,7 @@ def fer_at_its_best(detector, images: list, items: list, single: int, batch: int
 
 def champion(fer_dir: Path, train_images: int, epochs: int) -> str:
     """Train cnn_torch on a FER2013 subset and register it; returns the champion's URI."""
-    from emorec import registry
+    from emorec.tracking import registry
     from emorec.config import TrainConfig
     from emorec.training import train
 

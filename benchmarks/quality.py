@@ -12,8 +12,8 @@ a verdict. ``--set time_budget_min=5`` makes a quick trial run of the same recip
 
 CK+48: the 118 subjects are divided into 5 folds (``StratifiedGroupKFold``); each fold is
 the test set once, while a further subject-disjoint ~15 % of the other four folds is the
-validation set (early stopping) and the rest trains, through the emorec engine
-(``build``/``fit``/``predict_proba``) and ``emorec.metrics``. Mean and standard deviation
+validation set (early stopping) and the rest trains, through ``emorec.training.train``
+with that split and no tracking (``NoTracker``). Mean and standard deviation
 over the folds are reported. By default every fold starts from the FER2013 champion the
 same run registered (``--ck-init-from``: its backbone, and its classifier rows of the
 classes CK+ shares with FER2013); with ``--skip-fer --store DIR`` a later run starts from
@@ -75,11 +75,11 @@ def cross_dataset(ck_dir: Path, model_uri: str) -> dict:
     served request (``emorec.cross_dataset``, what ``emorec compare --cross`` uses)."""
     import numpy as np
 
-    from emorec import registry
+    from emorec import tracking
     from emorec.cross_dataset import shared_accuracy
     from emorec.data import Preprocessing, load_dataset
 
-    model = registry.load_pyfunc(model_uri)
+    model = tracking.load_pyfunc(model_uri)
     ds = load_dataset("ckplus", ck_dir, Preprocessing(48, 1), progress=False)
     trained_on = list(model.unwrap_python_model().classes)
     shared = [c for c in ds.classes if c in trained_on]
@@ -98,53 +98,37 @@ def preset_values(name: str) -> dict:
 
 
 def ck_folds(ck_dir: Path, args) -> dict:
+    """Each fold trains and evaluates through ``emorec.training.train``, untracked
+    (``NoTracker``), on that fold's subject-disjoint split of CK+48."""
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
     from emorec.cli.args import parse_sets
     from emorec.config import TrainConfig
-    from emorec.data import Preprocessing, load_dataset
-    from emorec.engines import get_engine
-    from emorec.metrics import classification_metrics
-    from emorec.resources import PeakMemorySampler
+    from emorec.data.splits import Split
+    from emorec.tracking import NoTracker
+    from emorec.training import load_data, train
 
     cfg = TrainConfig.from_mapping({**preset_values(args.ck_preset), "data_dir": str(ck_dir),
                                     "progress": False, **parse_sets(args.ck_set)})
-    source = None
-    if cfg.init_from:  # e.g. the FER2013 champion: its backbone, its rows of shared classes
-        from emorec import transfer
-
-        source = transfer.load_source(cfg)
-    ds = load_dataset("ckplus", ck_dir, Preprocessing(cfg.input_size, cfg.channels),
-                      options=cfg.dataset_options(), progress=False)
+    ds = load_data(cfg)
     y, groups = ds.targets, ds.groups
-    engine, folds = get_engine(cfg.framework), []
+    folds = []
     outer = StratifiedGroupKFold(n_splits=args.folds, shuffle=True, random_state=cfg.seed)
     for k, (rest, test) in enumerate(outer.split(np.zeros(len(y)), y, groups)):
         inner = StratifiedGroupKFold(n_splits=6, shuffle=True, random_state=cfg.seed + k)
         tr, va = next(inner.split(np.zeros(len(rest)), y[rest], groups[rest]))
-        train, val = rest[tr], rest[va]
+        split = Split(rest[tr], rest[va], test, strategy="grouped")
         assert not set(groups[test]) & set(groups[rest]), "a subject on both sides"
-        with PeakMemorySampler() as memory:
-            model = engine.build(cfg, num_classes=len(ds.classes))
-            if source:
-                engine.start_from(model, source.model, source.rows(ds.classes))
-            start = time.perf_counter()
-            fit = engine.fit(model, (ds.images[train], y[train]), (ds.images[val], y[val]),
-                             cfg, [])
-            train_s = time.perf_counter() - start
-            model = engine.for_inference(model, cfg)
-            start = time.perf_counter()
-            proba = engine.predict_proba(model, ds.images[test])
-            eval_s = time.perf_counter() - start
-        r = classification_metrics(y[test], proba, list(ds.classes))
-        folds.append({"fold": k, "train": len(train), "val": len(val), "test": len(test),
-                      "accuracy": r["accuracy"], "f1_macro": r["f1_macro"],
-                      "auc_roc_macro": r["auc_roc_macro"], "train_time_s": train_s,
-                      "eval_time_s": eval_s, "peak_rss_mb": memory.peak_rss_mb,
-                      "epochs_run": fit.epochs_run})
-        print(f"CK+ fold {k + 1}/{args.folds}: accuracy {r['accuracy']:.4f} "
-              f"({fit.epochs_run} epochs, {train_s:.0f} s)", flush=True)
+        # Each fold starts afresh from cfg.init_from (e.g. the FER2013 champion).
+        m = train(cfg, tracker=NoTracker(), split=split).metrics
+        folds.append({"fold": k, "train": len(split.train), "val": len(split.val),
+                      "test": len(test), "accuracy": m["test_accuracy"],
+                      "f1_macro": m["test_f1_macro"], "auc_roc_macro": m["test_auc_roc_macro"],
+                      "train_time_s": m["train_time_s"], "eval_time_s": m["eval_time_s"],
+                      "peak_rss_mb": m["peak_rss_mb"], "epochs_run": int(m["epochs_run"])})
+        print(f"CK+ fold {k + 1}/{args.folds}: accuracy {m['test_accuracy']:.4f} "
+              f"({int(m['epochs_run'])} epochs, {m['train_time_s']:.0f} s)", flush=True)
     keys = ("accuracy", "f1_macro", "auc_roc_macro", "train_time_s", "eval_time_s",
             "peak_rss_mb")
     return {"folds": folds, "model": cfg.model, "init_from": cfg.init_from,

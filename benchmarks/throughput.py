@@ -6,8 +6,9 @@ read), with the same batch size, optimizer (Adam 1e-3, weight decay 1e-4) and th
 kind of augmentation (flip, +-10 degree rotation, 8 % shift and zoom, 20 % brightness):
 
 - emorec: ``load_dataset`` decodes the folder once (timed separately, one-off: later runs
-  hit the cache), then ``TorchEngine.fit`` runs one epoch (batches from the in-memory uint8
-  array, channels-last tensors); its per-epoch validation pass over 64 images is included.
+  hit the cache), then ``emorec.training.train`` (untracked) runs one epoch of the engine
+  (batches from the in-memory uint8 array, channels-last tensors); its ``train_time_s``,
+  which includes the per-epoch validation pass over 64 images, is the epoch's time.
   Twice: at the default precision (float32 on a CPU) and with ``precision="bf16"``
   (bfloat16 autocast, opt-in), each against the same naive float32 pipeline.
 - naive: torchvision ``ImageFolder`` + PIL decoding per sample every epoch + torchvision
@@ -33,11 +34,15 @@ MODELS = ("cnn_torch", "sanet", "vgg16", "resnet50")
 
 
 def emorec_epoch(root: Path, batch_size: int, precision: str = "auto") -> dict:
+    """One epoch through ``emorec.training.train``, untracked (``NoTracker``): every image
+    trains, 64 of them are the validation and test sets (as in the engine's own loop)."""
     import numpy as np
 
     from emorec.config import TrainConfig
     from emorec.data import Preprocessing, load_dataset
-    from emorec.engines import get_engine
+    from emorec.data.splits import Split
+    from emorec.tracking import NoTracker
+    from emorec.training import train
 
     start = time.perf_counter()
     ds = load_dataset("folder", root, Preprocessing(48, 1), use_cache=False, progress=False)
@@ -45,15 +50,12 @@ def emorec_epoch(root: Path, batch_size: int, precision: str = "auto") -> dict:
     cfg = TrainConfig(model="cnn_torch", dataset="folder", data_dir=str(root), epochs=1,
                       batch_size=batch_size, early_stopping=0, lr_schedule="none",
                       precision=precision, progress=False)
-    engine = get_engine("torch")
-    y = ds.targets
-    val = np.random.default_rng(0).choice(len(y), size=min(64, len(y)), replace=False)
-    model = engine.build(cfg, num_classes=len(ds.classes))
-    start = time.perf_counter()
-    fit = engine.fit(model, (ds.images, y), (ds.images[val], y[val]), cfg, [])
-    seconds = time.perf_counter() - start
-    return {"images_per_s": fit.train_images / seconds, "epoch_s": seconds, "decode_s": decode,
-            "images": fit.train_images}
+    n = len(ds.targets)
+    held_out = np.random.default_rng(0).choice(n, size=min(64, n), replace=False)
+    m = train(cfg, tracker=NoTracker(), split=Split(np.arange(n), held_out, held_out,
+                                                     strategy="stratified")).metrics
+    return {"images_per_s": m["train_images_per_s"], "epoch_s": m["train_time_s"],
+            "decode_s": decode, "images": round(m["train_images_per_s"] * m["train_time_s"])}
 
 
 def naive_transforms():

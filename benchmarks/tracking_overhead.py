@@ -1,21 +1,21 @@
 """Tracking overhead: one training run with full MLflow logging vs the same work untracked.
 
 Same config (cnn_torch on CK+48, subject-independent split, ``--epochs`` epochs, early
-stopping off, so every variant trains the same number of epochs):
+stopping off, so every variant trains the same number of epochs), and the same function,
+``emorec.training.train``, with another tracker:
 
-- ``full``: ``emorec.training.train`` as users run it: per-epoch metrics, MLflow system
-  metrics, dataset input, plots, classification report and the model (native flavour +
-  raw-image pyfunc), into a throwaway SQLite store;
+- ``full``: the default ``MlflowTracker``, as users run it: per-epoch metrics, MLflow
+  system metrics, dataset input, plots, classification report and the model (native
+  flavour + raw-image pyfunc), into a throwaway SQLite store;
 - ``no_model``: the same with ``log_model=False`` (to show what model logging costs);
-- ``none``: the same steps through the same package functions (cached dataset load, split,
-  engine build/fit/predict, test and validation metrics) with no MLflow call at all.
+- ``none``: ``NoTracker``, which records nothing: no MLflow call at all.
 
 Variants alternate within each repeat after one untimed warm-up of each; overhead is
 median(full) / median(none) - 1 of the wall time of the whole call.
 
 That difference of two ~30 s totals is as noisy as the machine (repeats vary by a second or
 more on a shared 2-core box), so the ``full`` runs are also clocked from inside: the wall
-time spent in each of emorec's tracking calls (opening and closing the run, parameters,
+time spent in each of the tracker's calls (opening and closing the run, parameters,
 dataset input, per-epoch metrics, plots and report, model), summed per run. That figure
 does not depend on how fast training ran; it misses only the system-metrics thread's
 background sampling, which the side-by-side totals include.
@@ -33,91 +33,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 
-def untracked(cfg) -> dict:
-    """What ``train`` does minus every MLflow call (same functions, same order)."""
-    from emorec.data import load_dataset
-    from emorec.data.preprocess import Preprocessing
-    from emorec.data.splits import make_split
-    from emorec.engines import get_engine
-    from emorec.metrics import classification_metrics
-    from emorec.resources import PeakMemorySampler
+class ClockedTracker:
+    """A tracker that passes every call on to another and sums the wall time spent in each
+    call site (opening and ending the run, parameters, dataset input, per-epoch metrics,
+    plots and report, the model)."""
 
-    ds = load_dataset(cfg.dataset, cfg.data_dir, Preprocessing(cfg.input_size, cfg.channels),
-                      options=cfg.dataset_options(), progress=False)
-    split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
-                       test_fraction=cfg.test_fraction, seed=cfg.seed)
-    y = ds.targets
-    parts = {k: (ds.images[i], y[i]) for k, i in
-             (("train", split.train), ("val", split.val), ("test", split.test))}
-    engine = get_engine(cfg.framework)
-    with PeakMemorySampler():
-        model = engine.build(cfg, num_classes=len(ds.classes))
-        engine.fit(model, parts["train"], parts["val"], cfg, [])
-        proba = engine.predict_proba(model, parts["test"][0])
-    report = classification_metrics(parts["test"][1], proba, list(ds.classes))
-    classification_metrics(parts["val"][1], engine.predict_proba(model, parts["val"][0]),
-                           list(ds.classes))
-    return report
+    SITES = {"log_config": "log_config", "log_dataset": "log_dataset",
+             "log_model_input": "log_model_input", "log_metrics": "log_metrics",
+             "log_evaluation": "plots_and_report", "log_model": "log_trained_model"}
 
+    def __init__(self, inner):
+        self.inner, self.seconds = inner, defaultdict(float)
+        for method, site in self.SITES.items():
+            setattr(self, method, self._timed(site, getattr(inner, method)))
 
-class TrackingClock:
-    """Wall time spent inside emorec's tracking calls while ``train`` runs, per call site.
-
-    Patches the module attributes ``train`` calls through (``tracking.*``,
-    ``training._log_artifacts``, ``MlflowCallback.on_epoch_end``) for the ``with`` block.
-    """
-
-    SITES = ("log_config", "log_dataset", "log_metrics", "log_trained_model")
-
-    def __init__(self):
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    def _timed(self, name: str, fn):
+    def _timed(self, site: str, fn):
         def timed(*a, **k):
             start = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
-                self.seconds[name] += time.perf_counter() - start
-        return timed
-
-    def _timed_run(self, start_run):
-        @contextlib.contextmanager
-        def timed(*a, **k):
-            start = time.perf_counter()
-            with start_run(*a, **k) as run:
-                self.seconds["start_run"] += time.perf_counter() - start
-                yield run  # an exception here leaves through start_run, untimed
-                start = time.perf_counter()
-            self.seconds["end_run"] += time.perf_counter() - start
+                self.seconds[site] += time.perf_counter() - start
         return timed
 
     @contextlib.contextmanager
-    def patched(self):
-        from unittest import mock
+    def run(self, *a, **k):
+        start = time.perf_counter()
+        with self.inner.run(*a, **k) as run:
+            self.seconds["start_run"] += time.perf_counter() - start
+            yield run  # an exception here leaves through the inner run, untimed
+            start = time.perf_counter()
+        self.seconds["end_run"] += time.perf_counter() - start
 
-        from emorec import tracking, training
-
-        with contextlib.ExitStack() as stack:
-            for name in self.SITES:
-                stack.enter_context(mock.patch.object(
-                    tracking, name, self._timed(name, getattr(tracking, name))))
-            stack.enter_context(mock.patch.object(
-                training, "_log_artifacts",
-                self._timed("plots_and_report", training._log_artifacts)))
-            stack.enter_context(mock.patch.object(
-                tracking.MlflowCallback, "on_epoch_end",
-                self._timed("epoch_metrics", tracking.MlflowCallback.on_epoch_end)))
-            stack.enter_context(mock.patch.object(
-                tracking, "start_run", self._timed_run(tracking.start_run)))
-            yield self
+    def callbacks(self) -> list:
+        callbacks = self.inner.callbacks()
+        for cb in callbacks:
+            cb.on_epoch_end = self._timed("epoch_metrics", cb.on_epoch_end)
+        return callbacks
 
 
 def clocked_train(cfg, clocks: list) -> None:
+    from emorec.tracking import MlflowTracker
     from emorec.training import train
 
-    with TrackingClock().patched() as clock:
-        train(cfg)
+    clock = ClockedTracker(MlflowTracker())
+    train(cfg, tracker=clock)
     clocks.append(dict(clock.seconds))
 
 
@@ -137,6 +97,7 @@ def main() -> None:
     started = time.time()
     ck = benchlib.require(args.data, "ckplus")
     from emorec.config import TrainConfig
+    from emorec.tracking import NoTracker
     from emorec.training import train
 
     cfg = TrainConfig(model=args.model, dataset="ckplus", data_dir=str(ck), epochs=args.epochs,
@@ -144,13 +105,13 @@ def main() -> None:
     clocks: list[dict] = []
     variants = {"full": lambda: clocked_train(cfg, clocks),
                 "no_model": lambda: train(cfg.replace(log_model=False)),
-                "none": lambda: untracked(cfg)}
+                "none": lambda: train(cfg, tracker=NoTracker())}
     times = {k: [] for k in variants}
     with benchlib.temporary_store(args.store):
         warm = cfg.replace(epochs=1)
         for _ in range(args.warmup):  # imports, store creation, dataset cache: in no variant
             train(warm)
-            untracked(warm)
+            train(warm, tracker=NoTracker())
         for r in range(args.repeats):
             for name, fn in variants.items():
                 times[name].append(timed(fn))
