@@ -65,7 +65,7 @@ def log_to_run(run_id: str, onnx_path: str | Path, name: str) -> str:
     side = int(model.prep["image_size"])
     png = cv2.imencode(".png", np.full((side, side), 128, np.uint8))[1].tobytes()
     # Resuming the run attaches the model to it; it ends FINISHED again on leaving.
-    with tracking._quiet_model_logging(), mlflow.start_run(run_id=run_id):
+    with tracking.quiet_model_logging(), mlflow.start_run(run_id=run_id):
         mlflow.pyfunc.log_model(
             name=name, python_model=OnnxPyfunc(model), artifacts={NATIVE: str(onnx_path)},
             code_paths=[str(Path(__file__).parent)],

@@ -17,18 +17,14 @@ from __future__ import annotations
 
 from emorec.tracking.datasets import dataset_digest, log_dataset
 from emorec.tracking.logged_models import (EMOTION_MODEL, ModelNotFound, load_emotion_model,
-                                           load_pyfunc, log_trained_model, registered_summary,
-                                           run_id_of)
-from emorec.tracking.logged_models import quiet_model_logging
+                                           load_pyfunc, log_trained_model, quiet_model_logging,
+                                           registered_summary, run_id_of)
 from emorec.tracking.runs import (MlflowCallback, git_commit, log_artifact_to_run, log_config,
                                   log_exploration, log_figure, log_json, log_metrics,
                                   log_model_input, log_params, log_report, log_text, set_tags,
                                   start_run)
 from emorec.tracking.store import STORE_DIR, configure, default_tracking_uri, experiment_id
 from emorec.tracking.tracker import MlflowTracker, NoTracker, RunInfo, Tracker
-
-# The name this helper had before the package was split (callers outside it still use it).
-_quiet_model_logging = quiet_model_logging
 
 __all__ = ["EMOTION_MODEL", "STORE_DIR", "MlflowCallback", "MlflowTracker", "ModelNotFound",
            "NoTracker", "RunInfo", "Tracker", "configure", "dataset_digest",
