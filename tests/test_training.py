@@ -119,7 +119,7 @@ def test_torch_run_never_imports_tensorflow(tmp_path):
     ({"batch_size": 0}, "batch_size must be"),
     ({"model": "vgg16", "image_size": 16}, "image_size must be"),
     ({"optimizer": "rmsprop"}, "valid: adam, adamw, sgd"),
-    ({"dataset": "affectnet"}, "valid datasets"),
+    ({"dataset": "affectnet"}, "unknown dataset .affectnet.; valid: synthetic"),
     ({"dataset": "ckplus"}, "needs data_dir"),
     ({"precision": "fp8"}, "valid: auto, fp32, bf16"),
     ({"model": "cnn_tf", "precision": "bf16"}, "needs a PyTorch model.*valid for it: auto, fp32"),

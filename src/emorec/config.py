@@ -8,8 +8,8 @@ message naming the valid range or choices.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau", "onecycle")
@@ -17,105 +17,154 @@ PRECISIONS = ("auto", "fp32", "bf16")
 TTA_MODES = ("none", "flip")
 
 
+def option(default: Any, help: str, *, choices: tuple | Callable[[], Any] | None = None,
+           tunable: bool = True, compared: bool = True, reported: int = 0,
+           needs: str | None = None, needs_values: tuple | None = None):
+    """A config field with what it is: ``help`` (one sentence), ``choices`` (a tuple, or a
+    function returning the names of a registry, read when needed), ``tunable`` (a study may
+    vary it), ``compared`` (a resumed study checks it is unchanged), ``reported`` (its
+    place among the hyperparameters the comparison report shows; 0 = not shown), ``needs`` (the optional engine feature,
+    from ``emorec.models.FEATURES``, that ``needs_values`` need; by default any value but
+    the default does)."""
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "tunable": tunable, "compared": compared,
+        "reported": reported, "needs": needs, "needs_values": needs_values})
+
+
+def _models():
+    from emorec.models import list_models
+    return list_models()
+
+
+def _datasets():
+    from emorec.data import FORMATS
+    return tuple(FORMATS)
+
+
+def _splits():
+    from emorec.data.splits import STRATEGIES
+    return STRATEGIES
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    # What to train on what.
-    model: str = "cnn_torch"  # a name from emorec.models.list_models()
-    dataset: str = "synthetic"  # a name from emorec.data.FORMATS
-    data_dir: str | None = None  # the dataset's root folder (or FER2013 CSV file)
+    # What to train on what (named on the command line, never tuned).
+    model: str = option("cnn_torch", "The model to train (emorec models lists them).",
+                        choices=_models, tunable=False)
+    dataset: str = option("synthetic", "The dataset format; synthetic needs no download "
+                          "(emorec datasets lists them).", choices=_datasets, tunable=False)
+    data_dir: str | None = option(None, "The dataset's root folder (the CSV file for "
+                                  "FER2013); every dataset but synthetic needs it.",
+                                  tunable=False, compared=False)
     # Optimisation.
-    epochs: int = 5  # upper bound; early stopping may end sooner
-    batch_size: int = 64
-    lr: float = 1e-3  # initial learning rate
-    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9, Nesterov)
-    weight_decay: float = 1e-4
-    # none | cosine | step (x0.1 every third) | plateau | onecycle (linear warm-up over the
-    # first 15 % to lr, then cosine to ~0; stepped per batch, PyTorch)
-    lr_schedule: str = "cosine"
-    # Wall-time budget of the training loop in minutes, 0 = none (PyTorch). The schedule then
-    # runs on whichever of epochs or elapsed time is further along, and training stops when
-    # either is spent, so a run ends on time however busy the machine is.
-    time_budget_min: float = 0.0
-    dropout: float = 0.25
-    label_smoothing: float = 0.0
-    class_weighting: bool = False  # weight the loss by inverse class frequency
-    early_stopping: int = 5  # patience in epochs on validation loss; 0 = off
-    # auto: float16 autocast on CUDA, float32 on the CPU; fp32: float32 everywhere;
-    # bf16: bfloat16 autocast (PyTorch), ~1.7x faster on CPUs with AVX512-BF16 or AMX.
-    precision: str = "auto"
-    augment: bool = True  # flips, small rotations/shifts/zoom, brightness
-    random_erasing: float = 0.0  # share of training images with a random rectangle erased
-    # Test-time augmentation, used by evaluation and every serving path alike (PyTorch):
-    # none, or flip (the mean of the probabilities of the image and its mirror image).
-    tta: str = "none"
-    pretrained: bool = False  # ImageNet weights from the local torch cache (vgg16, resnet50)
-    # Start from the weights of a logged or registered emorec model of the same architecture
-    # (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model); "" = from scratch.
-    # The classifier's rows of the classes both share are carried over (PyTorch).
-    init_from: str = ""
-    freeze_epochs: int = 0  # with init_from: train only the classifier head this many epochs
+    epochs: int = option(5, "Upper bound on the training epochs; early stopping may end "
+                         "sooner.", reported=4)
+    batch_size: int = option(64, "Images per training step, 1 to 4096.", reported=2)
+    lr: float = option(1e-3, "Initial learning rate, in (0, 10].", reported=1)
+    optimizer: str = option("adam", "The optimizer; sgd uses momentum 0.9 with Nesterov.",
+                            choices=OPTIMIZERS, reported=3)
+    weight_decay: float = option(1e-4, "Weight decay, in [0, 1).", reported=6)
+    lr_schedule: str = option(
+        "cosine", "The learning-rate schedule: none (constant), cosine to ~0, step (x0.1 "
+        "after each third of the epochs), plateau (x0.5 after 2 epochs without a lower "
+        "validation loss), or onecycle (a linear warm-up over the first 15 % to lr, then "
+        "cosine to ~0, stepped per batch).",
+        choices=LR_SCHEDULES, needs="onecycle", needs_values=("onecycle",))
+    time_budget_min: float = option(
+        0.0, "Wall-time budget of the training loop in minutes, 0 for none; the schedule "
+        "follows whichever of epochs or elapsed time is further along and training stops "
+        "when either is spent, so a run ends on time however busy the machine is.",
+        needs="time_budget")
+    dropout: float = option(0.25, "Dropout rate of the classifier head, in [0, 1).",
+                            reported=5)
+    label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy loss, in "
+                                    "[0, 1).")
+    class_weighting: bool = option(False, "Weight the loss by inverse class frequency.")
+    early_stopping: int = option(5, "Patience in epochs without a lower validation loss "
+                                 "before training stops; 0 turns early stopping off.")
+    precision: str = option(
+        "auto", "Compute precision: auto (float16 autocast on CUDA, bfloat16 on a CPU with "
+        "native bfloat16, else float32), fp32 everywhere, or bf16 autocast (~1.7x faster "
+        "on CPUs with AVX512-BF16 or AMX).", choices=PRECISIONS, needs="bf16",
+        needs_values=("bf16",))
+    augment: bool = option(True, "Augment training images: flips, small rotations, shifts "
+                           "and zoom, brightness.")
+    random_erasing: float = option(0.0, "Share of training images with a random rectangle "
+                                   "erased, in [0, 1].")
+    tta: str = option("none", "Test-time augmentation, used by evaluation and every serving "
+                      "path alike: none, or flip (the mean of the probabilities of the image "
+                      "and its mirror image).", choices=TTA_MODES, needs="tta")
+    pretrained: bool = option(False, "Start from ImageNet weights in the local torch cache "
+                              "(vgg16, resnet50).")
+    init_from: str = option(
+        "", "Start from the weights of a logged or registered emorec model of the same "
+        "architecture (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model), "
+        "carrying over the classifier rows of the classes both share; empty to train from "
+        "scratch.", needs="init_from")
+    freeze_epochs: int = option(0, "With init_from: train only the classifier head for this "
+                                "many epochs first.")
     # Input and preprocessing.
-    image_size: int = 0  # square side; 0 = the model's default
-    channels: int = 1  # 1 grayscale, 3 RGB
-    face_detect: bool = False  # Haar-cascade face crop before resizing
+    image_size: int = option(0, "Side of the square input image in pixels; 0 for the "
+                             "model's default.", reported=7)
+    channels: int = option(1, "Input channels: 1 for grayscale, 3 for RGB.")
+    face_detect: bool = option(False, "Crop the largest face (Haar cascade) before "
+                               "resizing.")
     # Data selection and split.
-    split: str = "auto"  # auto | official | grouped | stratified
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    samples: int = 1400  # size of the synthetic dataset
-    angles: str = "S"  # KDEF camera angles, comma-separated or "all"
-    include_neutral: bool = False  # original CK+: add first frames as neutral
-    strict: bool = False  # fail on unreadable images instead of skipping them
-    # Drop from training the images whose pixels duplicate a validation or test image, and
-    # every copy of an image that the dataset labels two ways (counts logged with the run).
-    dedupe: bool = False
-    seed: int = 42
-    # Tracking.
-    experiment: str = ""  # MLflow experiment; "" = "emorec-<dataset>"
-    run_name: str = ""  # "" = "<model>-<dataset>"
-    log_model: bool = True  # log the model (native flavour + raw-image pyfunc)
-    system_metrics: bool = True  # MLflow's CPU/memory/GPU sampling
-    progress: bool = True  # progress bars
+    split: str = option("auto", "How to split train, validation and test: auto takes the "
+                        "dataset's official split, else groups by subject, else "
+                        "stratifies by class.", choices=_splits)
+    val_fraction: float = option(0.15, "Share of the images held out for validation, in "
+                                 "(0, 0.5).")
+    test_fraction: float = option(0.15, "Share of the images held out for testing, in "
+                                  "(0, 0.5).")
+    samples: int = option(1400, "Size of the synthetic dataset, at least 14.")
+    angles: str = option("S", "KDEF camera angles, comma-separated (FL, HL, S, HR, FR), or "
+                         "all.")
+    include_neutral: bool = option(False, "Original CK+: add each sequence's first frame as "
+                                   "a neutral image.")
+    strict: bool = option(False, "Fail on unreadable images instead of skipping them.")
+    dedupe: bool = option(False, "Drop from training the images whose pixels duplicate a "
+                          "validation or test image, and every copy of an image the dataset "
+                          "labels two ways (counts logged with the run).")
+    seed: int = option(42, "Random seed of the split, the initial weights and the "
+                       "augmentation.")
+    # Tracking (how a run is recorded, never tuned nor compared).
+    experiment: str = option("", "MLflow experiment; empty for emorec-<dataset>.",
+                             tunable=False, compared=False)
+    run_name: str = option("", "MLflow run name; empty for <model>-<dataset>.",
+                           tunable=False, compared=False)
+    log_model: bool = option(True, "Log the trained model with the run (its native flavour "
+                             "and a pyfunc that takes raw images).", tunable=False,
+                             compared=False)
+    system_metrics: bool = option(True, "Sample CPU, memory and GPU use into the run "
+                                  "(MLflow system metrics).", tunable=False, compared=False)
+    progress: bool = option(True, "Show progress bars.", tunable=False, compared=False)
 
     def __post_init__(self) -> None:
-        from emorec.data import FORMATS
-        from emorec.data.splits import STRATEGIES
         from emorec.models import get_spec
 
         spec = get_spec(self.model)  # raises, listing valid models
-        if self.dataset not in FORMATS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; valid datasets: "
-                             f"{', '.join(FORMATS)}")
+        for f in fields(self):
+            valid = choices(f.name)
+            value = getattr(self, f.name)
+            _check(valid is None or value in valid,
+                   f"unknown {f.name} {value!r}; valid: {', '.join(map(str, valid or ()))}")
+            feature = f.metadata["needs"]
+            _check(not feature or not _needs(f, value) or spec.supports(feature),
+                   f"{f.name} {value} needs a {spec.supporting(feature)} model; {self.model} "
+                   f"is {spec.framework} (valid for it: {_without_feature(f)})")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(1 <= self.batch_size <= 4096, f"batch_size must be in [1, 4096], got {self.batch_size}")
         _check(0 < self.lr <= 10, f"lr must be in (0, 10], got {self.lr}")
-        _check(self.optimizer in OPTIMIZERS,
-               f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        _check(self.lr_schedule in LR_SCHEDULES,
-               f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         _check(0 <= self.weight_decay < 1, f"weight_decay must be in [0, 1), got {self.weight_decay}")
         _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         _check(0 <= self.label_smoothing < 1,
                f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _check(self.early_stopping >= 0, f"early_stopping must be >= 0, got {self.early_stopping}")
-        _check(self.precision in PRECISIONS,
-               f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        _check(self.precision != "bf16" or spec.framework == "torch",
-               f"precision bf16 needs a PyTorch model; {self.model} is {spec.framework} "
-               "(valid for it: auto, fp32)")
         _check(self.time_budget_min >= 0,
                f"time_budget_min must be >= 0 (0 = no budget), got {self.time_budget_min}")
         _check(0 <= self.random_erasing <= 1,
                f"random_erasing must be in [0, 1], got {self.random_erasing}")
-        _check(self.tta in TTA_MODES, f"unknown tta {self.tta!r}; valid: {', '.join(TTA_MODES)}")
-        torch_only = {"lr_schedule": (self.lr_schedule == "onecycle", "cosine, step, plateau"),
-                      "tta": (self.tta != "none", "none"),
-                      "time_budget_min": (self.time_budget_min > 0, "0"),
-                      "init_from": (bool(self.init_from), '""')}
-        for name, (used, valid) in torch_only.items():
-            _check(not used or spec.framework == "torch",
-                   f"{name} {getattr(self, name)} needs a PyTorch model; {self.model} is "
-                   f"{spec.framework} (valid for it: {valid})")
         _check(self.freeze_epochs >= 0, f"freeze_epochs must be >= 0, got {self.freeze_epochs}")
         _check(not self.freeze_epochs or bool(self.init_from),
                "freeze_epochs needs init_from (the model whose backbone to keep)")
@@ -125,8 +174,6 @@ class TrainConfig:
                f"image_size must be 0 (model default) or in [{spec.min_image_size}, 512] "
                f"for {self.model}, got {self.image_size}")
         _check(self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}")
-        _check(self.split in STRATEGIES,
-               f"unknown split {self.split!r}; valid: {', '.join(STRATEGIES)}")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             _check(0 < value < 0.5, f"{name} must be in (0, 0.5), got {value}")
@@ -173,22 +220,74 @@ class TrainConfig:
         return cls(**{k: _coerce(v, known[k].default) for k, v in values.items()})
 
 
+# The field lists other modules act on, derived from the metadata above.
+NOT_TUNABLE = tuple(f.name for f in fields(TrainConfig) if not f.metadata["tunable"])
+NOT_COMPARED = tuple(f.name for f in fields(TrainConfig) if not f.metadata["compared"])
+REPORTED = tuple(f.name for f in sorted((f for f in fields(TrainConfig) if f.metadata["reported"]),
+                                         key=lambda f: f.metadata["reported"]))
+
+
+def choices(name: str) -> tuple | None:
+    """The valid values of field ``name``, or None when any value of its type may do."""
+    valid = TrainConfig.__dataclass_fields__[name].metadata["choices"]
+    return tuple(valid()) if callable(valid) else valid
+
+
+def describe(name: str, default: bool = True) -> str:
+    """What field ``name`` is, its choices and (with ``default``) its default: the help of
+    the command-line flags that set it."""
+    f = TrainConfig.__dataclass_fields__[name]
+    valid = choices(name)
+    listed = f" Choices: {', '.join(map(str, valid))}." if valid else ""
+    return f"{f.metadata['help']}{listed}" + (f" Default: {_show(f.default)}." if default else "")
+
+
+def parse_bool(text: Any) -> bool:
+    """The one reading of a yes/no value given as text: true/false, 1/0, yes/no, on/off."""
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
 
 
+def _needs(f: dataclasses.Field, value: Any) -> bool:
+    """Whether ``value`` of field ``f`` asks for the optional feature the field names."""
+    values = f.metadata["needs_values"]
+    return value in values if values is not None else value != f.default
+
+
+def _without_feature(f: dataclasses.Field) -> str:
+    """The values of ``f`` that every model supports, for the error that refuses one."""
+    valid = choices(f.name)
+    if valid is None:
+        return _show(f.default)
+    return ", ".join(str(v) for v in valid if not _needs(f, v))
+
+
+def _show(value: Any) -> str:
+    """A default as a user types it."""
+    if value is None or value == "":
+        return '""'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _coerce(value: Any, default: Any) -> Any:
-    """Convert a string to the type of the field's default (bools accept true/false/1/0)."""
+    """Convert a string to the type of the field's default (bools through ``parse_bool``)."""
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value if value != "" or default is not None else None
     if isinstance(default, bool):
-        lowered = value.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected true or false, got {value!r}")
+        return parse_bool(value)
     try:
         return type(default)(value)
     except ValueError:

@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from emorec import plots, tracking
+from emorec.config import REPORTED
 from emorec.tracking import queries
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ COLUMNS = (
 )
 CSV_KEYS = [c[0] for c in COLUMNS] + list(queries.REPORT_PARAMS) + ["run_id", "run_link",
                                                                       "model_uri"]
-HYPERPARAMS = ("lr", "batch_size", "optimizer", "epochs", "dropout", "weight_decay", "image_size")
+HYPERPARAMS = REPORTED
 CHARTS = (("test_accuracy", "Test accuracy"), ("test_f1_macro", "Test macro F1"),
           ("train_time_s", "Training time (s)"), ("peak_rss_mb", "Peak RSS (MB)"))
 

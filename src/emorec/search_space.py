@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from emorec.config import TrainConfig
+from emorec.config import NOT_TUNABLE, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,6 @@ SECTIONS = ("grid", "space", "fixed", "start", "preset")
 PRESET_KEYS = ("model", "dataset")  # what a preset file's ``preset`` section names
 DIST_KEYS = ("choices", "low", "high", "log", "step", "if")
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-# Fields a study must not vary: they name what is tuned or how it is tracked.
-NOT_TUNABLE = ("model", "dataset", "data_dir", "experiment", "run_name", "progress",
-               "system_metrics", "log_model")
 
 
 @dataclass(frozen=True)

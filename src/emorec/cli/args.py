@@ -29,13 +29,14 @@ def optional(kind):
 
 
 def as_bool(text) -> bool:
-    """``--cross`` alone, or ``--cross true|false`` (how MLproject passes it)."""
-    lowered = str(text).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    """``--cross`` alone, or ``--cross true|false`` (how MLproject passes it): the config's
+    one boolean parser, its error in argparse's words."""
+    from emorec.config import parse_bool
+
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def split_list(text: str) -> list[str]:

@@ -7,43 +7,58 @@ import os
 import sys
 
 from emorec.cli.args import EXIT_FAILED, as_bool, optional, parse_sets, split_list
+from emorec.config import describe
 
 # The choices of emorec.study, repeated so that building the parser (every command)
 # does not import Optuna and MLflow; tests/test_study.py checks that they agree.
 STUDY_SAMPLERS = ("grid", "tpe")
 STUDY_OBJECTIVES = ("accuracy", "f1", "multi")
 STUDY_PRUNERS = ("median", "hyperband", "none")
+CROSS_HELP = ("Also test each dataset's champion on the other datasets' test splits; "
+              "--cross alone or --cross true|false.")
 
 
 def _add_tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=STUDY_SAMPLERS, default="grid",
-                   help="grid: the YAML grid, stops when exhausted; tpe: the YAML space "
-                        "(default: grid)")
+                   help="How trials are chosen: grid runs every point of the space file's grid "
+                        "and stops, tpe samples its space. Default: grid.")
     p.add_argument("--n-trials", type=int, default=None,
-                   help="finished trials the study should reach (default, or 0: every grid "
-                        "point, or 20 for tpe)")
+                   help="Finished trials the study should reach; 0 or absent means every "
+                        "grid point, or 20 for tpe.")
     p.add_argument("--timeout", type=optional(float), default=None,
-                   help="seconds after which no new trial starts")
+                   help="Seconds after which no new trial starts; absent or 0 for no limit.")
     p.add_argument("--storage", type=optional(str), default=None,
-                   help="SQLAlchemy URL of the Optuna storage, without a password (PGPASSWORD, "
-                        "~/.pgpass) (default: $EMOREC_OPTUNA_STORAGE or sqlite mlruns/optuna.db)")
+                   help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
+                        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
+                        "SQLite mlruns/optuna.db.")
     p.add_argument("--objective", choices=STUDY_OBJECTIVES, default="accuracy",
-                   help="accuracy | f1 (validation, maximised) | multi (accuracy, train time, RSS)")
+                   help="What trials are ranked by: validation accuracy or macro F1 "
+                        "(maximised), or multi (accuracy, training time and peak RSS, a Pareto "
+                        "front). Default: accuracy.")
     p.add_argument("--pruner", choices=("auto", *STUDY_PRUNERS), default="auto",
-                   help="auto (default): median for tpe, none for grid and multi")
+                   help="What stops weak trials early: auto is median for tpe and none for "
+                        "grid and multi. Default: auto.")
     p.add_argument("--pruner-startup-trials", type=int, default=5,
-                   help="median: trials that finish before any is pruned")
+                   help="With the median pruner: trials that finish before any is pruned. "
+                        "Default: 5.")
     p.add_argument("--pruner-warmup-epochs", type=int, default=0,
-                   help="median: epochs every trial runs before it may be pruned")
+                   help="With the median pruner: epochs every trial runs before it may be "
+                        "pruned. Default: 0.")
     p.add_argument("--space", type=optional(str), default=None,
-                   help="search space YAML (default: tuning/<model>.yaml)")
+                   help="The search space YAML file. Default: tuning/<model>.yaml.")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="fixed TrainConfig values for every trial, e.g. epochs=1 image_size=32")
-    p.add_argument("--heartbeat-interval", type=int, default=30)
+                   help="Fixed values for every trial of any emorec train option (see emorec "
+                        "train --help), by field name, e.g. epochs=1 image_size=32.")
+    p.add_argument("--heartbeat-interval", type=int, default=30,
+                   help="Seconds between a running trial's heartbeats in the storage. "
+                        "Default: 30.")
     p.add_argument("--grace-period", type=int, default=120,
-                   help="seconds without heartbeat after which a RUNNING trial counts as dead")
-    p.add_argument("--no-register", action="store_true", help="do not register the best model")
-    p.add_argument("--no-plots", action="store_true", help="do not log Optuna's plots")
+                   help="Seconds without a heartbeat after which a running trial counts as "
+                        "dead and is failed and retried. Default: 120.")
+    p.add_argument("--no-register", action="store_true",
+                   help="Do not register the best trial's model in the model registry.")
+    p.add_argument("--no-plots", action="store_true",
+                   help="Do not log Optuna's plots to the study's run.")
 
 
 def _n_trials(value: int | None) -> int | None:
@@ -206,15 +221,16 @@ def cmd_study_status(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     p = sub.add_parser("tune", help="run or resume an Optuna study for one model and dataset")
     p.add_argument("--model", type=optional(str), default=None,
-                   help="the model to tune (emorec models); a preset names its own")
+                   help=describe("model", default=False) + " Needed unless a preset names it.")
     p.add_argument("--dataset", type=optional(str), default=None,
-                   help="the dataset format (default: synthetic; a preset names its own)")
+                   help=describe("dataset") + " A preset names its own.")
     p.add_argument("--preset", type=optional(str), default=None,
-                   help="a recipe in tuning/: its model, dataset and space "
-                        "(e.g. fer2013: the FER2013 recipe, see README)")
-    p.add_argument("--data-dir", type=optional(str), default=None)
+                   help="A recipe in tuning/ that names the model, dataset and space, e.g. "
+                        "fer2013 (see README).")
+    p.add_argument("--data-dir", type=optional(str), default=None, help=describe("data_dir"))
     p.add_argument("--study-name", type=optional(str), default=None,
-                   help="default: <model>-<dataset>-<sampler>-<objective>")
+                   help="The Optuna study to create or resume. Default: "
+                        "<model>-<dataset>-<sampler>-<objective>.")
     _add_tuning_flags(p)
     p.set_defaults(func=cmd_tune)
 
@@ -223,29 +239,37 @@ def add_commands(sub) -> None:
     p = actions.add_parser("status", help="trials by state, best value and running trials "
                                           "(with their worker) of the studies in a storage")
     p.add_argument("--storage", type=optional(str), default=None,
-                   help="SQLAlchemy URL, without a password (PGPASSWORD, ~/.pgpass) "
-                        "(default: $EMOREC_OPTUNA_STORAGE or mlruns/optuna.db)")
+                   help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
+                        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
+                        "SQLite mlruns/optuna.db.")
     p.add_argument("--study-name", type=optional(str), default=None,
-                   help="one study (default: all)")
-    p.add_argument("--json", action="store_true")
+                   help="Show only this study. Default: every study in the storage.")
+    p.add_argument("--json", action="store_true", help="Print the status as JSON.")
     p.set_defaults(func=cmd_study_status)
 
     p = sub.add_parser("compare", help="results table, charts (and cross-dataset matrix) "
                                        "of the registered champions and best runs")
     p.add_argument("--dataset", nargs="*", action="extend", default=[],
-                   help="only these datasets (space- or comma-separated; default: all)")
-    p.add_argument("--out", default="outputs/compare")
+                   help="Report only these datasets, space- or comma-separated. Default: all.")
+    p.add_argument("--out", default="outputs/compare",
+                   help="The folder the report is written to. Default: outputs/compare.")
     p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool,
-                   help="also test each dataset's champion on the other datasets' test splits")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
+                   help=CROSS_HELP)
+    p.add_argument("--no-mlflow", action="store_true",
+                   help="Do not log the report as a run of MLflow.")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("benchmark-all", help="a study per model x dataset, then the report")
-    p.add_argument("--models", required=True, help="comma-separated, e.g. cnn_torch,vgg16")
-    p.add_argument("--datasets", default="synthetic", help="comma-separated, e.g. ckplus,fer2013")
+    p.add_argument("--models", required=True,
+                   help="The models to tune, comma-separated, e.g. cnn_torch,vgg16.")
+    p.add_argument("--datasets", default="synthetic",
+                   help="The datasets to tune on, comma-separated, e.g. ckplus,fer2013. "
+                        "Default: synthetic.")
     p.add_argument("--data-dir", action="append", metavar="DATASET=PATH",
-                   help="a dataset's folder; repeat per dataset")
-    p.add_argument("--out", default="outputs/compare")
-    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool)
+                   help="A dataset's root folder; repeat the flag for each dataset.")
+    p.add_argument("--out", default="outputs/compare",
+                   help="The folder the report is written to. Default: outputs/compare.")
+    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool,
+                   help=CROSS_HELP)
     _add_tuning_flags(p)
     p.set_defaults(func=cmd_benchmark_all)

@@ -7,15 +7,17 @@ import dataclasses
 import os
 import sys
 
-from emorec.config import TrainConfig
+from emorec.config import TrainConfig, describe
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per TrainConfig field, parsed as strings and coerced by the config."""
+    """One ``--flag`` per TrainConfig field, parsed as strings and coerced by the config;
+    its help is the field's own description (``emorec.config.describe``)."""
     for f in dataclasses.fields(TrainConfig):
-        default = "" if f.default is None else f.default
+        kind = "str" if f.default is None else type(f.default).__name__
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                            metavar=type(default).__name__.upper(), help=f"default: {default!r}")
+                            metavar=kind.upper(),
+                            help=describe(f.name).replace("%", "%%"))  # argparse formats %
 
 
 def _config_from(args: argparse.Namespace) -> TrainConfig:

@@ -36,17 +36,17 @@ class Preprocessing:
             raise ValueError(f"image_size must be in [16, 512], got {self.image_size}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if not isinstance(self.face_detect, bool):
+            raise ValueError(f"face_detect must be true or false, got {self.face_detect!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(int(d["image_size"]), int(d["channels"]), _as_bool(d["face_detect"]))
-
-
-def _as_bool(v) -> bool:
-    return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+        # The logged model's settings, written by to_dict (pickled, or JSON in an ONNX
+        # export): face_detect is a real bool, never text to parse.
+        return cls(int(d["image_size"]), int(d["channels"]), d["face_detect"])
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:

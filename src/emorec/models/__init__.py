@@ -2,7 +2,10 @@
 
 Each spec names its framework and the module that builds it; that module (and
 so PyTorch or TensorFlow) is imported only when the model is built, which is
-what keeps ``import emorec`` and a PyTorch run free of TensorFlow.
+what keeps ``import emorec`` and a PyTorch run free of TensorFlow. A spec also
+says which optional training features its framework's engine implements
+(``FEATURES``), so the config can refuse a setting before any data is read
+without knowing frameworks itself.
 """
 
 from __future__ import annotations
@@ -11,6 +14,12 @@ import importlib
 from dataclasses import dataclass
 
 FRAMEWORKS = ("torch", "keras")
+FRAMEWORK_NAMES = {"torch": "PyTorch", "keras": "Keras"}  # as a person writes them
+# The optional training features each framework's engine implements (beyond what every
+# engine does); a TrainConfig field that needs one names it (``needs``): bf16 autocast,
+# the one-cycle schedule, test-time augmentation, the wall-time budget, init_from weights.
+FEATURES = {"torch": frozenset({"bf16", "onecycle", "tta", "time_budget", "init_from"}),
+            "keras": frozenset()}
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,14 @@ class ModelSpec:
     min_image_size: int  # smallest input side the architecture accepts
     default_image_size: int
     summary: str
+
+    def supports(self, feature: str) -> bool:
+        return feature in FEATURES[self.framework]
+
+    @staticmethod
+    def supporting(feature: str) -> str:
+        """The frameworks whose models have ``feature``, for an error message: "PyTorch"."""
+        return " or ".join(FRAMEWORK_NAMES[f] for f in FRAMEWORKS if feature in FEATURES[f])
 
     def load_builder(self):
         module, func = self.builder.split(":")

@@ -23,8 +23,6 @@ SAMPLERS = ("grid", "tpe")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_TPE_TRIALS = 20
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards n_trials
-# Config fields a study's trials must share to be comparable (checked on resume).
-NOT_COMPARED = ("data_dir", "experiment", "run_name", "progress", "system_metrics", "log_model")
 
 
 def worker_id() -> str:

@@ -12,10 +12,10 @@ import optuna
 from optuna.trial import TrialState
 
 from emorec import search_space, tracking
-from emorec.config import TrainConfig
+from emorec.config import NOT_COMPARED, TrainConfig
 from emorec.engines.base import TrainingDiverged
-from emorec.study.options import (DEFAULT_TPE_TRIALS, FINISHED, NOT_COMPARED, OBJECTIVES,
-                                  StudyOptions, StudyResult, target_trials, worker_id)
+from emorec.study.options import (DEFAULT_TPE_TRIALS, FINISHED, OBJECTIVES, StudyOptions,
+                                  StudyResult, target_trials, worker_id)
 from emorec.study import trial_runs
 from emorec.study.recovery import (fail_stale, recover, retry_failed_points, session_tags,
                                    warn_failed_points)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import mlflow
 
+from emorec.config import REPORTED
 from emorec.tracking import store
 from emorec.tracking.logged_models import EMOTION_MODEL
 from emorec.tracking.registry import CHAMPION, current
 
 REPORT_METRICS = ("test_accuracy", "test_f1_macro", "test_auc_roc_macro", "train_time_s",
                   "eval_time_s", "peak_rss_mb", "num_parameters")
-REPORT_PARAMS = ("lr", "batch_size", "optimizer", "epochs", "dropout", "weight_decay",
-                 "image_size", "split_digest")
+REPORT_PARAMS = (*REPORTED, "split_digest")  # the split identifies what the test set was
 
 
 def champions() -> list[dict]:
