@@ -1,139 +1,24 @@
-"""Parameter grids and search spaces as data: ``tuning/<model>.yaml``, loaded and validated.
+"""Reading and checking a search-space file: every section, field, distribution and value.
 
-A file has up to four sections, every key a ``TrainConfig`` field:
-
-- ``grid``: field -> list of values; every combination is one trial of the
-  grid sampler.
-- ``space``: field -> distribution for samplers that are not grid-based
-  (TPE): ``{choices: [...]}``, or ``{low, high[, log][, step]}`` (int for int
-  fields, float otherwise). A field may instead hold a list of alternatives,
-  each with an ``if: {other_field: value-or-list}`` condition on a field
-  sampled earlier; the first alternative whose condition holds is used, and
-  when none holds the field keeps its fixed value (conditional parameters,
-  e.g. a larger learning-rate range for SGD than for Adam).
-- ``fixed``: values every trial uses (e.g. the epochs budget).
-- ``start``: points a TPE study evaluates first (a known-good baseline).
-
-Everything is checked on load: an unknown section, field or distribution key,
-an empty list, a bad range or a value ``TrainConfig`` rejects is a
-``ValueError`` naming the file and the key.
+Errors name the file and the key (``_Where``); with a base config, every value must also
+be one ``TrainConfig`` accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import logging
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from emorec.config import NOT_TUNABLE, TrainConfig
-
-log = logging.getLogger(__name__)
+from emorec.search_space.types import Alternative, SearchSpace
 
 SECTIONS = ("grid", "space", "fixed", "start", "preset")
-PRESET_KEYS = ("model", "dataset")  # what a preset file's ``preset`` section names
 DIST_KEYS = ("choices", "low", "high", "log", "step", "if")
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-
-
-@dataclass(frozen=True)
-class Alternative:
-    """One distribution of a space field, used when ``when`` holds (always if empty)."""
-
-    choices: tuple | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    is_int: bool = False
-    when: tuple[tuple[str, tuple], ...] = ()  # ((field, allowed values), ...)
-
-    def holds(self, values: dict[str, Any]) -> bool:
-        return all(values.get(name) in allowed for name, allowed in self.when)
-
-    def label(self, name: str) -> str:
-        """The Optuna parameter name: one per alternative, so each keeps one distribution."""
-        if not self.when:
-            return name
-        cond = ",".join(f"{k}={'|'.join(map(str, v))}" for k, v in self.when)
-        return f"{name}[{cond}]"
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    path: str
-    grid: dict[str, list] = field(default_factory=dict)
-    space: dict[str, tuple[Alternative, ...]] = field(default_factory=dict)
-    fixed: dict[str, Any] = field(default_factory=dict)
-    start: tuple[dict[str, Any], ...] = ()
-
-    def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.grid.values()) if self.grid else 0
-
-    def without(self, names) -> "SearchSpace":
-        """This space with ``names`` removed everywhere (they are fixed from outside)."""
-        names = set(names)
-        dropped = sorted(names & (set(self.grid) | set(self.space) | set(self.fixed)))
-        if dropped:
-            log.info("%s: %s fixed by the caller; not tuned", self.path, ", ".join(dropped))
-        keep = lambda d: {k: v for k, v in d.items() if k not in names}  # noqa: E731
-        return dataclasses.replace(self, grid=keep(self.grid), space=keep(self.space),
-                                   fixed=keep(self.fixed),
-                                   start=tuple(keep(p) for p in self.start))
-
-    def digest(self, part: str | None = None) -> str:
-        """Identifies the grid (``part="grid"``), the space (``"tpe"``) or both; a study
-        checks on resume that what its sampler searches has not changed."""
-        data = {"grid": self.grid, "space": {k: [dataclasses.asdict(a) for a in v]
-                                             for k, v in self.space.items()}}
-        if part is not None:
-            data = data["grid" if part == "grid" else "space"]
-        text = json.dumps(data, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def default_path(model: str) -> Path:
-    """``tuning/<model>.yaml`` (or a preset's ``tuning/<name>.yaml``): from
-    $EMOREC_TUNING_DIR, ./tuning, or beside the source tree."""
-    env = os.environ.get("EMOREC_TUNING_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [Path("tuning"), Path(__file__).resolve().parents[2] / "tuning"]
-    for folder in candidates:
-        if (folder / f"{model}.yaml").is_file():
-            return folder / f"{model}.yaml"
-    raise FileNotFoundError(f"no search space for model {model!r}: looked for {model}.yaml in "
-                            f"{', '.join(str(c) for c in candidates)}; pass --space FILE")
-
-
-def read_preset(name: str) -> tuple[Path, dict[str, str]]:
-    """A named recipe: ``tuning/<name>.yaml`` and the model and dataset its ``preset``
-    section is for (``emorec tune --preset NAME``)."""
-    try:
-        path = default_path(name)
-    except FileNotFoundError:
-        raise ValueError(f"unknown preset {name!r}; valid presets: "
-                         f"{', '.join(list_presets()) or 'none'}") from None
-    raw = yaml.safe_load(path.read_text()) or {}
-    preset = raw.get("preset") if isinstance(raw, dict) else None
-    if not isinstance(preset, dict) or set(preset) != set(PRESET_KEYS):
-        raise ValueError(f"{path} is not a preset: it needs a 'preset' section with "
-                         f"{' and '.join(PRESET_KEYS)}; valid presets: "
-                         f"{', '.join(list_presets()) or 'none'}")
-    return path, {k: str(v) for k, v in preset.items()}
-
-
-def list_presets() -> list[str]:
-    """The names of the files in the tuning folder that hold a ``preset`` section."""
-    folder = default_path("cnn_torch").parent
-    return sorted(p.stem for p in folder.glob("*.yaml")
-                  if "\npreset:" in "\n" + p.read_text())
 
 
 def load(path: str | os.PathLike, base: TrainConfig | None = None) -> SearchSpace:
