@@ -6,13 +6,20 @@ The champion: ``--model-uri`` if given, else this script trains cnn_torch on a r
 store and registers it (``emorec.tracking.registry.register_best``: alias ``champion``); it is then
 loaded as ``models:/emorec-cnn_torch-fer2013@champion`` and exported to ONNX with
 ``emorec.onnx_export.export_onnx`` (parity-checked), and that file is loaded through the
-same API (ONNX Runtime).
+same API (ONNX Runtime). The same champion is also exported as int8
+(``emorec.quantize.export_int8``: static quantization calibrated on its own training split)
+and loaded the same way: float32 vs int8 ONNX, side by side on the same images, with the
+size of each file.
 
 Every image is a 48x48 face crop already, so face detection is off on both sides: emorec
 ``predict(img, detect_faces=False)``; fer ``detect_emotions(img, face_rectangles=[whole
 image])`` (its public per-image API; fer has no batch API, so its "batch" figure is its
 per-image loop). Single-image latency: each of ``--single`` images predicted alone, one
-warm-up first; p50/p90 reported. Batch: ``--batch``-image lists, median per image.
+warm-up first; p50/p90 reported. The float32 ONNX, int8 ONNX and fer TFLite figures are
+timed in turns (``interleaved``: 25 images each, the order rotated every turn, fer in a
+child process that waits for its turn), so a change in the shared machine's load hits all
+three alike; the CPU's SIMD flags are recorded, since int8 speed depends on VNNI. Batch:
+``--batch``-image lists, median per image.
 Accuracy: over all PublicTest images (or ``--eval-images``).
 
 fer (pip ``fer``: mini-Xception trained on FER2013, needs TensorFlow and opencv < 5) runs in
@@ -25,6 +32,7 @@ side is reported as not run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -38,14 +46,45 @@ FER_LABELS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "
               "sad": "sadness", "surprise": "surprise", "neutral": "neutral"}
 
 
-def latency(predict_one, predict_many, images: list, single: int, batch: int) -> dict:
-    """p50/p90 single-image latency (ms) and median per-image time in batches (ms)."""
-    predict_one(images[0])  # warm-up
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+TURN = 25  # images per backend per turn in the interleaved timing
+
+
+def time_each(predict_one, images: list) -> list[float]:
+    """ms per call of ``predict_one`` on each image, one at a time."""
     times = []
-    for img in images[:single]:
+    for img in images:
         start = time.perf_counter()
         predict_one(img)
         times.append(1e3 * (time.perf_counter() - start))
+    return times
+
+
+def interleaved(timers: dict, count: int) -> dict[str, list[float]]:
+    """Single-image times of several backends over the same first ``count`` images, taken
+    in turns of ``TURN`` images, the order rotated every turn. ``timers[name](start, end)``
+    returns the ms of each image in ``images[start:end]``."""
+    names, times = list(timers), {name: [] for name in timers}
+    for turn, start in enumerate(range(0, count, TURN)):
+        k = turn % len(names)
+        for name in names[k:] + names[:k]:
+            times[name] += timers[name](start, min(start + TURN, count))
+    return times
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags of this CPU that decide int8 and bf16 speed."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return [f for f in SIMD_FLAGS if f in flags]
+
+
+def latency(predict_one, predict_many, images: list, single: int, batch: int) -> dict:
+    """p50/p90 single-image latency (ms) and median per-image time in batches (ms)."""
+    predict_one(images[0])  # warm-up
+    times = time_each(predict_one, images[:single])
     per_image = []
     for start in range(0, min(len(images), 4 * batch), batch):
         chunk = images[start:start + batch]
@@ -64,6 +103,7 @@ def fer_child(paths_file: str, single: int, batch: int) -> None:
 
     items = json.loads(Path(paths_file).read_text())
     images = [cv2.imread(path) for path, _ in items]  # BGR, as fer expects
+    serve_turns(FER(mtcnn=False, use_tflite=True), images)
     out = {}
     for tflite in (True, False):
         detector = FER(mtcnn=False, use_tflite=tflite)
@@ -86,6 +126,57 @@ def fer_child(paths_file: str, single: int, batch: int) -> None:
 
     out["fer_version"] = fer.__version__
     print(json.dumps(out))
+
+
+def serve_turns(detector, images: list) -> None:
+    """The child's side of ``interleaved``: for each "START END" line on stdin, time fer's
+    default (TFLite) detector on images[START:END] and answer with one JSON line; an empty
+    line or the end of stdin ends the turns."""
+    def one(img):
+        h, w = img.shape[:2]
+        return detector.detect_emotions(img, face_rectangles=[(0, 0, w, h)])
+
+    one(images[0])  # warm-up
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        start, end = map(int, line.split())
+        print(json.dumps({"ms": time_each(one, images[start:end])}), flush=True)
+
+
+class FerChild:
+    """The fer interpreter as a child process that takes turns (``serve_turns``), then
+    runs its own measurements (``fer_child``) and returns them from ``finish``."""
+
+    def __init__(self, fer_python: str, paths: Path, single: int, batch: int):
+        import subprocess
+
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [fer_python, __file__, "--fer-child", str(paths), "--single", str(single),
+             "--batch", str(batch)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.log, text=True, cwd=benchlib.REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        self._answer()  # ready
+
+    def _answer(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        self.proc.wait()
+        self.log.seek(0)
+        raise RuntimeError(f"fer child exited with {self.proc.returncode}: "
+                           f"{self.log.read()[-300:]}")
+
+    def time(self, start: int, end: int) -> list[float]:
+        self.proc.stdin.write(f"{start} {end}\n")
+        self.proc.stdin.flush()
+        return self._answer()["ms"]
+
+    def finish(self) -> dict:
+        self.proc.stdin.close()
+        return self._answer()
 
 
 def fer_at_its_best(detector, images: list, items: list, single: int, batch: int) -> dict:
@@ -146,21 +237,26 @@ def profile(predictor, images: list) -> dict:
     return out
 
 
-def emorec_side(uri: str, items: list, single: int, batch: int) -> dict:
+def emorec_side(uri: str, items: list, single: int, batch: int) -> tuple[dict, dict, list]:
+    """Every emorec backend measured one after the other; returns (figures, the loaded ONNX
+    predictors by name for the interleaved timing, the images)."""
     import cv2
     import torch
 
     import emorec
     from emorec.onnx_export import export_onnx
+    from emorec.quantize import export_int8
 
     images = [cv2.imread(path, cv2.IMREAD_GRAYSCALE) for path, _ in items]
-    onnx_path = Path(tempfile.mkdtemp(prefix="emorec-onnx-")) / "champion.onnx"
-    export_onnx(uri, onnx_path, log_to_run=False)
-    out = {}
+    folder = Path(tempfile.mkdtemp(prefix="emorec-onnx-"))
+    onnx_path = export_onnx(uri, folder / "champion.onnx", log_to_run=False)
+    int8_path, quantization = export_int8(uri, folder / "champion-int8.onnx", log_to_run=False)
+    out, onnx = {}, {}
     threads = torch.get_num_threads()
     # The last row: PyTorch limited to one intra-op thread, which avoids thread hand-offs
     # (and oversubscription on a shared machine) for one small image.
     for name, target, n in (("emorec_torch", uri, threads), ("emorec_onnx", onnx_path, threads),
+                            ("emorec_onnx_int8", int8_path, threads),
                             ("emorec_torch_1_thread", uri, 1)):
         torch.set_num_threads(n)
         predictor = emorec.load(str(target))
@@ -169,10 +265,59 @@ def emorec_side(uri: str, items: list, single: int, batch: int) -> dict:
                           images, single, batch)
         figures["profile_ms"] = profile(predictor, images[:100])
         figures["accuracy"] = benchlib.accuracy(predictor, images, [b for _, b in items])
+        if isinstance(target, Path):
+            figures["model_mb"] = target.stat().st_size / 1e6
+            onnx[name] = predictor
         out[name] = figures
         print(f"{name}: p50 {figures['single_p50_ms']:.2f} ms, accuracy "
               f"{figures['accuracy']:.4f}", flush=True)
-    return out
+    out["emorec_onnx_int8"]["quantization"] = quantization
+    return out, onnx, images
+
+
+def turns(results: dict, onnx: dict, images: list, fer: "FerChild | None", single: int) -> None:
+    """Float32 ONNX, int8 ONNX and fer TFLite timed in turns on the same images; their
+    single-image p50/p90 in ``results`` become these (fer's after ``fer.finish()``)."""
+    def timer(predictor):
+        return lambda start, end: time_each(
+            lambda img: predictor.predict(img, detect_faces=False), images[start:end])
+
+    timers = {name: timer(predictor) for name, predictor in onnx.items()}
+    if fer is not None:
+        timers["fer_tflite"] = fer.time
+    times = interleaved(timers, min(single, len(images)))
+    for name, ms in times.items():
+        results.setdefault(name, {}).update(
+            {"single_p50_ms": benchlib.percentile(ms, 0.5),
+             "single_p90_ms": benchlib.percentile(ms, 0.9), "interleaved": True})
+        print(f"{name} (in turns): p50 {benchlib.percentile(ms, 0.5):.3f} ms", flush=True)
+
+
+def champion_facts(uri: str) -> str:
+    """What the champion is (architecture, data, epochs, its logged test accuracy)."""
+    import mlflow
+
+    from emorec import tracking
+
+    run = mlflow.MlflowClient().get_run(tracking.run_id_of(uri))
+    p, m = run.data.params, run.data.metrics
+    return (f"{p.get('model')} trained on {p.get('dataset')} ({p.get('train_size')} training "
+            f"images, {m.get('epochs_run', p.get('epochs'))} epochs, run {run.info.run_id}, "
+            f"logged test accuracy {m.get('test_accuracy', float('nan')):.4f})")
+
+
+def int8_targets(results: dict) -> list[dict]:
+    """Issue 15: int8 p50 below fer's TFLite p50 (same run, in turns), and int8 accuracy
+    within 0.5 points of float32 on the same images."""
+    f32, int8 = results["emorec_onnx"], results["emorec_onnx_int8"]
+    delta = 100 * (int8["accuracy"] - f32["accuracy"])
+    targets = [benchlib.target("int8 - float32 ONNX accuracy (PublicTest)", delta,
+                               ">= -0.5 pt", delta >= -0.5, " pt")]
+    fer = results.get("fer_tflite")
+    ratio = int8["single_p50_ms"] / fer["single_p50_ms"] if fer else float("nan")
+    targets.append(benchlib.target("int8 ONNX p50 / fer TFLite p50 (in turns)", ratio, "< 1",
+                                   ratio < 1 if fer else None, "x"))
+    return targets
 
 
 def main() -> None:
@@ -193,22 +338,32 @@ def main() -> None:
     items = benchlib.fer_test_images(fer_dir, args.eval_images or None)
     with benchlib.temporary_store(args.store):
         uri = args.model_uri or champion(fer_dir, args.train_images, args.epochs)
-        results = emorec_side(uri, items, args.single, args.batch)
-    notes = [f"Champion {uri if args.model_uri else f'trained here: cnn_torch, {args.train_images} FER2013 train images, {args.epochs} epochs'}; "
-             f"{len(items)} PublicTest images; {args.single} single-image predictions "
-             f"(p50), batches of {args.batch}."]
-    fer_figures = None
+        results, onnx, images = emorec_side(uri, items, args.single, args.batch)
+        trained = champion_facts(uri)
+    notes = [f"Champion {uri}: {trained}; {len(items)} PublicTest images; {args.single} "
+             f"single-image predictions (p50), batches of {args.batch}. CPU SIMD flags: "
+             f"{', '.join(cpu_flags()) or 'unknown'}."]
+    fer, fer_figures = None, None
     if args.fer_python and Path(args.fer_python).exists():
         paths = Path(tempfile.mkdtemp(prefix="emorec-fer-items-")) / "items.json"
         paths.write_text(json.dumps(items))
         try:
-            fer_figures = benchlib.run_json(
-                [args.fer_python, __file__, "--fer-child", str(paths), "--single",
-                 str(args.single), "--batch", str(args.batch)], env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+            fer = FerChild(args.fer_python, paths, args.single, args.batch)
         except RuntimeError as exc:
             notes.append(f"fer could not run: {str(exc)[-300:]}")
     else:
         notes.append(f"fer not measured: no interpreter at {args.fer_python!r}")
+    turns(results, onnx, images, fer, args.single)
+    fer_turns = results.pop("fer_tflite", None)
+    if fer is not None:
+        try:
+            fer_figures = fer.finish()
+            fer_figures["fer_tflite"].update(fer_turns)  # its p50/p90 as timed in turns
+        except RuntimeError as exc:
+            notes.append(f"fer could not run: {str(exc)[-300:]}")
+    notes.append(f"emorec_onnx, emorec_onnx_int8{' and fer_tflite' if fer_figures else ''}: "
+                 f"single-image p50/p90 timed in turns of {TURN} images, order rotated each "
+                 "turn (the other rows: one backend after the other).")
     if fer_figures:
         results.update({k: v for k, v in fer_figures.items() if isinstance(v, dict)})
         notes.append(f"fer {fer_figures.get('fer_version')} through its per-image API "
@@ -216,8 +371,8 @@ def main() -> None:
                      "(TFLite, quantized) and Keras model; fer_keras_own_crop is its Keras "
                      "model given each crop as its pipeline prepares a face (64x64, [-1, 1]), "
                      "batched: fer at its best, the figure to beat.")
-    rows = [[k, v["single_p50_ms"], v["single_p90_ms"], v["batch_ms_per_image"], v["accuracy"]]
-            for k, v in results.items()]
+    rows = [[k, v["single_p50_ms"], v["single_p90_ms"], v["batch_ms_per_image"], v["accuracy"],
+             v.get("model_mb", "")] for k, v in results.items()]
     best = min(v["single_p50_ms"] for k, v in results.items() if k.startswith("emorec"))
     targets = [benchlib.target("emorec p50 single-image latency (best backend)", best, "<= 5 ms",
                                best <= 5, " ms")]
@@ -227,6 +382,7 @@ def main() -> None:
                                        fer_p50 / best >= 2, "x"))
     else:
         targets.append(benchlib.target("fer p50 / emorec p50", float("nan"), ">= 2", None, "x"))
+    targets += int8_targets(results)
     for name in ("emorec_torch", "emorec_onnx", "emorec_torch_1_thread"):
         prof = results[name]["profile_ms"]
         notes.append(f"{name} profile (median ms per image): preprocessing "
@@ -237,7 +393,7 @@ def main() -> None:
                   figures={"model_uri": uri, "images": len(items), "results": results},
                   tables={"latency": benchlib.markdown_table(
                       ["backend", "p50 single (ms)", "p90 single (ms)", "batch (ms/image)",
-                       "accuracy"], rows)})
+                       "accuracy", "model (MB)"], rows)})
 
 
 if __name__ == "__main__":
