@@ -4,6 +4,11 @@
 never imports TensorFlow. Both engines train on uint8 (N, H, W, C) arrays
 straight from memory, augment per batch, report per-epoch values to
 callbacks, and predict class probabilities as NumPy.
+
+An engine owns every difference between the frameworks (``Engine`` lists them):
+training, the forward pass that evaluation and serving share, the model's size,
+its MLflow flavour and its ONNX export, so that training, tracking, serving and
+export never branch on the framework.
 """
 
 from __future__ import annotations
