@@ -71,7 +71,8 @@ def test_export_is_logged_to_the_run(model):
     tracking.configure()  # the module's store (the autouse fixture pointed MLflow elsewhere)
     result, _, path = model
     logged = [a.path for a in MlflowClient().list_artifacts(result.run_id, "onnx")]
-    assert logged == [f"onnx/{path.name}"]
+    # Other modules add uniquely named exports to the shared run (conftest.tiny_run).
+    assert f"onnx/{path.name}" in logged
 
 
 def test_cli_export_by_alias(model, tmp_path, capsys):
