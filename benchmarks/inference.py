@@ -383,7 +383,7 @@ def main() -> None:
     else:
         targets.append(benchlib.target("fer p50 / emorec p50", float("nan"), ">= 2", None, "x"))
     targets += int8_targets(results)
-    for name in ("emorec_torch", "emorec_onnx", "emorec_torch_1_thread"):
+    for name in ("emorec_torch", "emorec_onnx", "emorec_onnx_int8", "emorec_torch_1_thread"):
         prof = results[name]["profile_ms"]
         notes.append(f"{name} profile (median ms per image): preprocessing "
                      f"{prof['preprocess']:.3f}, model {prof['preprocess_and_model'] - prof['preprocess']:.3f}, "

@@ -16,7 +16,8 @@ preprocessing, layout) plus what was done and how the int8 graph agrees with the
 float32 one on ``CHECK_IMAGES`` validation images. Logged to the run, it is also a
 pyfunc (``emotion_model_int8``, see ``emorec.onnx_pyfunc``) for ``mlflow models serve``.
 
-Only PyTorch models are quantized; see ``check_request`` for why Keras models stay float32.
+Only PyTorch models are quantized (measured: cnn_torch, benchmarks/inference.py); Keras
+models stay float32, see ``check_request``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SCHEMES = ("int8",)
 QUANTIZABLE = ("torch",)  # frameworks; Keras: see check_request
-CALIBRATION_IMAGES = 256  # MinMax ranges settle well before this on 48x48 faces
+CALIBRATION_IMAGES = 256  # MinMax needs the extremes a sample shows, not the whole set
 CHECK_IMAGES = 512
 PYFUNC_NAME = "emotion_model_int8"
 # Measured on the FER2013 cnn_torch champion (PublicTest, 3589 images, AVX512-VNNI CPU):
@@ -55,8 +56,8 @@ def check_request(scheme: str, framework: str | None = None, model: str = "") ->
         from emorec.models import get_spec, list_models
 
         names = [m for m in list_models() if get_spec(m).framework in QUANTIZABLE]
-        # Keras graphs come through tf2onnx as NHWC with a Transpose around every conv;
-        # int8 there is unmeasured, so those models stay float32 (drop --quantize).
+        # Keras graphs (tf2onnx, NHWC) have not been measured quantized: until a benchmark
+        # shows int8 keeps their accuracy, they stay float32.
         raise ValueError(f"--quantize {scheme} supports PyTorch models ({', '.join(names)}); "
                          f"{model or 'this model'} is a {framework} model: export it as "
                          "float32 (without --quantize)")
