@@ -124,3 +124,15 @@ def test_unknown_scheme_and_keras_are_refused_in_one_line(tmp_path, capsys):
                                          r"\(cnn_torch, .*\); cnn_tf is a keras model: export "
                                          r"it as float32 \(without --quantize\)$"):
         check_request("int8", "keras", "cnn_tf")
+
+
+def test_calibration_without_the_training_data_says_what_it_needs(tmp_path):
+    from emorec.config import TrainConfig
+    from emorec.data.preprocess import Preprocessing
+    from emorec.quantize import training_sample
+
+    cfg = TrainConfig(dataset="folder", data_dir=str(tmp_path / "moved"))
+    with pytest.raises(ValueError, match=r"int8 calibration reads the model's training images "
+                                         r"\(folder in .*moved\): data directory .* does not "
+                                         r"exist"):
+        training_sample(cfg, Preprocessing(16, 1, False))
