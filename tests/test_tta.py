@@ -126,3 +126,14 @@ def test_the_onnx_export_returns_the_same_probabilities(tta_run, served, tmp_pat
     path = export_onnx(model_uri, tmp_path / "tta.onnx", log_to_run=False)
     got = emorec.load(str(path)).predict_proba(list(images))
     assert np.abs(got - proba).max() < 1e-4
+
+
+def test_the_int8_export_stays_close_to_the_served_probabilities(tta_run, served, tmp_path):
+    """The flip, the averaging and the log in the graph survive static quantization."""
+    from emorec.quantize import export_int8
+
+    _, _, images, _ = tta_run
+    model_uri, proba = served
+    path, _ = export_int8(model_uri, tmp_path / "tta-int8.onnx", log_to_run=False)
+    got = emorec.load(str(path)).predict_proba(list(images))
+    assert np.abs(got - proba).max() < 0.05
