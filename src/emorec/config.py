@@ -57,9 +57,12 @@ class TrainConfig:
                                   "FER2013); every dataset but synthetic needs it.",
                                   tunable=False, compared=False)
     # Optimisation.
-    epochs: int = option(5, "Upper bound on the training epochs; early stopping may end "
+    # The defaults are the first run's (`make run`): the proposed CNN on 1,400 synthetic
+    # faces learns to ~70 % in 12 epochs of 32-image steps, in about 1.5 minutes on 2 cores.
+    # With 5 epochs of 64 it took ~75 steps and never left chance (15-26 %).
+    epochs: int = option(12, "Upper bound on the training epochs; early stopping may end "
                          "sooner.", reported=4)
-    batch_size: int = option(64, "Images per training step, 1 to 4096.", reported=2)
+    batch_size: int = option(32, "Images per training step, 1 to 4096.", reported=2)
     lr: float = option(1e-3, "Initial learning rate, in (0, 10].", reported=1)
     optimizer: str = option("adam", "The optimizer; sgd uses momentum 0.9 with Nesterov.",
                             choices=OPTIMIZERS, reported=3)
@@ -75,8 +78,10 @@ class TrainConfig:
         "follows whichever of epochs or elapsed time is further along and training stops "
         "when either is spent, so a run ends on time however busy the machine is.",
         needs="time_budget")
-    dropout: float = option(0.25, "Dropout rate of the classifier head, in [0, 1).",
-                            reported=5)
+    # 0 by default: on small data, dropout after every stage slowed learning more than it
+    # regularised (the augmentation already does); long real-data recipes set their own.
+    dropout: float = option(0.0, "Dropout rate, in [0, 1): in the classifier head, and after "
+                            "every conv stage of the proposed CNN and SANet.", reported=5)
     label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy loss, in "
                                     "[0, 1).")
     class_weighting: bool = option(False, "Weight the loss by inverse class frequency.")
