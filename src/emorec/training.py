@@ -72,18 +72,22 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
     targets = ds.targets
     parts = {name: (ds.images[idx], targets[idx])
              for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
+    classes = ds.classes
     engine = get_engine(cfg.framework)
 
     tags = {**(tags or {}), **engine.run_tags(cfg), **(source.tags() if source else {})}
     with tracker.run(cfg, nested=nested, tags=tags) as run:
         tracker.log_config(cfg)
         tracker.log_dataset(ds, split, cfg)
+        # From here the three parts hold every image the run uses: dropping the loaded
+        # array leaves one copy of the images in memory through training, not two.
+        del ds
         if source and source.logged_model_id:
             tracker.log_model_input(source.logged_model_id)
         with PeakMemorySampler() as memory:
-            model = engine.build(cfg, num_classes=len(ds.classes))
+            model = engine.build(cfg, num_classes=len(classes))
             if source:
-                engine.start_from(model, source.model, source.rows(ds.classes))
+                engine.start_from(model, source.model, source.rows(classes))
             # Progress bars in a terminal; anywhere else (a log file, CI) a line per epoch.
             lines = [EpochLog(cfg.epochs)] if cfg.progress and not interactive(cfg) else []
             start = time.perf_counter()
@@ -95,10 +99,10 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
             proba = engine.predict_proba(model, parts["test"][0])
             eval_time = time.perf_counter() - start
         x_test, y_test = parts["test"]
-        report = classification_metrics(y_test, proba, list(ds.classes))
+        report = classification_metrics(y_test, proba, list(classes))
         val_report = classification_metrics(parts["val"][1],
                                             engine.predict_proba(model, parts["val"][0]),
-                                            list(ds.classes))
+                                            list(classes))
         metrics = {
             **scalar_metrics(report, "test_"),
             **scalar_metrics(val_report, "val_final_"),
@@ -114,10 +118,10 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
             **dedupe_counts,
         }
         tracker.log_metrics(metrics)
-        tracker.log_evaluation(report, fit.history, y_test, proba, ds.classes)
+        tracker.log_evaluation(report, fit.history, y_test, proba, classes)
         if cfg.log_model:
-            tracker.log_model(engine, model, cfg, ds.classes, prep.to_dict(), x_test[:2])
+            tracker.log_model(engine, model, cfg, classes, prep.to_dict(), x_test[:2])
         log.info("run %s: test accuracy %.3f, macro F1 %.3f", run.run_id or "(untracked)",
                  metrics["test_accuracy"], metrics["test_f1_macro"])
-        return TrainResult(run.run_id, metrics, fit.history, ds.classes, model,
+        return TrainResult(run.run_id, metrics, fit.history, classes, model,
                            run.experiment_id)

@@ -19,8 +19,9 @@ import numpy as np  # noqa: E402
 from emorec.config import TrainConfig  # noqa: E402
 from emorec.data.augment import augment_batch  # noqa: E402
 from emorec.data.preprocess import normalize  # noqa: E402
-from emorec.engines.base import (Callback, EarlyStopping, Engine, FitResult, StopTraining,  # noqa: E402
-                                 TrainingDiverged, class_weights, interactive)
+from emorec.engines.base import (EVAL_BATCH, Callback, EarlyStopping, Engine,  # noqa: E402
+                                 FitResult, StopTraining, TrainingDiverged, class_weights,
+                                 interactive)
 from emorec.models import build_model  # noqa: E402
 
 
@@ -129,7 +130,7 @@ class KerasEngine(Engine):
         weights = class_weights(y_train, num_classes) if cfg.class_weighting else None
         model.fit(_Batches(x_train, y_train, num_classes, cfg, np.random.default_rng(cfg.seed)),
                   validation_data=(normalize(x_val), np.eye(num_classes, dtype=np.float32)[y_val]),
-                  validation_batch_size=256, epochs=cfg.epochs, callbacks=keras_callbacks,
+                  validation_batch_size=EVAL_BATCH, epochs=cfg.epochs, callbacks=keras_callbacks,
                   class_weight=None if weights is None else dict(enumerate(weights.tolist())),
                   verbose=1 if interactive(cfg) else 0)
         if bridge.best_weights is not None:  # restore the weights of the best validation loss

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from emorec.config import TrainConfig
 from emorec.data.preprocess import normalize
-from emorec.engines.base import (Callback, EarlyStopping, Engine, FitResult, StopTraining,
-                                 TrainingClock, check_finite, class_weights, onecycle_factor,
-                                 interactive, training_batches)
+from emorec.engines.base import (EVAL_BATCH, Callback, EarlyStopping, Engine, FitResult,
+                                 StopTraining, TrainingClock, check_finite, class_weights,
+                                 onecycle_factor, interactive, training_batches)
 from emorec.engines.torch_setup import (autocast_dtype, freeze_backbone, make_optimizer,
                                         make_scheduler, select_device, to_tensor)
 from emorec.models import build_model
@@ -157,9 +157,9 @@ class TorchEngine(Engine):
                   amp: torch.dtype | None) -> tuple[float, float]:
         model.eval()
         loss_sum, correct = 0.0, 0
-        for start in range(0, len(targets), 256):
-            xb = to_tensor(normalize(images[start:start + 256]), device)
-            yb = torch.from_numpy(targets[start:start + 256]).to(device)
+        for start in range(0, len(targets), EVAL_BATCH):
+            xb = to_tensor(normalize(images[start:start + EVAL_BATCH]), device)
+            yb = torch.from_numpy(targets[start:start + EVAL_BATCH]).to(device)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 logits = model(xb)
             loss_sum += loss_fn(logits.float(), yb).item() * len(yb)

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 
@@ -44,8 +45,10 @@ class _FolderSource(DatasetSource):
 
 
 def dataset_digest(ds: Dataset) -> str:
-    h = hashlib.sha256(ds.images.tobytes())
-    h.update(ds.labels.tobytes())
+    # The arrays' own buffers (C-contiguous, as loaded): tobytes() would copy the whole
+    # image array once more for the length of the hash.
+    h = hashlib.sha256(memoryview(np.ascontiguousarray(ds.images)).cast("B"))
+    h.update(memoryview(np.ascontiguousarray(ds.labels)).cast("B"))
     return h.hexdigest()[:16]
 
 
