@@ -6,6 +6,14 @@ through ``pyplot``: they render with the Agg canvas on a headless server, need
 no display and no global backend switch, and are never registered in pyplot's
 figure manager, so a figure the caller forgets to close cannot leak.
 ``save_figure`` writes a PNG and releases the figure either way.
+
+The three figures every training run logs (confusion matrix, ROC curves, learning
+curves) are laid out with fixed margins in inches (``_margins``) rather than
+matplotlib's constrained layout, which lays every text out once more before drawing
+(they are rendered at the end of every run and study trial, inside the tracking
+overhead that ``benchmarks/tracking_overhead.py`` measures); their labels are emotion
+names, so the room they need is known. The exploration figures, drawn once per dataset
+with any number of classes, keep the constrained layout.
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ def confusion_matrix_figure(
     vmax = 1.0 if normalize else max(counts.max(), 1.0)
 
     size = 2.5 + 0.8 * k
-    fig = Figure(figsize=(size + 1.0, size), layout="constrained")
+    fig = Figure(figsize=(size + 1.0, size))
+    # Room for rotated class names below, names and "True" left, the colour bar's label right.
+    _margins(fig, left=1.35, bottom=1.3, right=0.25, top=0.45)
     ax = fig.add_subplot()
     image = ax.imshow(shade, cmap="Blues", vmin=0.0, vmax=vmax)
     fig.colorbar(image, ax=ax, shrink=0.8,
@@ -69,7 +79,8 @@ def roc_figure(
     roc_curves: Mapping[int, tuple[np.ndarray, np.ndarray, float]], class_names: Sequence[str]
 ) -> Figure:
     """One-vs-rest ROC curve per class (from ``metrics.roc_curves``) plus the chance line."""
-    fig = Figure(figsize=(6.5, 6), layout="constrained")
+    fig = Figure(figsize=(6.5, 6))
+    _margins(fig, left=0.75, bottom=0.6, right=0.15, top=0.4)
     ax = fig.add_subplot()
     colours = _colours(len(class_names))
     for index, (fpr, tpr, auc) in sorted(roc_curves.items()):
@@ -96,7 +107,8 @@ def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
     Missing series are skipped (a panel with none says so); markers are drawn
     so that a one-epoch run still shows its point.
     """
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(11, 4.2))
+    _margins(fig, left=0.75, bottom=0.55, right=0.15, top=0.75, wspace=0.2)
     n_epochs = max((len(v) for v in history.values() if v), default=1)
     panels = (("Loss", "loss"), ("Accuracy", "accuracy"))
     for ax, (title, metric) in zip(fig.subplots(1, 2), panels):
@@ -197,6 +209,14 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Pa
             pyplot.close(fig)
         fig.clear()
     return path
+
+
+def _margins(fig: Figure, *, left: float, bottom: float, right: float, top: float,
+             **spacing) -> None:
+    """Fixed figure margins given in inches (whatever the figure's size)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, **spacing)
 
 
 def _colours(n: int) -> list:

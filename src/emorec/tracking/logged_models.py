@@ -11,6 +11,7 @@ gives the ``EmotionModel`` with its network loaded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from pathlib import Path
 
@@ -32,11 +33,17 @@ class ModelNotFound(ValueError):
 
 def requirements(engine) -> list[str]:
     """Exact pins of what the logged models import (skips MLflow's slow inference)."""
+    return list(_pins(("mlflow", "numpy", "pandas", "pillow", "opencv-python-headless",
+                       "cloudpickle", *engine.requirements)))
+
+
+@functools.lru_cache(maxsize=None)
+def _pins(names: tuple[str, ...]) -> tuple[str, ...]:
+    # Once per process: each version() parses a package's metadata file, and the installed
+    # versions do not change while a study runs.
     from importlib.metadata import version
 
-    names = ["mlflow", "numpy", "pandas", "pillow", "opencv-python-headless", "cloudpickle",
-             *engine.requirements]
-    return [f"{n}=={version(n)}" for n in names]
+    return tuple(f"{n}=={version(n)}" for n in names)
 
 
 @contextlib.contextmanager
