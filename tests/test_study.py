@@ -114,6 +114,21 @@ def test_storage_url_password_is_masked():
     assert "s3cret" not in masked and "optuna:***@db.internal" in masked
 
 
+def test_only_a_trial_that_can_become_the_best_logs_its_model():
+    from emorec.study.trials import cannot_win
+
+    study = optuna.create_study(direction="maximize")
+    assert cannot_win(study, {"val_final_f1_macro": 0.1}, "f1") is None  # nothing to beat
+    study.add_trial(optuna.trial.create_trial(values=[0.6], user_attrs={
+        "val_final_accuracy": 0.7}))
+    assert cannot_win(study, {"val_final_f1_macro": 0.61, "val_final_accuracy": 0.1}, "f1") is None
+    # Worse on the objective but the best validation accuracy: the comparison report's pick.
+    assert cannot_win(study, {"val_final_f1_macro": 0.5, "val_final_accuracy": 0.8}, "f1") is None
+    why = cannot_win(study, {"val_final_f1_macro": 0.6, "val_final_accuracy": 0.7}, "f1")
+    assert "cannot become the study's best" in why and "trial 0" in why
+    assert cannot_win(study, {"val_final_accuracy": 0.1}, "multi") is None
+
+
 def test_decide_needs_the_same_split_and_a_strictly_better_value():
     new = {"value": 0.9, "split_digest": "a", "dataset_digest": "d"}
     assert registry.decide(new, None, "test_accuracy")[0] == "champion"

@@ -58,10 +58,14 @@ class Objective:
         # Optuna takes no reports from multi-objective trials.
         callbacks = ([] if self.options.objective == "multi"
                      else [PruningCallback(trial, self.options.pruner_name)])
+        from emorec.tracking import MlflowTracker
         from emorec.training import train  # heavy imports (engines) only when a trial runs
 
+        objective = self.options.objective
+        tracker = MlflowTracker(skip_model=lambda metrics: cannot_win(trial.study, metrics,
+                                                                      objective))
         try:
-            result = train(cfg, callbacks, nested=True, tags=tags)
+            result = train(cfg, callbacks, nested=True, tags=tags, tracker=tracker)
         except optuna.TrialPruned as exc:
             # KILLED, not FAILED: the run was stopped on purpose and nothing went wrong.
             self._mark(trial, "PRUNED", str(exc), status="KILLED")
@@ -72,6 +76,7 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", result.run_id)
         trial.set_user_attr("test", {k: v for k, v in result.metrics.items()
                                      if k.startswith("test_")})
+        trial.set_user_attr("val_final_accuracy", result.metrics.get("val_final_accuracy"))
         mark_trial_run(self.name, trial.number, "COMPLETE")
         return _values(result.metrics, self.options.objective)
 
@@ -110,6 +115,33 @@ def _claim_point(trial: optuna.Trial) -> None:
                   "first): not run twice")
         trial.set_user_attr("state_reason", reason)
         raise PointTaken(reason)
+
+
+def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None:
+    """Why a trained trial's model is not worth logging, or None to log it.
+
+    Only the study's best trial is registered (and the comparison report links the best
+    run by validation accuracy), and the best only ever improves: a trial that beats no
+    completed trial on the objective nor on validation accuracy can never become either,
+    so its model would be logged (~0.3 s and a few MB a trial) for nothing. Multi-objective
+    trials always log theirs: any of them may join the Pareto front.
+    """
+    if objective == "multi":
+        return None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    (key, direction), = OBJECTIVES[objective]
+    best = (max if direction == "maximize" else min)(complete, key=lambda t: t.values[0])
+    value = float(metrics.get(key, np.nan))
+    if value > best.values[0] if direction == "maximize" else value < best.values[0]:
+        return None
+    held = max((t.user_attrs["val_final_accuracy"] for t in complete
+                if t.user_attrs.get("val_final_accuracy") is not None), default=-np.inf)
+    if float(metrics.get("val_final_accuracy", np.nan)) > held:
+        return None
+    return (f"{key} {value:.4f} does not beat trial {best.number}'s {best.values[0]:.4f}, so "
+            "this trial cannot become the study's best (the one registered): model not logged")
 
 
 def _values(metrics: dict, objective: str):

@@ -9,6 +9,7 @@ tracking, never a copy of the pipeline.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,14 @@ class NoTracker(Tracker):
 
 class MlflowTracker(Tracker):
     """Records the run in MLflow: parameters, dataset input, per-epoch and final metrics,
-    plots, the classification report and the model (see ``runs`` and ``logged_models``)."""
+    plots, the classification report and the model (see ``runs`` and ``logged_models``).
+
+    ``skip_model(final metrics)`` says why the model is not worth logging (a study's trial
+    that cannot become its best, see ``emorec.study.trials``), or None to log it; the
+    reason is tagged on the run (``model_not_logged``)."""
+
+    def __init__(self, skip_model: Callable[[dict[str, float]], str | None] | None = None):
+        self.skip_model, self._final_metrics = skip_model, {}
 
     @contextlib.contextmanager
     def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
@@ -83,6 +91,7 @@ class MlflowTracker(Tracker):
 
     def log_metrics(self, values: dict[str, float]) -> None:
         runs.log_metrics(values)
+        self._final_metrics = dict(values)
 
     def log_evaluation(self, report, history, y_true, proba, classes) -> None:
         from emorec import plots
@@ -96,4 +105,8 @@ class MlflowTracker(Tracker):
         runs.log_json(report, "reports/classification_report.json")
 
     def log_model(self, engine, model, cfg, classes, prep, example) -> None:
+        reason = self.skip_model and self.skip_model(self._final_metrics)
+        if reason:
+            runs.set_tags({"model_not_logged": reason})
+            return
         logged_models.log_trained_model(engine, model, cfg, classes, prep, example)
