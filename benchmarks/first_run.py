@@ -49,6 +49,7 @@ def main() -> None:
     subprocess.run(["git", "clone", "--quiet", str(benchlib.REPO), str(clone)], check=True)
     install_s = timed(["make", "setup"], clone, root / "setup.log")
     run_s = timed(["make", "run"], clone, root / "run.log")
+    load = os.getloadavg()[1]  # over the last 5 minutes: how busy the cores were meanwhile
     print(f"install {install_s:.0f} s, make run {run_s:.0f} s (logs in {root})", flush=True)
 
     reader = (
@@ -65,9 +66,12 @@ def main() -> None:
                "test_accuracy": acc, "test_f1_macro": run["test_f1_macro"],
                "model": params.get("model"), "epochs": params.get("epochs"),
                "batch_size": params.get("batch_size"), "samples": params.get("samples"),
-               "precision_used": run["tags"].get("precision_used")}
+               "precision_used": run["tags"].get("precision_used"),
+               "load_average_5m_after_run": load}
     notes = [f"`make setup` {install_s:.0f} s with pip's download cache warm; `make run` "
-             f"{run_s:.0f} s wall, of which the training loop {train_s:.0f} s.",
+             f"{run_s:.0f} s wall, of which the training loop {train_s:.0f} s; load average "
+             f"{load:.1f} over the run's last 5 minutes on {os.cpu_count()} cores (above "
+             f"{os.cpu_count()}, other work shared the cores and the times are inflated).",
              "Chance is 1/7 (0.143): seven emotions, balanced; the test faces are subjects "
              "no training image shows."]
     benchlib.save("first_run", "A first run: make run on a fresh clone", args,
