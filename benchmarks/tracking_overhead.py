@@ -24,6 +24,7 @@ background sampling, which the side-by-side totals include.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections import defaultdict
@@ -93,6 +94,9 @@ def main() -> None:
     p.add_argument("--model", default="cnn_torch")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (0 = none)")
     p.add_argument("--store", default=None, help="MLflow store folder (default: a temp dir)")
+    p.add_argument("--compare-with", default=None,
+                   help="a tracking_overhead.json of an earlier commit (run with that commit's "
+                        "src/ on PYTHONPATH) to report before/after in this run's notes")
     args = p.parse_args()
     started = time.time()
     ck = benchlib.require(args.data, "ckplus")
@@ -148,6 +152,18 @@ def main() -> None:
              f"tracking calls, {100 * clocked:.1f} % of the untracked remainder; per call "
              "site (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
                  sites.items(), key=lambda kv: -kv[1])) + "."]
+    if args.compare_with:  # the same script on an earlier commit's code, same machine
+        before = json.loads(Path(args.compare_with).read_text())
+        old = before["figures"]
+        figures["before"] = {"git_commit": before["git_commit"], "date": before["date"],
+                             **{k: old[k] for k in ("clocked_tracking_s",
+                                                    "clocked_overhead_fraction", "none_s",
+                                                    "full_s", "clocked_s_per_site")}}
+        notes.append(f"Before (commit {before['git_commit']}, same script and machine, "
+                     f"{before['date']}): {old['clocked_tracking_s']:.2f} s a run in tracking "
+                     f"calls, {100 * old['clocked_overhead_fraction']:.1f} % clocked; per call "
+                     "site: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
+                         old["clocked_s_per_site"].items(), key=lambda kv: -kv[1])) + ".")
     benchlib.save("tracking_overhead", "MLflow tracking overhead", args, started=started,
                   targets=[benchlib.target("full tracking overhead (share of wall time)",
                                            100 * overhead, "<= 2 %",
