@@ -129,6 +129,16 @@ def test_only_a_trial_that_can_become_the_best_logs_its_model():
     assert cannot_win(study, {"val_final_accuracy": 0.1}, "multi") is None
 
 
+def test_a_model_not_worth_logging_is_tagged_with_the_reason_instead():
+    tracker = tracking.MlflowTracker(skip_model=lambda metrics: f"{metrics['v']} loses")
+    with mlflow.start_run() as run:
+        tracker.log_metrics({"v": 0.5})
+        tracker.log_model(None, None, None, (), {}, None)  # the model is never touched
+    logged = MlflowClient().get_run(run.info.run_id)
+    assert logged.data.tags["model_not_logged"] == "0.5 loses"
+    assert not logged.outputs.model_outputs
+
+
 def test_decide_needs_the_same_split_and_a_strictly_better_value():
     new = {"value": 0.9, "split_digest": "a", "dataset_digest": "d"}
     assert registry.decide(new, None, "test_accuracy")[0] == "champion"
