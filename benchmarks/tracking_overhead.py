@@ -138,7 +138,8 @@ def main() -> None:
                "clocked_tracking_s": benchlib.median(inside),
                "clocked_overhead_fraction": clocked, "clocked_s_per_site": sites}
     notes = [f"cnn_torch on CK+48, {args.epochs} epochs, {args.repeats} interleaved repeats "
-             "after one untimed warm-up of each path; medians of the whole call's wall time.",
+             f"after {args.warmup} untimed warm-up(s) of each path; medians of the whole "
+             "call's wall time.",
              f"Of the {med['full'] - med['none']:.2f} s overhead, logging the model "
              f"(native flavour + pyfunc) takes {med['full'] - med['no_model']:.2f} s and the "
              f"rest (run, params, dataset input, per-epoch metrics, system metrics thread, "

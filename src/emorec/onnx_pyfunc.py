@@ -15,7 +15,6 @@ it like any logged model, and needs neither PyTorch nor TensorFlow to serve.
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,8 @@ import numpy as np
 from emorec.emotion_model import NATIVE, EmotionModel
 from emorec.onnx_export import OnnxEmotionModel
 
-# What the served model imports, pinned to this environment (no TensorFlow, no PyTorch).
-REQUIREMENTS = ("mlflow", "numpy", "pandas", "pillow", "opencv-python-headless", "cloudpickle",
-                "onnxruntime")
+# What the served model needs besides the serving base: no TensorFlow, no PyTorch.
+RUNTIME = ("onnxruntime",)
 
 
 class OnnxPyfunc(EmotionModel):
@@ -52,23 +50,17 @@ class OnnxPyfunc(EmotionModel):
 def log_to_run(run_id: str, onnx_path: str | Path, name: str) -> str:
     """Log ``onnx_path`` as an ``OnnxPyfunc`` named ``name`` in the (finished) run
     ``run_id``; returns its ``runs:/`` URI."""
-    from importlib.metadata import version
-
-    import cv2
     import mlflow
-    import pandas as pd
 
     from emorec import tracking
+    from emorec.tracking import logged_models
 
     tracking.configure()
     model = OnnxEmotionModel(onnx_path)
     side = int(model.prep["image_size"])
-    png = cv2.imencode(".png", np.full((side, side), 128, np.uint8))[1].tobytes()
     # Resuming the run attaches the model to it; it ends FINISHED again on leaving.
     with tracking.quiet_model_logging(), mlflow.start_run(run_id=run_id):
-        mlflow.pyfunc.log_model(
-            name=name, python_model=OnnxPyfunc(model), artifacts={NATIVE: str(onnx_path)},
-            code_paths=[str(Path(__file__).parent)],
-            input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
-            pip_requirements=[f"{n}=={version(n)}" for n in REQUIREMENTS])
+        logged_models.log_image_pyfunc(name, OnnxPyfunc(model), onnx_path,
+                                       np.full((side, side), 128, np.uint8),
+                                       logged_models.requirements(RUNTIME))
     return f"runs:/{run_id}/{name}"

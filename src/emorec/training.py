@@ -48,6 +48,12 @@ def load_data(cfg: TrainConfig) -> Dataset:
                         progress=interactive(cfg))
 
 
+def split_data(ds: Dataset, cfg: TrainConfig) -> Split:
+    """The train/val/test split ``train`` makes of ``ds`` for ``cfg``."""
+    return make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
+                      test_fraction=cfg.test_fraction, seed=cfg.seed)
+
+
 def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
           tracker: Tracker | None = None, nested: bool = False, tags: dict | None = None,
           split: Split | None = None) -> TrainResult:
@@ -63,8 +69,7 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
     source = transfer.load_source(cfg) if cfg.init_from else None
     prep = Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect)
     ds = load_data(cfg)
-    split = split or make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
-                                test_fraction=cfg.test_fraction, seed=cfg.seed)
+    split = split or split_data(ds, cfg)
     dedupe_counts = {}
     if cfg.dedupe:
         split, dedupe_counts = drop_duplicates(ds, split)

@@ -75,15 +75,9 @@ def _check_data(base: TrainConfig) -> None:
     refuses or a class too small to split is the user's to fix, found before a trial is
     created (a trial would fail on it, for nothing). The decoded images are cached, so
     the trials with the base's preprocessing read them back rather than decode again."""
-    from emorec.data import load_dataset
-    from emorec.data.preprocess import Preprocessing
-    from emorec.data.splits import make_split
+    from emorec.training import load_data, split_data
 
-    ds = load_dataset(base.dataset, base.data_dir,
-                      Preprocessing(base.input_size, base.channels, base.face_detect),
-                      options=base.dataset_options(), strict=base.strict, progress=base.progress)
-    make_split(ds, strategy=base.split, val_fraction=base.val_fraction,
-               test_fraction=base.test_fraction, seed=base.seed)
+    split_data(load_data(base), base)
 
 
 def _open(name: str, storage, base: TrainConfig, space,

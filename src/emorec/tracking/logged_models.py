@@ -31,10 +31,15 @@ class ModelNotFound(ValueError):
     """A model URI that names nothing; the message lists what does exist."""
 
 
-def requirements(engine) -> list[str]:
-    """Exact pins of what the logged models import (skips MLflow's slow inference)."""
-    return list(_pins(("mlflow", "numpy", "pandas", "pillow", "opencv-python-headless",
-                       "cloudpickle", *engine.requirements)))
+# What every raw-image pyfunc imports, besides its model's own runtime.
+SERVING_REQUIREMENTS = ("mlflow", "numpy", "pandas", "pillow", "opencv-python-headless",
+                        "cloudpickle")
+
+
+def requirements(runtime: tuple[str, ...]) -> list[str]:
+    """Exact pins of what a logged model imports: the serving base plus ``runtime`` (an
+    engine's ``requirements``, or ``("onnxruntime",)``); skips MLflow's slow inference."""
+    return list(_pins((*SERVING_REQUIREMENTS, *runtime)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,27 +76,37 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
                       prep_dict: dict, example: np.ndarray) -> None:
     """The model in its own flavour (``model``), plus the raw-image ``emotion_model`` pyfunc
     that serves it; ``example``: a few uint8 test images (signature, input example)."""
-    import base64
     import tempfile
-
-    import cv2
-    import pandas as pd
 
     from emorec.emotion_model import NATIVE, EmotionModel
 
-    reqs = requirements(engine)
+    reqs = requirements(engine.requirements)
     with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
         native_dir = Path(tmp) / NATIVE
         engine.log_flavor(model, example, name="model", save_to=str(native_dir),
                           pip_requirements=reqs, code_path=PACKAGE_DIR)
-        png = cv2.imencode(".png", example[0])[1].tobytes()
-        mlflow.pyfunc.log_model(
-            name=EMOTION_MODEL,
-            python_model=EmotionModel(cfg.framework, list(classes), prep_dict),
-            artifacts={NATIVE: str(native_dir)},
-            code_paths=[PACKAGE_DIR],
-            input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
-            pip_requirements=reqs)
+        log_image_pyfunc(EMOTION_MODEL, EmotionModel(cfg.framework, list(classes), prep_dict),
+                         native_dir, example[0], reqs)
+
+
+def log_image_pyfunc(name: str, python_model, native_path, image: np.ndarray,
+                     pip_requirements: list[str]) -> None:
+    """Log ``python_model`` (an ``EmotionModel``) as the raw-image pyfunc ``name`` in the
+    active run: ``native_path`` is the network it loads, ``image`` (uint8) the input example
+    as the REST API receives it, a base64 image file."""
+    import base64
+
+    import cv2
+    import pandas as pd
+
+    from emorec.emotion_model import NATIVE
+
+    png = cv2.imencode(".png", image)[1].tobytes()
+    mlflow.pyfunc.log_model(
+        name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
+        code_paths=[PACKAGE_DIR],
+        input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
+        pip_requirements=pip_requirements)
 
 
 def load_pyfunc(uri: str):
