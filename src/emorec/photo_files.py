@@ -1,0 +1,161 @@
+"""Files and folders for ``emorec predict``: finding the images, predicting them in batches,
+and writing annotated copies beside (never over) the user's inputs.
+
+The predictions themselves come from ``emorec.inference.Predictor``; this module only
+decides which files, in which order, and where each annotated copy may safely go.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from emorec.data.images import ImageError, decode_image
+from emorec.inference import Prediction, Predictor
+
+
+def collect_images(inputs) -> list[tuple[Path, Path]]:
+    """(file, name to write it under) for every image file given or found in a folder, sorted
+    per folder; a path that does not exist raises FileNotFoundError."""
+    from emorec.data.images import is_image_file
+
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += [(f, f.relative_to(item)) for f in sorted(item.rglob("*"))
+                      if is_image_file(f)]
+        elif item.exists():
+            found.append((item, Path(item.name)))  # given by name: kept even if the suffix is odd
+        else:
+            raise FileNotFoundError(f"no such file or folder: {item}")
+    return found
+
+
+def predict_files(predictor: Predictor, files: list[Path], *, batch_size: int = 64,
+                  detect_faces: bool = True, progress: bool | None = None):
+    """Yield (file, pixels, predictions, error) per file, ``batch_size`` files at a time;
+    an unreadable file gives its ImageError message and no predictions."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), unit="img", file=sys.stderr,
+               disable=not (len(files) > 50 if progress is None else progress))
+    with bar:
+        for start in range(0, len(files), batch_size):
+            decoded = {}
+            for f in files[start:start + batch_size]:
+                try:
+                    decoded[f] = decode_image(f)
+                except ImageError as exc:
+                    decoded[f] = exc
+            ok = [(str(f), px) for f, px in decoded.items() if not isinstance(px, ImageError)]
+            by_source: dict[str, list[Prediction]] = {}
+            for p in predictor._predict_pixels(ok, detect_faces, batch_size):
+                by_source.setdefault(p.source, []).append(p)
+            for f, px in decoded.items():
+                failed = isinstance(px, ImageError)
+                yield f, (None if failed else px), by_source.get(str(f), []), \
+                    (str(px) if failed else None)
+            bar.update(len(decoded))
+
+
+WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _writable(path: Path) -> Path:
+    return path if path.suffix.lower() in WRITABLE_SUFFIXES else path.with_suffix(".png")
+
+
+def annotation_paths(files: list[tuple[Path, Path]], out_dir) -> dict[Path, Path]:
+    """Where each (file, name) of ``collect_images`` gets its annotated copy in ``out_dir``.
+
+    The copy keeps the file's name (``.png`` when OpenCV cannot write its format); when two
+    inputs would share a name (``face.gif`` and ``face.png``, or one name in two folders),
+    later ones get ``-2``, ``-3`` ... before the suffix, a file keeping its own name first.
+    Names are compared ignoring case, as macOS and Windows do. Raises ValueError, before
+    anything is written, when a copy would replace an input, or would be written through a
+    symbolic link or where a file stands in for a folder inside ``out_dir``.
+    """
+    from emorec.data.errors import require_output_dir
+
+    out_dir = require_output_dir(out_dir, "--annotate")
+    files = list(dict(files).items())  # a file given twice gets one copy
+    # Both the link and what it points to: neither may be replaced by a copy.
+    inputs = {}
+    for f, _ in files:
+        for st in (f.stat(), f.lstat()):
+            inputs[(st.st_dev, st.st_ino)] = f
+    natural = {f: _writable(out_dir / name) for f, name in files}
+    claimed = {str(t).casefold() for t in natural.values()}
+    taken: set[str] = set()
+    paths: dict[Path, Path] = {}
+    own_name_first = sorted(files, key=lambda item: natural[item[0]].suffix != item[1].suffix)
+    for f, _ in own_name_first:
+        target, n = natural[f], 1
+        # A "-N" name that is another input's own name stays free for that input.
+        while str(target).casefold() in taken or (n > 1 and str(target).casefold() in claimed):
+            n += 1
+            target = natural[f].with_name(f"{natural[f].stem}-{n}{natural[f].suffix}")
+        taken.add(str(target).casefold())
+        paths[f] = target
+        _check_target(out_dir, target, f, inputs)
+    return {f: paths[f] for f, _ in files}
+
+
+def _check_target(out_dir: Path, target: Path, source: Path, inputs: dict) -> None:
+    """ValueError when writing ``target`` would follow a link inside ``out_dir``, meet a
+    file where a folder is needed, or replace an input."""
+    below = target.relative_to(out_dir)
+    for part in [out_dir.joinpath(*below.parts[:i]) for i in range(1, len(below.parts) + 1)]:
+        if part.is_symlink():
+            raise ValueError(f"--annotate {out_dir}: {part} is a symbolic link; emorec does "
+                             "not write through links, remove it or choose another folder")
+        if part != target and part.exists() and not part.is_dir():
+            raise ValueError(f"--annotate {out_dir}: cannot write {target}, {part} is a file, "
+                             "not a folder")
+    if target.is_dir():
+        raise ValueError(f"--annotate {out_dir}: cannot write {target}, it is a folder")
+    if target.exists():
+        st = target.stat()
+        clash = inputs.get((st.st_dev, st.st_ino))
+        if clash is not None:
+            raise ValueError(f"--annotate {out_dir}: the copy of {source} would replace the "
+                             f"input {clash}; choose an output folder apart from the inputs")
+
+
+def annotate(pixels: np.ndarray, predictions: list[Prediction], out: Path) -> Path:
+    """Write a copy of the image with each face box and its label drawn; returns the path
+    (``.png`` when OpenCV cannot write the original format). ``annotation_paths`` says
+    where, safely; the file is written fresh and renamed onto ``out``, so a link or a
+    hard link already there is replaced, never written through."""
+    import os
+    import secrets
+
+    import cv2
+
+    img = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR if pixels.ndim == 2 else cv2.COLOR_RGB2BGR)
+    scale = max(img.shape[:2]) / 500
+    for p in predictions:
+        x, y, w, h = p.box
+        colour = (0, 200, 0) if p.face_found else (0, 165, 255)
+        cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, max(1, round(2 * scale)))
+        cv2.putText(img, f"{p.label} {p.confidence:.2f}", (x + 2, max(y - 4, 12)),
+                    cv2.FONT_HERSHEY_SIMPLEX, max(0.3, 0.5 * scale), colour,
+                    max(1, round(scale)), cv2.LINE_AA)
+    out = _writable(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(out.suffix, img)
+    if not ok:
+        raise OSError(f"cannot encode {out}")
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL: a new file of our own, created with the user's umask (unlike mkstemp's 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.tobytes())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
