@@ -137,3 +137,22 @@ def test_the_int8_export_stays_close_to_the_served_probabilities(tta_run, served
     path, _ = export_int8(model_uri, tmp_path / "tta-int8.onnx", log_to_run=False)
     got = emorec.load(str(path)).predict_proba(list(images))
     assert np.abs(got - proba).max() < 0.05
+
+
+def test_an_export_without_tta_holds_the_bare_network(tta_run, served, tmp_path):
+    """``--no-tta``: one pass per face. Its probabilities are not the served ones, but the
+    mean of its answers for each image and its mirror image is."""
+    from emorec.onnx_export import OnnxEmotionModel, export_onnx
+
+    _, _, images, _ = tta_run
+    model_uri, proba = served
+    path = export_onnx(model_uri, tmp_path / "bare.onnx", log_to_run=False, tta=False)
+    assert {k: OnnxEmotionModel(path).metadata[k] for k in ("tta", "tta_trained")} == \
+        {"tta": "none", "tta_trained": "flip"}
+    bare = emorec.load(str(path))
+    once = bare.predict_proba(list(images))
+    mirrored = bare.predict_proba([np.ascontiguousarray(img[:, ::-1]) for img in images])
+    # The tiny model is nearly uniform, so the gaps are small: compare them to each other.
+    single_view_gap = np.abs(once - proba).max()
+    assert single_view_gap > 1e-5
+    assert np.abs((once + mirrored) / 2 - proba).max() < 0.05 * single_view_gap

@@ -87,11 +87,15 @@ class OnnxEmotionModel:
 
 
 def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True,
-                opset: int = OPSET) -> Path:
+                opset: int = OPSET, tta: bool = True) -> Path:
     """Export the ``emotion_model`` at ``model_uri`` (PyTorch or Keras) to ``out_path`` (ONNX,
     with softmax, dynamic batch), check parity, and log it to the source run under ``onnx/``.
 
-    Raises OnnxParityError when the check fails (the file is then removed).
+    ``tta=False`` exports the bare network of a model trained with test-time augmentation:
+    one forward pass per face instead of two, so about twice as fast, with probabilities
+    that are no longer those the run's test metrics were computed from (the metadata's
+    ``tta`` says which graph a file holds). Raises OnnxParityError when the check fails
+    (the file is then removed).
     """
     import onnx
     import onnxruntime as ort
@@ -107,8 +111,11 @@ def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    layout, reference = emotion_model.engine.export_onnx(
-        emotion_model._model, out, prep, opset=opset, input_name=INPUT, output_name=OUTPUT)
+    engine, trained = emotion_model.engine, emotion_model._model
+    bare = engine.without_tta(trained)
+    network = trained if tta else bare
+    layout, reference = engine.export_onnx(
+        network, out, prep, opset=opset, input_name=INPUT, output_name=OUTPUT)
     export_s = time.perf_counter() - start
 
     # Parity on a batch size other than the traced one, so the dynamic axis is exercised too.
@@ -130,6 +137,9 @@ def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     meta = {"classes": list(emotion_model.classes), "prep": prep.to_dict(),
             "source_uri": model_uri, "framework": emotion_model.framework, "opset": opset,
             "parity_max_abs_diff": diff, "parity_samples": PARITY_SAMPLES, "layout": layout,
+            # The test-time augmentation in the graph, and the one the run evaluated with.
+            "tta": "none" if network is bare else "flip",
+            "tta_trained": "none" if trained is bare else "flip",
             "input": f"float32 {layout} in [-1, 1]",
             "output": "probabilities, one column per class"}
     entry = proto.metadata_props.add()

@@ -151,10 +151,12 @@ def _write_metadata(path: Path, meta: dict) -> None:
 
 
 def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True,
-                calibration_images: int = CALIBRATION_IMAGES) -> tuple[Path, dict]:
+                calibration_images: int = CALIBRATION_IMAGES,
+                tta: bool = True) -> tuple[Path, dict]:
     """Write the int8 ONNX model of ``model_uri`` to ``out_path``; returns (path, the
     ``quantization`` facts stored in its metadata). With ``log_to_run`` the file goes to
-    the source run under ``onnx/`` and as the pyfunc ``emotion_model_int8``."""
+    the source run under ``onnx/`` and as the pyfunc ``emotion_model_int8`` (or
+    ``emotion_model_int8_no_tta`` for ``tta=False``, see ``export_onnx``)."""
     from emorec import tracking
     from emorec.data.preprocess import Preprocessing
     from emorec.models import get_spec
@@ -166,7 +168,8 @@ def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="emorec-int8-") as tmp:
-        float_path = export_onnx(model_uri, Path(tmp) / "float32.onnx", log_to_run=False)
+        float_path = export_onnx(model_uri, Path(tmp) / "float32.onnx", log_to_run=False,
+                                 tta=tta)
         float_model = OnnxEmotionModel(float_path)
         prep = Preprocessing.from_dict(float_model.prep)
         calib, check = training_sample(cfg, prep, calibration_images)
@@ -188,5 +191,7 @@ def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
         from emorec import onnx_pyfunc
 
         tracking.log_artifact_to_run(run_id, out, "onnx")
-        facts["pyfunc_uri"] = onnx_pyfunc.log_to_run(run_id, out, PYFUNC_NAME)
+        left_out = meta["tta"] != meta["tta_trained"]  # --no-tta on a model trained with TTA
+        name = f"{PYFUNC_NAME}_no_tta" if left_out else PYFUNC_NAME
+        facts["pyfunc_uri"] = onnx_pyfunc.log_to_run(run_id, out, name)
     return out, facts

@@ -146,6 +146,11 @@ class Engine(ABC):
         augmentation, where the config asks for one)."""
         return model
 
+    def without_tta(self, model):
+        """The network inside ``for_inference``'s model: one forward pass per image, no
+        test-time augmentation (``model`` itself when it has none)."""
+        return model
+
 
 def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights, mean 1 over the training samples ("balanced")."""

@@ -136,8 +136,7 @@ class TorchEngine(Engine):
 
     def start_from(self, model: nn.Module, source_model: nn.Module,
                    rows: list[tuple[int, int]]) -> None:
-        if isinstance(source_model, FlipAveraged):  # the weights are the wrapped model's
-            source_model = source_model.model
+        source_model = self.without_tta(source_model)  # the weights are the wrapped model's
         target = model.state_dict()
         last = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
         classifier = {f"{last}.weight", f"{last}.bias"}
@@ -151,6 +150,9 @@ class TorchEngine(Engine):
 
     def for_inference(self, model: nn.Module, cfg: TrainConfig) -> nn.Module:
         return FlipAveraged(model) if cfg.tta == "flip" else model
+
+    def without_tta(self, model: nn.Module) -> nn.Module:
+        return model.model if isinstance(model, FlipAveraged) else model
 
     @torch.inference_mode()
     def _evaluate(self, model, images, targets, loss_fn, device,
