@@ -31,6 +31,8 @@ TINY = {
                   "--eval-images", "14", "--fer-python", ""],
     "quality": ["--train-images", "70", "--set", "epochs=1", "time_budget_min=0",
                 "--folds", "2", "--ck-set", "epochs=1"],
+    "epoch_speed": ["--train-images", "20", "--models", "cnn_torch"],
+    "dedupe_effect": ["--minutes", "0.005"],
 }
 
 
