@@ -47,6 +47,9 @@ class Predictor:
         self._model = emotion_model
         self.classes: list[str] = list(emotion_model.classes)
         self.prep = Preprocessing.from_dict(emotion_model.prep)
+        # Faces are cropped here (``_predict_pixels``), so the model's own detector must not
+        # run again; set once, not on every call (a single face is a fraction of a ms).
+        emotion_model.prep = replace(self.prep, face_detect=False).to_dict()
 
     def check_classes(self, expected) -> None:
         """Raise ValueError when the model's class set differs from ``expected`` (order
@@ -95,8 +98,6 @@ class Predictor:
 
     def predict_proba(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
         """Probabilities for already-cropped faces, through the eval preprocessing."""
-        # Faces were cropped above, so the model's own detector must not run again.
-        self._model.prep = replace(self.prep, face_detect=False).to_dict()
         out = [self._model.predict_proba(crops[s:s + batch_size])
                for s in range(0, len(crops), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)

@@ -67,8 +67,18 @@ class OnnxEmotionModel:
                              "metadata with classes and preprocessing)")
         self.metadata = json.loads(raw)
         self.classes = list(self.metadata["classes"])
-        self.prep = dict(self.metadata["prep"])
+        self.prep = self.metadata["prep"]
         self._input = self._session.get_inputs()[0].name
+
+    @property
+    def prep(self) -> dict:
+        """The eval preprocessing settings (``Preprocessing.to_dict``), as ``EmotionModel``
+        has them; parsed once when set, not on every prediction."""
+        return self._prep
+
+    @prep.setter
+    def prep(self, value: dict) -> None:
+        self._prep, self._preprocessing = dict(value), Preprocessing.from_dict(value)
 
     @property
     def layout(self) -> str:
@@ -80,7 +90,7 @@ class OnnxEmotionModel:
                                                                           np.float32)})[0]
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        batch = eval_batch(images, Preprocessing.from_dict(self.prep))  # NHWC
+        batch = eval_batch(images, self._preprocessing)  # NHWC
         if not len(batch):
             return np.zeros((0, len(self.classes)), np.float32)
         return self.run(batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch)
