@@ -160,8 +160,14 @@ def main() -> None:
                              **{k: old[k] for k in ("clocked_tracking_s",
                                                     "clocked_overhead_fraction", "none_s",
                                                     "full_s", "clocked_s_per_site")}}
-        notes.append(f"Before (commit {before['git_commit']}, same script and machine, "
-                     f"{before['date']}): {old['clocked_tracking_s']:.2f} s a run in tracking "
+        # Say on what CPU the earlier figures were taken: a faster CPU shortens the training
+        # the overhead is divided by, so the same seconds become a larger share.
+        then = before.get("machine", {}).get("cpu_flags") or "not recorded"
+        now = benchlib.machine().get("cpu_flags") or "not recorded"
+        same = "same CPU flags" if then == now else f"CPU flags then: {then}; now: {now}"
+        notes.append(f"Before (commit {before['git_commit']}, {before['date']}; {same}; "
+                     f"untracked run {old['none_s']:.1f} s then, {med['none']:.1f} s now): "
+                     f"{old['clocked_tracking_s']:.2f} s a run in tracking "
                      f"calls, {100 * old['clocked_overhead_fraction']:.1f} % clocked; per call "
                      "site: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
                          old["clocked_s_per_site"].items(), key=lambda kv: -kv[1])) + ".")
