@@ -47,7 +47,6 @@ FER_LABELS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "
               "sad": "sadness", "surprise": "surprise", "neutral": "neutral"}
 
 
-SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 TURN = 25  # images per backend per turn in the interleaved timing
 
 
@@ -71,15 +70,6 @@ def interleaved(timers: dict, count: int) -> dict[str, list[float]]:
         for name in names[k:] + names[:k]:
             times[name] += timers[name](start, min(start + TURN, count))
     return times
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD flags of this CPU that decide int8 and bf16 speed."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return [f for f in SIMD_FLAGS if f in flags]
 
 
 def latency(predict_one, predict_many, images: list, single: int, batch: int) -> dict:
@@ -348,6 +338,8 @@ def main() -> None:
         uri = args.model_uri or champion(fer_dir, args.train_images, args.epochs)
         results, onnx, images = emorec_side(uri, items, args.single, args.batch)
         trained = champion_facts(uri)
+    from emorec.resources import cpu_flags
+
     notes = [f"Champion {uri}: {trained}; {len(items)} PublicTest images; {args.single} "
              f"single-image predictions (p50), batches of {args.batch}. CPU SIMD flags: "
              f"{', '.join(cpu_flags()) or 'unknown'}."]

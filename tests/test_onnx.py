@@ -75,6 +75,15 @@ def test_export_is_logged_to_the_run(model):
     assert f"onnx/{path.name}" in logged
 
 
+def test_cli_export_no_tta_on_a_model_without_tta_changes_nothing(model, tmp_path, capsys):
+    result, _, _ = model
+    out = tmp_path / "plain.onnx"
+    assert main(["export", "--model-uri", f"runs:/{result.run_id}/emotion_model", "--no-tta",
+                 "--no-log", str(out)]) == 0
+    assert "--no-tta changed nothing" in capsys.readouterr().out
+    assert not OnnxEmotionModel(out).tta_left_out
+
+
 def test_cli_export_by_alias(model, tmp_path, capsys):
     from mlflow import MlflowClient
 

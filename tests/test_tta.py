@@ -156,3 +156,14 @@ def test_an_export_without_tta_holds_the_bare_network(tta_run, served, tmp_path)
     single_view_gap = np.abs(once - proba).max()
     assert single_view_gap > 1e-5
     assert np.abs((once + mirrored) / 2 - proba).max() < 0.05 * single_view_gap
+
+
+def test_cli_export_no_tta_says_what_the_file_is(tta_run, served, tmp_path, capsys):
+    from emorec.cli import main
+    from emorec.onnx_export import OnnxEmotionModel
+
+    model_uri, _ = served
+    out = tmp_path / "cli-bare.onnx"
+    assert main(["export", "--model-uri", model_uri, "--no-tta", "--no-log", str(out)]) == 0
+    assert "without test-time augmentation" in capsys.readouterr().out
+    assert OnnxEmotionModel(out).tta_left_out

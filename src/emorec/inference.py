@@ -47,7 +47,7 @@ class Predictor:
         self._model = emotion_model
         self.classes: list[str] = list(emotion_model.classes)
         self.prep = Preprocessing.from_dict(emotion_model.prep)
-        # Faces are cropped here (``_predict_pixels``), so the model's own detector must not
+        # Faces are cropped here (``predict_pixels``), so the model's own detector must not
         # run again; set once, not on every call (a single face is a fraction of a ms).
         emotion_model.prep = replace(self.prep, face_detect=False).to_dict()
 
@@ -76,11 +76,11 @@ class Predictor:
     def predict(self, images, *, detect_faces: bool = True, batch_size: int = 256) -> list[Prediction]:
         """One prediction per face (or per image without a face), in input order."""
         items = images if isinstance(images, (list, tuple)) else [images]
-        return self._predict_pixels([_as_pixels(image, i) for i, image in enumerate(items)],
+        return self.predict_pixels([_as_pixels(image, i) for i, image in enumerate(items)],
                                     detect_faces, batch_size)
 
-    def _predict_pixels(self, sourced, detect_faces: bool, batch_size: int) -> list[Prediction]:
-        """``sourced``: (source name, pixels) pairs."""
+    def predict_pixels(self, sourced, detect_faces: bool, batch_size: int) -> list[Prediction]:
+        """``predict`` for decoded images: ``sourced`` holds (source name, pixels) pairs."""
         crops, meta = [], []
         for source, pixels in sourced:
             boxes = faces.detect_faces(pixels) if detect_faces else []

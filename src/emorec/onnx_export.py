@@ -81,6 +81,12 @@ class OnnxEmotionModel:
         self._prep, self._preprocessing = dict(value), Preprocessing.from_dict(value)
 
     @property
+    def tta_left_out(self) -> bool:
+        """Exported with ``tta=False`` from a model evaluated with test-time augmentation:
+        its probabilities are not those of the run's logged test metrics."""
+        return self.metadata.get("tta") != self.metadata.get("tta_trained")
+
+    @property
     def layout(self) -> str:
         return self.metadata.get("layout", "NCHW")  # exports before Keras support were NCHW
 

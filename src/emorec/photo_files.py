@@ -51,7 +51,7 @@ def predict_files(predictor: Predictor, files: list[Path], *, batch_size: int = 
                     decoded[f] = exc
             ok = [(str(f), px) for f, px in decoded.items() if not isinstance(px, ImageError)]
             by_source: dict[str, list[Prediction]] = {}
-            for p in predictor._predict_pixels(ok, detect_faces, batch_size):
+            for p in predictor.predict_pixels(ok, detect_faces, batch_size):
                 by_source.setdefault(p.source, []).append(p)
             for f, px in decoded.items():
                 failed = isinstance(px, ImageError)

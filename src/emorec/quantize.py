@@ -191,7 +191,6 @@ def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
         from emorec import onnx_pyfunc
 
         tracking.log_artifact_to_run(run_id, out, "onnx")
-        left_out = meta["tta"] != meta["tta_trained"]  # --no-tta on a model trained with TTA
-        name = f"{PYFUNC_NAME}_no_tta" if left_out else PYFUNC_NAME
+        name = f"{PYFUNC_NAME}_no_tta" if float_model.tta_left_out else PYFUNC_NAME
         facts["pyfunc_uri"] = onnx_pyfunc.log_to_run(run_id, out, name)
     return out, facts

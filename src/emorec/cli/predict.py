@@ -77,9 +77,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     meta, prep = exported.metadata, exported.prep
     dims = {"N": "batch", "C": prep["channels"], "H": prep["image_size"], "W": prep["image_size"]}
     logged = "" if args.no_log else "; logged to the run under onnx/"
-    if meta.get("tta") != meta.get("tta_trained"):
+    if exported.tta_left_out:
         logged += ("; without test-time augmentation: its probabilities differ from the "
                    "run's logged test metrics")
+    elif args.no_tta:
+        logged += "; --no-tta changed nothing: the model has no test-time augmentation"
     print(f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "
           f"input {exported.layout} {'x'.join(str(dims[d]) for d in exported.layout)}, "
           f"max probability difference from {meta['framework']} "
