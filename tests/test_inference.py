@@ -152,3 +152,23 @@ def test_expected_classes_accept_the_loaders_aliases(predictor):
     pred.check_classes([alias[c] for c in result.classes])
     with pytest.raises(ValueError, match=r"not in the model: \['joyful'\]"):
         pred.check_classes([alias[c] for c in result.classes] + ["joyful"])
+
+
+def test_logged_signature_is_what_the_pyfunc_serves(trained, monkeypatch):
+    """The schema given to MLflow (not inferred) names the served columns, in order."""
+    import base64
+
+    import cv2
+    import mlflow
+    import pandas as pd
+
+    result, uri = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    model_uri = f"runs:/{result.run_id}/emotion_model"
+    signature = mlflow.models.get_model_info(model_uri).signature
+    assert signature.inputs.input_names() == ["image"]
+    png = cv2.imencode(".png", np.full((16, 16), 90, np.uint8))[1].tobytes()
+    served = mlflow.pyfunc.load_model(model_uri).predict(
+        pd.DataFrame({"image": [base64.b64encode(png).decode()]}))
+    assert signature.outputs.input_names() == list(served.columns) == [
+        *result.classes, "label", "confidence"]

@@ -105,6 +105,18 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
         batch = eval_batch(images, Preprocessing.from_dict(self.prep))
         return self.engine.probabilities(self._model, batch)
 
+    def signature(self):
+        """The served schema: an ``image`` string column in; a probability per class,
+        ``label`` and ``confidence`` out. Given to MLflow when logging, it spares it a
+        prediction on the input example to infer the same schema."""
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        outputs = [ColSpec("float", c) for c in self.classes]
+        outputs += [ColSpec("string", "label"), ColSpec("float", "confidence")]
+        return ModelSignature(inputs=Schema([ColSpec("string", "image")]),
+                              outputs=Schema(outputs))
+
     # The hint tells MLflow not to infer a schema from type hints (it warns otherwise);
     # arrays and lists still arrive unchanged.
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

@@ -192,10 +192,11 @@ class TorchEngine(Engine):
             y = model(torch.from_numpy(x)).numpy()
         # Pickle (with our code beside it) rather than MLflow's default torch.export
         # graph, which fixes the batch size traced from the input example.
-        kwargs = dict(pip_requirements=pip_requirements, code_paths=[code_path],
-                      serialization_format="pickle")
+        kwargs = dict(pip_requirements=pip_requirements, serialization_format="pickle")
         mlflow.pytorch.log_model(model, name=name, signature=infer_signature(x, y),
-                                 input_example=x, **kwargs)
+                                 input_example=x, code_paths=[code_path], **kwargs)
+        # The copy the raw-image pyfunc carries needs no emorec code of its own: the pyfunc
+        # has it on the path already (one copy of the package in the pyfunc, not two).
         mlflow.pytorch.save_model(model, save_to, **kwargs)
 
     def load_flavor(self, path: str) -> nn.Module:

@@ -106,7 +106,7 @@ def log_image_pyfunc(name: str, python_model, native_path, image: np.ndarray,
         name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
         code_paths=[PACKAGE_DIR],
         input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
-        pip_requirements=pip_requirements)
+        signature=python_model.signature(), pip_requirements=pip_requirements)
 
 
 def load_pyfunc(uri: str):
