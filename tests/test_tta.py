@@ -167,3 +167,11 @@ def test_cli_export_no_tta_says_what_the_file_is(tta_run, served, tmp_path, caps
     assert main(["export", "--model-uri", model_uri, "--no-tta", "--no-log", str(out)]) == 0
     assert "without test-time augmentation" in capsys.readouterr().out
     assert OnnxEmotionModel(out).tta_left_out
+
+
+def test_cli_export_with_tta_says_how_to_leave_it_out(served, tmp_path, capsys):
+    from emorec.cli import main
+
+    model_uri, _ = served
+    assert main(["export", "--model-uri", model_uri, "--no-log", str(tmp_path / "tta.onnx")]) == 0
+    assert "two passes per face): --no-tta exports one pass" in capsys.readouterr().out
