@@ -267,6 +267,46 @@ def test_each_run_names_its_own_dataset_folder(tmp_path):
     assert runs["a"].digest == runs["b"].digest == tracking.dataset_digest(ds)
 
 
+def test_a_dataset_another_worker_stores_at_the_same_moment_is_linked_not_fatal(isolated_store):
+    """Two workers' runs starting together both find the dataset missing and both insert
+    it; the second insert broke its trial on the table's primary key (CI, PostgreSQL).
+    Reproduced on the real store: just before this run's insert, another connection
+    stores the same dataset and commits, as the faster worker would."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from emorec import tracking
+
+    cfg = TrainConfig(**TINY)
+    ds = load_dataset("synthetic", options={"count": 70, "image_size": 16}, progress=False)
+    raced = []
+
+    def other_worker_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO datasets") and not raced:
+            raced.append(statement)
+            # The very statement, with the row's own uuid: the other worker's dataset.
+            row = list(parameters[0] if executemany else parameters)
+            columns = statement.split("(", 1)[1].split(")", 1)[0].split(", ")
+            row[columns.index("dataset_uuid")] = "0" * 32
+            other = sqlite3.connect(isolated_store / "mlruns" / "mlflow.db")
+            other.execute(statement, row)
+            other.commit()
+            other.close()
+
+    with tracking.start_run(cfg) as run:
+        event.listen(Engine, "before_cursor_execute", other_worker_first)
+        try:
+            tracking.log_dataset(ds, make_split(ds), cfg)
+        finally:
+            event.remove(Engine, "before_cursor_execute", other_worker_first)
+    assert raced  # the race happened, and the run still got its input: the other's row
+    (linked,) = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
+    assert linked.dataset.digest == tracking.dataset_digest(ds)
+    assert mlflow.get_run(run.info.run_id).info.status == "FINISHED"
+
+
 def test_no_tracker_trains_and_evaluates_without_a_run(isolated_store):
     """train(cfg, tracker=NoTracker()): the same metrics, and nothing in the store."""
     from emorec.tracking import NoTracker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import mlflow
@@ -52,6 +53,26 @@ def dataset_digest(ds: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
+def _log_input_once_stored(dataset: MetaDataset, attempts: int = 3) -> None:
+    """``mlflow.log_input``, surviving another worker storing the same dataset at once.
+
+    MLflow's SQL store looks the (experiment, name, digest) row up and inserts it when it
+    is missing, with nothing between the two: two runs of one study that start together
+    both insert, and the second fails on the table's primary key (seen with three workers
+    on PostgreSQL). The row exists once the first has committed, so asking again finds
+    it and only links it to this run.
+    """
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except mlflow.exceptions.MlflowException as e:
+            lost_race = "dataset_pk" in str(e) or "UNIQUE constraint failed: datasets" in str(e)
+            if not lost_race or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def log_dataset(ds: Dataset, split: Split, cfg: TrainConfig) -> None:
     """The dataset as an MLflow input (name, source, content digest) plus split facts."""
     source = _FolderSource(str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "builtin:synthetic")
@@ -60,7 +81,7 @@ def log_dataset(ds: Dataset, split: Split, cfg: TrainConfig) -> None:
     # goes in the name (the column holds 500 characters); the digest stays the content's,
     # which the registry compares.
     name = f"{ds.name} {source.uri}"[-500:] if cfg.data_dir else ds.name
-    mlflow.log_input(MetaDataset(source, name=name, digest=dataset_digest(ds)), context="training")
+    _log_input_once_stored(MetaDataset(source, name=name, digest=dataset_digest(ds)))
     sizes = split.sizes()
     mlflow.log_params({"split_strategy": split.strategy, "split_digest": split.digest,
                        "classes": ",".join(ds.classes), "num_classes": len(ds.classes),
