@@ -17,8 +17,10 @@ That difference of two ~30 s totals is as noisy as the machine (repeats vary by 
 more on a shared 2-core box), so the ``full`` runs are also clocked from inside: the wall
 time spent in each of the tracker's calls (opening and closing the run, parameters,
 dataset input, per-epoch metrics, plots and report, model), summed per run. That figure
-does not depend on how fast training ran; it misses only the system-metrics thread's
-background sampling, which the side-by-side totals include.
+does not depend on how fast training ran; it misses the system-metrics thread's
+background sampling and the figures' drawing in its helper process (on another core while
+the model is logged, see ``emorec.figure_helper``), which the side-by-side totals
+include. Waiting for the figures and logging them is clocked in ``end_run``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ run fastest in, so it costs no copy.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 
@@ -180,6 +181,19 @@ class TorchEngine(Engine):
     def weights_mb(self, model: nn.Module) -> float:
         tensors = [*model.parameters(), *model.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+    @contextlib.contextmanager
+    def leaving_a_core(self):
+        # Logging a model runs it once (MLflow checks the input example): on two threads
+        # while the drawer holds one of two cores, each parallel region waits for the
+        # descheduled thread. Measured on CK+48: model logging 0.46 s beside the drawer on
+        # two threads, 0.30 s on one, 0.30 s with no drawer.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads - 1))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     def log_flavor(self, model: nn.Module, example: np.ndarray, *, name: str, save_to: str,
                    pip_requirements: list[str], code_path: str) -> None:

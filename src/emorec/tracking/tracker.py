@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emorec.engines.base import Callback
+from emorec import figure_helper
 from emorec.tracking import datasets, logged_models, runs
 
 
@@ -71,11 +72,25 @@ class MlflowTracker(Tracker):
 
     def __init__(self, skip_model: Callable[[dict[str, float]], str | None] | None = None):
         self.skip_model, self._final_metrics = skip_model, {}
+        self._figures = None  # being drawn in a helper process while the model is logged
 
     @contextlib.contextmanager
     def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
         with runs.start_run(cfg, nested=nested, tags=tags) as run:
-            yield RunInfo(run.info.run_id, run.info.experiment_id)
+            try:
+                yield RunInfo(run.info.run_id, run.info.experiment_id)
+            except BaseException:
+                # A run whose model failed to log keeps the figures of the evaluation it
+                # did finish; the failure that ended it is what the run reports.
+                with contextlib.suppress(Exception):
+                    self._log_figures()
+                raise
+            self._log_figures()
+
+    def _log_figures(self) -> None:
+        pending, self._figures = self._figures, None
+        if pending is not None:
+            pending.log()
 
     def callbacks(self) -> list[Callback]:
         return [runs.MlflowCallback()]
@@ -94,14 +109,9 @@ class MlflowTracker(Tracker):
         self._final_metrics = dict(values)
 
     def log_evaluation(self, report, history, y_true, proba, classes) -> None:
-        from emorec import plots
-        from emorec.metrics import roc_curves
-
-        runs.log_figure(plots.confusion_matrix_figure(np.asarray(report["confusion_matrix"]),
-                                                      list(classes)), "plots/confusion_matrix.png")
-        runs.log_figure(plots.roc_figure(roc_curves(y_true, proba), list(classes)),
-                        "plots/roc_curves.png")
-        runs.log_figure(plots.learning_curves_figure(history), "plots/learning_curves.png")
+        # The figures are logged when the run ends (see run()): drawn meanwhile, in a
+        # helper process, while this one logs the model.
+        self._figures = figure_helper.start(report, history, y_true, proba, classes)
         runs.log_json(report, "reports/classification_report.json")
 
     def log_model(self, engine, model, cfg, classes, prep, example) -> None:
@@ -109,4 +119,6 @@ class MlflowTracker(Tracker):
         if reason:
             runs.set_tags({"model_not_logged": reason})
             return
-        logged_models.log_trained_model(engine, model, cfg, classes, prep, example)
+        drawing = self._figures is not None  # on another core, by the figures' drawer
+        with engine.leaving_a_core() if drawing else contextlib.nullcontext():
+            logged_models.log_trained_model(engine, model, cfg, classes, prep, example)

@@ -1,0 +1,84 @@
+"""The evaluation figures a run logs, drawn in a helper process (``emorec.figure_helper``)."""
+
+import logging
+import os
+import signal
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from emorec import plots
+from emorec.config import TrainConfig
+from emorec.metrics import roc_curves
+from emorec import figure_helper as figures
+from emorec.training import train
+
+TINY = dict(epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=False,
+            progress=False)
+CLASSES = ["angry", "happy", "sad"]
+
+
+def _evaluation():
+    rng = np.random.default_rng(0)
+    y_true = np.repeat(np.arange(3), 10)
+    proba = rng.dirichlet(np.ones(3), size=30).astype(np.float32)
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (y_true, proba.argmax(1)), 1)
+    history = {"train_loss": [1.2, 0.9], "val_loss": [1.3, 1.1],
+               "train_accuracy": [0.4, 0.6], "val_accuracy": [0.35, 0.5]}
+    return {"confusion_matrix": confusion.tolist()}, history, y_true, proba
+
+
+def _logged(run_id: str) -> dict[str, bytes]:
+    client = mlflow.MlflowClient()
+    return {a.path: open(client.download_artifacts(run_id, a.path), "rb").read()
+            for a in client.list_artifacts(run_id, "plots")}
+
+
+def test_the_helper_draws_exactly_the_figures_this_process_would():
+    report, history, y_true, proba = _evaluation()
+    with mlflow.start_run() as run:
+        figures.start(report, history, y_true, proba, CLASSES).log()
+    helper = figures._helper
+    assert helper is not None and helper.process.poll() is None  # drawn there, still up
+    here = plots.evaluation_pngs(np.asarray(report["confusion_matrix"]), CLASSES,
+                                 roc_curves(y_true, proba), history)
+    assert _logged(run.info.run_id) == here  # same three files, byte for byte
+    assert all(data.startswith(b"\x89PNG") for data in here.values())
+
+
+def test_figures_whose_helper_dies_mid_drawing_are_drawn_here(caplog):
+    report, history, y_true, proba = _evaluation()
+    with mlflow.start_run():  # the helper is up, its imports done
+        figures.start(report, history, y_true, proba, CLASSES).log()
+    with caplog.at_level(logging.WARNING, logger="emorec.figure_helper"), \
+            mlflow.start_run() as run:
+        pending = figures.start(report, history, y_true, proba, CLASSES)
+        os.kill(figures._helper.process.pid, signal.SIGKILL)  # long before its ~0.3 s drawing
+        pending.log()
+    assert "figures drawn in this process: the helper failed" in caplog.text
+    assert len(_logged(run.info.run_id)) == 3
+
+    caplog.clear()  # the next run has a helper again
+    threads = torch.get_num_threads()
+    with caplog.at_level(logging.WARNING, logger="emorec.figure_helper"):
+        result = train(TrainConfig(**TINY))
+    assert "figures drawn" not in caplog.text and len(_logged(result.run_id)) == 3
+    assert figures._helper.process.poll() is None
+    assert torch.get_num_threads() == threads  # the core left to the drawer is given back
+
+
+def test_a_run_that_fails_after_its_evaluation_keeps_its_figures(monkeypatch):
+    from emorec.tracking import logged_models
+
+    def broken(*_, **__):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(logged_models, "log_trained_model", broken)
+    with pytest.raises(OSError, match="disk full"):
+        train(TrainConfig(**TINY))
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.info.status == "FAILED" and "disk full" in run.data.tags["failure_reason"]
+    assert len(_logged(run.info.run_id)) == 3
