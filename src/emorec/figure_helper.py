@@ -81,12 +81,14 @@ _helper: _Helper | None = None
 _helper_lock = threading.Lock()
 
 
-def _running_helper() -> _Helper:
+def _running_helper() -> _Helper | None:
+    """The helper, started if it is not running; None where there is none to have
+    (``select()`` on pipes is POSIX-only: elsewhere figures are drawn in-process)."""
     global _helper
+    if os.name != "posix":
+        return None
     with _helper_lock:
         if _helper is None or _helper.process.poll() is not None:
-            if os.name != "posix":  # select() on pipes
-                raise OSError("a drawing helper needs a POSIX system")
             _helper = _Helper()
             atexit.register(_helper.close)
         return _helper
@@ -103,7 +105,8 @@ class PendingFigures:
         self._helper: _Helper | None = None
         try:
             helper = _running_helper()
-            if helper.busy.acquire(blocking=False):  # another run's figures (threads)
+            # Busy with another run's figures (runs on threads): drawn here instead.
+            if helper is not None and helper.busy.acquire(blocking=False):
                 try:
                     helper.send(self._args)
                 except BaseException:
