@@ -117,7 +117,6 @@ class PendingFigures:
             log.warning("figures drawn in this process: no helper process (%s)", exc)
 
     def log(self) -> None:
-        from emorec.plots import evaluation_pngs
         from emorec.tracking.runs import log_pngs
 
         pngs = None
@@ -131,7 +130,11 @@ class PendingFigures:
             finally:
                 self._helper.busy.release()
                 self._helper = None
-        log_pngs(pngs if pngs is not None else evaluation_pngs(*self._args))
+        if pngs is None:  # only then is matplotlib loaded in the run's process
+            from emorec.plots import evaluation_pngs
+
+            pngs = evaluation_pngs(*self._args)
+        log_pngs(pngs)
 
 
 def start(report: dict, history: Mapping[str, Sequence[float]], y_true: np.ndarray,
