@@ -20,8 +20,8 @@ TINY = dict(epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=F
 CLASSES = ["angry", "happy", "sad"]
 
 
-def _evaluation():
-    rng = np.random.default_rng(0)
+def _evaluation(seed: int = 0):
+    rng = np.random.default_rng(seed)
     y_true = np.repeat(np.arange(3), 10)
     proba = rng.dirichlet(np.ones(3), size=30).astype(np.float32)
     confusion = np.zeros((3, 3), int)
@@ -68,6 +68,43 @@ def test_figures_whose_helper_dies_mid_drawing_are_drawn_here(caplog):
     assert "figures drawn" not in caplog.text and len(_logged(result.run_id)) == 3
     assert figures._helper.process.poll() is None
     assert torch.get_num_threads() == threads  # the core left to the drawer is given back
+
+
+def _drawn_here(report, history, y_true, proba) -> dict[str, bytes]:
+    return plots.evaluation_pngs(np.asarray(report["confusion_matrix"]), CLASSES,
+                                 roc_curves(y_true, proba), history)
+
+
+def test_an_interrupted_wait_never_hands_one_runs_figures_to_the_next():
+    """Ctrl-C while a run waits for its figures: the helper's late answer must not be
+    taken for the next run's (the helper is ended with the request)."""
+    first, second = _evaluation(seed=1), _evaluation(seed=2)
+    with mlflow.start_run():  # the helper is up, its imports done
+        figures.start(*first, CLASSES).log()
+
+    def ctrl_c(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    try:
+        with mlflow.start_run():
+            pending = figures.start(*first, CLASSES)
+            signal.setitimer(signal.ITIMER_REAL, 0.02)  # well inside the ~0.3 s drawing
+            with pytest.raises(KeyboardInterrupt):
+                pending.log()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with mlflow.start_run() as run:
+        figures.start(*second, CLASSES).log()
+    assert _logged(run.info.run_id) == _drawn_here(*second)
+
+    with mlflow.start_run() as run:  # interrupted before they are drawn: nothing waited for
+        figures.start(*first, CLASSES).log(wait=False)
+    assert _logged(run.info.run_id) == {}
+    with mlflow.start_run() as run:
+        figures.start(*second, CLASSES).log()
+    assert _logged(run.info.run_id) == _drawn_here(*second)
 
 
 def test_a_run_that_fails_after_its_evaluation_keeps_its_figures(monkeypatch):

@@ -8,13 +8,14 @@ kept for the life of this one, draws them on another core instead: ``start`` han
 the figures' data and returns at once, ``PendingFigures.log`` takes the PNGs (drawn by
 then, while the model was logged) and logs them.
 
-The helper is ``python -m emorec.figure_helper``, reading pickled requests on its stdin
+The helper is a Python process running ``_serve``, reading pickled requests on its stdin
 and answering on its stdout. It imports matplotlib and this module only (~70 MB), not
 MLflow or a framework, which is why it lives outside ``emorec.tracking``. Not
-``multiprocessing``, whose spawned children import the
-parent's main script again, which re-runs any user script without a ``__main__`` guard.
-It is a convenience, never a dependency: when it cannot start, is busy or fails, the
-figures are drawn here, as before, so a run never loses one. It is in a session of its
+``multiprocessing``, whose spawned children import the parent's main script again, which
+re-runs any user script without a ``__main__`` guard. It is a convenience, never a
+dependency: when it cannot start, is busy or fails, the figures are drawn here, as
+before, so a run never loses one. A request whose answer is not read (a timeout, Ctrl-C)
+ends the helper, so that no answer ever reaches another run. It is in a session of its
 own (Ctrl-C is for the run it serves) and exits when this process closes its stdin,
 whether this process ends or is killed.
 """
@@ -35,32 +36,38 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DRAW_TIMEOUT_S = 120  # far above the ~0.3 s a drawing takes; a stuck helper is given up
+DRAW_TIMEOUT_S = 30  # far above the ~0.3 s a drawing takes (~1 s with the first imports)
+
+# The helper's command: -P keeps the working directory off its path (a matplotlib.py there
+# must not shadow the real one), and the folder emorec was imported from goes at the end
+# of its path, where it finds this emorec without shadowing anything installed.
+_COMMAND = ("import sys; sys.path.append(sys.argv[1]); "
+            "from emorec.figure_helper import _serve; _serve()")
 
 
 class _Helper:
-    """The drawing process and its pipes; one request at a time."""
+    """The drawing process and its pipes; one request at a time, answered before the next
+    (a request whose answer is not read, for whatever reason, ends the process)."""
 
     def __init__(self):
-        package_root = str(Path(__file__).resolve().parents[1])  # where emorec is imported from
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        package_root = str(Path(__file__).resolve().parents[1])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emorec.figure_helper"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-            start_new_session=True)
+            [sys.executable, "-P", "-c", _COMMAND, package_root], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         self.busy = threading.Lock()
 
     def send(self, args: tuple) -> None:
         pickle.dump(args, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self.process.stdin.flush()
 
-    def receive(self) -> dict[str, bytes]:
-        import select
+    def receive(self, timeout: float) -> dict[str, bytes] | None:
+        """The answer to the request sent, or None if it is not there within ``timeout``."""
+        import selectors
 
-        ready, _, _ = select.select([self.process.stdout], [], [], DRAW_TIMEOUT_S)
-        if not ready:
-            raise TimeoutError(f"no figures after {DRAW_TIMEOUT_S} s")
+        with selectors.DefaultSelector() as selector:  # select() fails on fds >= 1024
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                return None
         try:
             status, value = pickle.load(self.process.stdout)
         except EOFError:
@@ -69,7 +76,16 @@ class _Helper:
             raise RuntimeError(value)
         return value
 
+    def discard(self) -> None:
+        """End the process now and release its pipes (its answer, if any, is dropped)."""
+        self.process.kill()
+        self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+        atexit.unregister(self.close)
+
     def close(self) -> None:
+        """End the process the gentle way: EOF on its stdin (at this process's exit)."""
         try:
             self.process.stdin.close()
             self.process.wait(timeout=5)
@@ -83,12 +99,16 @@ _helper_lock = threading.Lock()
 
 def _running_helper() -> _Helper | None:
     """The helper, started if it is not running; None where there is none to have
-    (``select()`` on pipes is POSIX-only: elsewhere figures are drawn in-process)."""
+    (selectors on pipes are POSIX-only; a frozen application's ``sys.executable`` is the
+    application itself): there figures are drawn in-process."""
     global _helper
-    if os.name != "posix":
+    if os.name != "posix" or getattr(sys, "frozen", False):
         return None
     with _helper_lock:
-        if _helper is None or _helper.process.poll() is not None:
+        if _helper is not None and _helper.process.poll() is not None:
+            _helper.discard()  # died between runs: its pipes go with it
+            _helper = None
+        if _helper is None:
             _helper = _Helper()
             atexit.register(_helper.close)
         return _helper
@@ -107,34 +127,57 @@ class PendingFigures:
             helper = _running_helper()
             # Busy with another run's figures (runs on threads): drawn here instead.
             if helper is not None and helper.busy.acquire(blocking=False):
-                try:
-                    helper.send(self._args)
-                except BaseException:
-                    helper.busy.release()
-                    raise
                 self._helper = helper
-        except Exception as exc:  # no process for us here (a sandbox, a broken pipe)
+                helper.send(self._args)
+        except BaseException as exc:
+            self._give_up_helper()
+            if not isinstance(exc, Exception):
+                raise
             log.warning("figures drawn in this process: no helper process (%s)", exc)
 
-    def log(self) -> None:
+    @property
+    def drawn_elsewhere(self) -> bool:
+        """Whether the helper is drawing them (on another core) right now."""
+        return self._helper is not None
+
+    def log(self, *, wait: bool = True) -> None:
+        """Log the figures to the active run. ``wait=False`` (the run was interrupted):
+        only if they are drawn already; nothing is waited for or drawn here."""
         from emorec.tracking.runs import log_pngs
 
         pngs = None
         if self._helper is not None:
             try:
-                pngs = self._helper.receive()
+                pngs = self._helper.receive(DRAW_TIMEOUT_S if wait else 0)
+                if pngs is None and wait:
+                    raise TimeoutError(f"no figures after {DRAW_TIMEOUT_S} s")
             except Exception as exc:
                 log.warning("figures drawn in this process: the helper failed (%s: %s)",
                             type(exc).__name__, exc)
-                self._helper.process.kill()  # a new one starts with the next run
             finally:
-                self._helper.busy.release()
-                self._helper = None
+                if pngs is None:  # its answer, if it ever comes, must not reach another run
+                    self._give_up_helper()
+                else:
+                    self._helper.busy.release()
+                    self._helper = None
+        if pngs is None and not wait:
+            return
         if pngs is None:  # only then is matplotlib loaded in the run's process
             from emorec.plots import evaluation_pngs
 
             pngs = evaluation_pngs(*self._args)
         log_pngs(pngs)
+
+    def _give_up_helper(self) -> None:
+        global _helper
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        with _helper_lock:
+            helper.discard()
+            if _helper is helper:
+                _helper = None  # the next run starts a new one
+        helper.busy.release()
 
 
 def start(report: dict, history: Mapping[str, Sequence[float]], y_true: np.ndarray,
@@ -163,7 +206,3 @@ def _serve() -> None:
             answer = ("error", f"{type(exc).__name__}: {exc}")
         pickle.dump(answer, answers, protocol=pickle.HIGHEST_PROTOCOL)
         answers.flush()
-
-
-if __name__ == "__main__":
-    _serve()

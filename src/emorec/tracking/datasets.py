@@ -53,6 +53,12 @@ def dataset_digest(ds: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
+# How each SQL backend of MLflow names a second row of one dataset: PostgreSQL (and
+# MSSQL) by the constraint, SQLite by its columns, MySQL by the table's primary key.
+_DATASET_KEY_CLASHES = ("dataset_pk", "UNIQUE constraint failed: datasets",
+                        "for key 'datasets.PRIMARY'")
+
+
 def _log_input_once_stored(dataset: MetaDataset, attempts: int = 3) -> None:
     """``mlflow.log_input``, surviving another worker storing the same dataset at once.
 
@@ -67,7 +73,7 @@ def _log_input_once_stored(dataset: MetaDataset, attempts: int = 3) -> None:
             mlflow.log_input(dataset, context="training")
             return
         except mlflow.exceptions.MlflowException as e:
-            lost_race = "dataset_pk" in str(e) or "UNIQUE constraint failed: datasets" in str(e)
+            lost_race = any(key in str(e) for key in _DATASET_KEY_CLASHES)
             if not lost_race or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))

@@ -79,18 +79,19 @@ class MlflowTracker(Tracker):
         with runs.start_run(cfg, nested=nested, tags=tags) as run:
             try:
                 yield RunInfo(run.info.run_id, run.info.experiment_id)
-            except BaseException:
+            except BaseException as exc:
                 # A run whose model failed to log keeps the figures of the evaluation it
-                # did finish; the failure that ended it is what the run reports.
+                # did finish; an interrupted one (Ctrl-C, SIGTERM) only those drawn
+                # already, waiting for nothing. What ended the run is what it reports.
                 with contextlib.suppress(Exception):
-                    self._log_figures()
+                    self._log_figures(wait=isinstance(exc, Exception))
                 raise
             self._log_figures()
 
-    def _log_figures(self) -> None:
+    def _log_figures(self, wait: bool = True) -> None:
         pending, self._figures = self._figures, None
         if pending is not None:
-            pending.log()
+            pending.log(wait=wait)
 
     def callbacks(self) -> list[Callback]:
         return [runs.MlflowCallback()]
@@ -119,6 +120,6 @@ class MlflowTracker(Tracker):
         if reason:
             runs.set_tags({"model_not_logged": reason})
             return
-        drawing = self._figures is not None  # on another core, by the figures' drawer
+        drawing = self._figures is not None and self._figures.drawn_elsewhere
         with engine.leaving_a_core() if drawing else contextlib.nullcontext():
             logged_models.log_trained_model(engine, model, cfg, classes, prep, example)
