@@ -118,7 +118,7 @@ class PendingFigures:
     """The evaluation figures of one run, being drawn; ``log()`` logs them to the active
     run, drawing them here if the helper did not."""
 
-    def __init__(self, confusion: np.ndarray, classes: Sequence[str],
+    def __init__(self, confusion: np.ndarray | Sequence, classes: Sequence[str],
                  roc_curves: Mapping, history: Mapping[str, Sequence[float]]):
         self._args = (np.asarray(confusion), list(classes), dict(roc_curves),
                       {k: list(v) for k, v in history.items()})
@@ -160,10 +160,10 @@ class PendingFigures:
                 else:
                     self._helper.busy.release()
                     self._helper = None
-        if pngs is None and not wait:
-            return
-        if pngs is None:  # only then is matplotlib loaded in the run's process
-            from emorec.plots import evaluation_pngs
+        if pngs is None:
+            if not wait:
+                return
+            from emorec.plots import evaluation_pngs  # only now is matplotlib loaded here
 
             pngs = evaluation_pngs(*self._args)
         log_pngs(pngs)
@@ -185,8 +185,8 @@ def start(report: dict, history: Mapping[str, Sequence[float]], y_true: np.ndarr
     """Start drawing the run's evaluation figures from its test report and history."""
     from emorec.metrics import roc_curves
 
-    return PendingFigures(np.asarray(report["confusion_matrix"]), classes,
-                          roc_curves(y_true, proba), history)
+    return PendingFigures(report["confusion_matrix"], classes, roc_curves(y_true, proba),
+                          history)
 
 
 def _serve() -> None:

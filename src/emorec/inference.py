@@ -77,7 +77,7 @@ class Predictor:
         """One prediction per face (or per image without a face), in input order."""
         items = images if isinstance(images, (list, tuple)) else [images]
         return self.predict_pixels([_as_pixels(image, i) for i, image in enumerate(items)],
-                                    detect_faces, batch_size)
+                                   detect_faces, batch_size)
 
     def predict_pixels(self, sourced, detect_faces: bool, batch_size: int) -> list[Prediction]:
         """``predict`` for decoded images: ``sourced`` holds (source name, pixels) pairs."""

@@ -211,14 +211,14 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Pa
 # zlib level 1 rather than PIL's 6: the same pixels in a file ~12 % larger, encoded in 15 ms
 # instead of 24 (a confusion matrix here; encoding was the largest single cost in a profile
 # of a run's figures, though drawing them costs more in all).
-PNG_SAVE_KWARGS = {"format": "png", "pil_kwargs": {"compress_level": 1}}
+_PNG_SAVE_KWARGS = {"format": "png", "pil_kwargs": {"compress_level": 1}}
 
 
 def png_bytes(fig: Figure) -> bytes:
     """``fig`` as a PNG file's bytes, as ``mlflow.log_figure`` would save it; releases it."""
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, **PNG_SAVE_KWARGS)
+        fig.savefig(buffer, **_PNG_SAVE_KWARGS)
     finally:
         _release(fig)
     return buffer.getvalue()

@@ -205,9 +205,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-# Instruction sets that decide how fast CPU training runs (and which precision pays).
-# The flags that decide training and serving speed: bfloat16 (avx512_bf16, amx_bf16) and
-# int8 (the VNNI and AMX int8 instructions ONNX Runtime uses for quantized models).
+# Instruction sets that decide how fast CPU training and serving run: bfloat16 (avx512_bf16,
+# amx_bf16, which decide the precision that pays) and int8 (the VNNI and AMX int8
+# instructions ONNX Runtime uses for quantized models).
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
                "amx_bf16", "amx_int8")
 

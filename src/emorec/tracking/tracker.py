@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emorec.engines.base import Callback
 from emorec import figure_helper
+from emorec.engines.base import Callback
 from emorec.tracking import datasets, logged_models, runs
 
 
