@@ -21,6 +21,14 @@ does not depend on how fast training ran; it misses the system-metrics thread's
 background sampling and the figures' drawing in its helper process (on another core while
 the model is logged, see ``emorec.figure_helper``), which the side-by-side totals
 include. Waiting for the figures and logging them is clocked in ``end_run``.
+
+``--server-workers N [N ...]`` measures the same ``full`` run logging to a real
+``mlflow server`` on 127.0.0.1 instead (SQLite backend, proxied artifacts, as the README's
+several-workers set-up runs one), one server per N uvicorn workers, each beside the
+untracked run, and writes ``tracking_overhead_server.json``. It also times one keep-alive
+request through MLflow's client: with more than one worker, uvicorn's listening socket
+loses TCP_NODELAY (Kludex/uvicorn#3149) and each response waits ~40 ms on the client's
+delayed ACK; a run makes hundreds of requests.
 """
 
 from __future__ import annotations
@@ -90,6 +98,99 @@ def timed(fn, *a) -> float:
     return time.perf_counter() - start
 
 
+def request_ms(repeats: int = 20) -> float:
+    """Median wall time of one small keep-alive request through MLflow's client."""
+    from emorec.tracking.store import client as tracking_client
+
+    client = tracking_client()
+    client.search_experiments(max_results=1)  # the connection, opened once
+    times = [timed(client.search_experiments, 1) for _ in range(repeats)]
+    return 1000 * benchlib.median(times)
+
+
+def interleaved(variants: dict, repeats: int) -> dict[str, list[float]]:
+    """Wall times of each variant, alternating within each repeat so that load changes on
+    the machine hit all alike."""
+    times = {k: [] for k in variants}
+    for r in range(repeats):
+        for name, fn in variants.items():
+            times[name].append(timed(fn))
+        print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()),
+              flush=True)
+    return times
+
+
+def clocked_share(clocks: list[dict], full_times: list[float]) -> float:
+    """Median over runs of the time in tracking calls over the rest of the run."""
+    inside = [sum(c.values()) for c in clocks]
+    return benchlib.median([s / (t - s) for s, t in zip(inside, full_times)])
+
+
+def per_site(clocks: list[dict]) -> dict[str, float]:
+    return {k: benchlib.median([c.get(k, 0.0) for c in clocks]) for k in clocks[0]}
+
+
+def by_size(sites: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in sorted(sites.items(), key=lambda kv: -kv[1]))
+
+
+def against_servers(args, cfg, started: float) -> None:
+    """The ``full`` run logging to real local ``mlflow server``s, one per worker count."""
+    import tempfile
+
+    from emorec.tracking import NoTracker
+    from emorec.training import train
+
+    servers, notes = {}, []
+    with tempfile.TemporaryDirectory(prefix="emorec-bench-servers-") as tmp:
+        for workers in args.server_workers:
+            folder = Path(tmp) / f"workers-{workers}"
+            with benchlib.mlflow_server(folder, workers) as url, tracking_uri(url):
+                print(f"mlflow server --workers {workers} at {url}", flush=True)
+                latency = request_ms()
+                for _ in range(args.warmup):
+                    train(cfg.replace(epochs=1))
+                clocks: list[dict] = []
+                times = interleaved({"full": lambda: clocked_train(cfg, clocks),
+                                     "none": lambda: train(cfg, tracker=NoTracker())},
+                                    args.repeats)
+            share = clocked_share(clocks, times["full"])
+            sites = per_site(clocks)
+            servers[str(workers)] = {
+                "request_ms": latency, "full_s": benchlib.median(times["full"]),
+                "none_s": benchlib.median(times["none"]), "times_s": times,
+                "clocked_tracking_s": benchlib.median([sum(c.values()) for c in clocks]),
+                "clocked_overhead_fraction": share, "clocked_s_per_site": sites}
+            notes.append(f"mlflow server --workers {workers}: one keep-alive request "
+                         f"{latency:.1f} ms; a run {servers[str(workers)]['clocked_tracking_s']:.2f}"
+                         f" s in tracking calls ({100 * share:.1f} % clocked); per call site "
+                         f"(median s): {by_size(sites)}.")
+    targets = [benchlib.target(f"tracking overhead clocked, mlflow server --workers {w}",
+                               100 * s["clocked_overhead_fraction"], "<= 2 %",
+                               s["clocked_overhead_fraction"] <= 0.02, " %")
+               for w, s in servers.items()]
+    notes.insert(0, f"cnn_torch on CK+48, {args.epochs} epochs, {args.repeats} repeats per "
+                    f"server after {args.warmup} untimed warm-up(s); every server on this machine "
+                    "(127.0.0.1, SQLite backend, proxied artifacts), started afresh.")
+    benchlib.save("tracking_overhead_server", "MLflow tracking overhead against a real server",
+                  args, started=started, targets=targets, figures={"servers": servers},
+                  notes=notes)
+
+
+@contextlib.contextmanager
+def tracking_uri(uri: str):
+    import os
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 def main() -> None:
     p = benchlib.parser(__doc__)
     p.add_argument("--epochs", type=int, default=8)
@@ -99,6 +200,10 @@ def main() -> None:
     p.add_argument("--compare-with", default=None,
                    help="a tracking_overhead.json of an earlier commit (run with that commit's "
                         "src/ on PYTHONPATH) to report before/after in this run's notes")
+    p.add_argument("--server-workers", type=int, nargs="+", metavar="N", default=None,
+                   help="log to real `mlflow server`s on 127.0.0.1 instead, one with N uvicorn "
+                        "workers for each N (e.g. 4 1: MLflow's default and one); writes "
+                        "tracking_overhead_server.json")
     args = p.parse_args()
     started = time.time()
     ck = benchlib.require(args.data, "ckplus")
@@ -108,29 +213,26 @@ def main() -> None:
 
     cfg = TrainConfig(model=args.model, dataset="ckplus", data_dir=str(ck), epochs=args.epochs,
                       early_stopping=0, progress=False, experiment="bench-tracking")
+    if args.server_workers:
+        return against_servers(args, cfg, started)
     clocks: list[dict] = []
     variants = {"full": lambda: clocked_train(cfg, clocks),
                 "no_model": lambda: train(cfg.replace(log_model=False)),
                 "none": lambda: train(cfg, tracker=NoTracker())}
-    times = {k: [] for k in variants}
     with benchlib.temporary_store(args.store):
         warm = cfg.replace(epochs=1)
         for _ in range(args.warmup):  # imports, store creation, dataset cache: in no variant
             train(warm)
             train(warm, tracker=NoTracker())
-        for r in range(args.repeats):
-            for name, fn in variants.items():
-                times[name].append(timed(fn))
-            print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()),
-                  flush=True)
+        times = interleaved(variants, args.repeats)
     med = {k: benchlib.median(v) for k, v in times.items()}
     overhead = med["full"] / med["none"] - 1
     # The side-by-side verdict needs repeats that agree better than the 2 % it must resolve;
     # on a loaded machine they do not (an earlier run here measured -7.9 %), so say so.
     noise = (max(times["none"]) - min(times["none"])) / med["none"]
     inside = [sum(c.values()) for c in clocks]
-    clocked = benchlib.median([s / (t - s) for s, t in zip(inside, times["full"])])
-    sites = {k: benchlib.median([c.get(k, 0.0) for c in clocks]) for k in clocks[0]}
+    clocked = clocked_share(clocks, times["full"])
+    sites = per_site(clocks)
     figures = {"epochs": args.epochs, "full_s": med["full"], "no_model_s": med["no_model"],
                "none_s": med["none"], "overhead_fraction": overhead,
                "overhead_s": med["full"] - med["none"],
@@ -153,8 +255,7 @@ def main() -> None:
                 "figure gets no verdict (the clocked one below still holds)") + ".",
              f"Clocked from inside the full runs: {benchlib.median(inside):.2f} s a run in "
              f"tracking calls, {100 * clocked:.1f} % of the untracked remainder; per call "
-             "site (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
-                 sites.items(), key=lambda kv: -kv[1])) + "."]
+             "site (median s): " + by_size(sites) + "."]
     if args.compare_with:  # the same script on an earlier commit's code, same machine
         before = json.loads(Path(args.compare_with).read_text())
         old = before["figures"]
@@ -171,8 +272,7 @@ def main() -> None:
                      f"untracked run {old['none_s']:.1f} s then, {med['none']:.1f} s now): "
                      f"{old['clocked_tracking_s']:.2f} s a run in tracking "
                      f"calls, {100 * old['clocked_overhead_fraction']:.1f} % clocked; per call "
-                     "site: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
-                         old["clocked_s_per_site"].items(), key=lambda kv: -kv[1])) + ".")
+                     "site: " + by_size(old["clocked_s_per_site"]) + ".")
     benchlib.save("tracking_overhead", "MLflow tracking overhead", args, started=started,
                   targets=[benchlib.target("full tracking overhead (share of wall time)",
                                            100 * overhead, "<= 2 %",

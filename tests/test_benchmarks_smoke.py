@@ -88,3 +88,17 @@ def test_script_skips_without_data(name, tmp_path, monkeypatch, capsys):
     assert exit_info.value.code in (0, None)
     assert "SKIPPED" in capsys.readouterr().out
     assert not (tmp_path / "r").exists()
+
+
+def test_tracking_overhead_against_a_real_server(data, tmp_path, monkeypatch):
+    # A real `mlflow server` started by the script, one worker: a run logged to it, clocked.
+    results = tmp_path / "results"
+    run_script("tracking_overhead", ["--data", str(data), "--results-dir", str(results),
+                                     *TINY["tracking_overhead"], "--server-workers", "1"],
+               monkeypatch)
+    payload = json.loads((results / "tracking_overhead_server.json").read_text())
+    server = payload["figures"]["servers"]["1"]
+    assert server["request_ms"] > 0 and server["clocked_tracking_s"] > 0
+    assert server["clocked_s_per_site"]["log_trained_model"] > 0  # the model went to it
+    assert [t["name"] for t in payload["targets"]] == [
+        "tracking overhead clocked, mlflow server --workers 1"]
