@@ -22,9 +22,18 @@ from emorec.config import TrainConfig
 from emorec.tracking.store import client, configure
 
 EMOTION_MODEL = "emotion_model"  # the raw-image pyfunc every run logs
-# The emorec package, logged beside each model so that the pyfunc and a pickled
-# PyTorch network find their classes wherever they are loaded.
-PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# What a logged model imports of emorec when it is loaded and served, as paths in the
+# package: the pyfuncs (emotion_model, onnx_pyfunc), the engines that load a network, the
+# networks a pickled PyTorch model names, and what those import. Only these files travel
+# with each model, so that the pyfunc and a pickled network find their classes wherever
+# they are loaded; the rest of the package (training, studies, CLI, dataset loaders) does
+# not: every file is one more upload to a tracking server. tests/test_logged_code.py loads
+# each kind of logged model in a process where nothing else of emorec is importable.
+SERVED_CODE = ("__init__.py", "config.py", "emotion_model.py", "frameworks.py", "labels.py",
+               "resources.py", "onnx_export.py", "onnx_pyfunc.py", "engines", "models",
+               "data/__init__.py", "data/augment.py", "data/cache.py", "data/errors.py",
+               "data/faces.py", "data/images.py", "data/preprocess.py", "data/types.py")
 
 
 class ModelNotFound(ValueError):
@@ -49,6 +58,26 @@ def _pins(names: tuple[str, ...]) -> tuple[str, ...]:
     from importlib.metadata import version
 
     return tuple(f"{n}=={version(n)}" for n in names)
+
+
+@functools.lru_cache(maxsize=None)
+def served_code() -> str:
+    """A folder named ``emorec`` holding ``SERVED_CODE``, for a model's ``code_paths``;
+    made once per process (a study logs many models) and removed when it exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="emorec-served-code-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    for entry in SERVED_CODE:
+        source, target = PACKAGE_DIR / entry, root / "emorec" / entry
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return str(root / "emorec")
 
 
 @contextlib.contextmanager
@@ -84,7 +113,7 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
     with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
         native_dir = Path(tmp) / NATIVE
         engine.log_flavor(model, example, name="model", save_to=str(native_dir),
-                          pip_requirements=reqs, code_path=PACKAGE_DIR)
+                          pip_requirements=reqs, code_path=served_code())
         log_image_pyfunc(EMOTION_MODEL, EmotionModel(cfg.framework, list(classes), prep_dict),
                          native_dir, example[0], reqs)
 
@@ -104,7 +133,7 @@ def log_image_pyfunc(name: str, python_model, native_path, image: np.ndarray,
     png = cv2.imencode(".png", image)[1].tobytes()
     mlflow.pyfunc.log_model(
         name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
-        code_paths=[PACKAGE_DIR],
+        code_paths=[served_code()],
         input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
         signature=python_model.signature(), pip_requirements=pip_requirements)
 

@@ -28,7 +28,7 @@ def default_tracking_uri() -> str:
 def configure() -> str:
     """Point MLflow at the configured store (creating the local one) and return its URI."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    # Logging a model copies emorec's ~60 code files through MLflow's artifact download,
+    # Logging a model copies emorec's served code files through MLflow's artifact download,
     # which draws a progress bar per model for a local copy: noise in every run's output.
     # (Set it to true to get the bars back.)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
