@@ -102,6 +102,14 @@ def test_compose_and_env_example_hold_no_secret_and_publish_only_on_loopback():
     assert ".venv/" in (REPO / ".dockerignore").read_text().splitlines()
 
 
+def test_compose_tracking_server_answers_without_nagle_delays_or_idle_job_runners():
+    # More than one uvicorn worker: ~40 ms more per request (benchmarks/README.md, item 2).
+    server = _compose()["services"]["mlflow"]
+    command = " ".join(server["command"]).split()
+    assert command[command.index("--workers") + 1] == "1"
+    assert server["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
 def test_dockerfile_pins_torch_like_pyproject():
     import re
 
