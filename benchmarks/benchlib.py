@@ -298,7 +298,10 @@ def save(name: str, title: str, args: argparse.Namespace, *, targets: list[dict]
     """Write ``<results-dir>/<name>.json``, print the figures, regenerate RESULTS.md."""
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    payload = {"name": name, "title": title, "script": f"benchmarks/{name}.py",
+    # The script that ran, which a mode of a script writing a file of its own
+    # (tracking_overhead.py --server-workers) does not name.
+    payload = {"name": name, "title": title,
+               "script": f"benchmarks/{Path(sys.argv[0]).name}",
                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "git_commit": git_commit(),
                "wall_time_s": round(time.time() - started, 1) if started else None,
