@@ -3,8 +3,10 @@
 Each kind of model a run or an export logs (the raw-image pyfunc of a PyTorch and of a
 Keras run, the PyTorch network in its own flavour, the int8 ONNX pyfunc) is loaded and
 used in a fresh process, from a downloaded copy: MLflow puts the model's ``code/`` first
-on the path, so emorec is imported from there and a module missing from ``SERVED_CODE``
-fails the import rather than being found in the installed package.
+on the path, so emorec is imported from there, and every emorec module the model uses
+must be the model's own (one missing from ``SERVED_CODE`` would come from the installed
+package, or fail to import where there is none). The rest of emorec stays importable
+after a model is loaded.
 """
 
 from __future__ import annotations
@@ -99,3 +101,19 @@ def test_a_logged_model_carries_the_served_code_only(logged):
     assert carried == served
     assert {"emotion_model.py", "models/sanet.py", "engines/torch_engine.py"} <= carried
     assert not {"training.py", "cli/__init__.py", "study/run.py", "data/fer2013.py"} & carried
+
+
+def test_the_rest_of_emorec_stays_importable_after_a_model_is_loaded(logged, tmp_path):
+    # A notebook that loads a model first, then trains: the model's partial emorec must
+    # not hide the installed one.
+    path = Path(logged["torch pyfunc"])
+    script = ("import sys, mlflow.pyfunc; mlflow.pyfunc.load_model(sys.argv[1]); "
+              "import emorec, emorec.training; from emorec.config import TrainConfig; "
+              "TrainConfig(); print(emorec.emotion_model.__file__); "
+              "print(emorec.training.__file__)")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served, installed = done.stdout.strip().splitlines()[-2:]
+    assert Path(served).is_relative_to(path)
+    assert not Path(installed).is_relative_to(path)

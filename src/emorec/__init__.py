@@ -12,7 +12,14 @@ process in either order.
 
 from __future__ import annotations
 
-from emorec import frameworks as _frameworks
+import pkgutil as _pkgutil
+
+# A logged model carries the part of emorec it serves with (``SERVED_CODE``), and MLflow puts
+# it first on the path when loading the model: modules it does not carry come from any
+# other emorec on the path (the installed one), so loading a model never hides the rest.
+__path__ = _pkgutil.extend_path(__path__, __name__)
+
+from emorec import frameworks as _frameworks  # noqa: E402
 
 _frameworks.install()
 

@@ -11,17 +11,22 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import pkgutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from emorec.data import cache
-from emorec.data.errors import DatasetError
-from emorec.data.images import ImageError, decode_image
-from emorec.data.preprocess import Preprocessing, prepare_image
-from emorec.data.types import Dataset, Listing
-from emorec.labels import sorted_classes
+# A logged model carries part of this package only: the rest comes from any other emorec
+# on the path, as for ``emorec`` itself (see its ``__path__``).
+__path__ = pkgutil.extend_path(__path__, __name__)
+
+from emorec.data import cache  # noqa: E402
+from emorec.data.errors import DatasetError  # noqa: E402
+from emorec.data.images import ImageError, decode_image  # noqa: E402
+from emorec.data.preprocess import Preprocessing, prepare_image  # noqa: E402
+from emorec.data.types import Dataset, Listing  # noqa: E402
+from emorec.labels import sorted_classes  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,11 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # networks a pickled PyTorch model names, and what those import. Only these files travel
 # with each model, so that the pyfunc and a pickled network find their classes wherever
 # they are loaded; the rest of the package (training, studies, CLI, dataset loaders) does
-# not: every file is one more upload to a tracking server. tests/test_logged_code.py loads
-# each kind of logged model in a process where nothing else of emorec is importable.
+# not: every file is one more upload to a tracking server. (Where emorec is installed too,
+# the rest comes from there: a package listed here in part extends its ``__path__``, as
+# ``emorec`` and ``emorec.data`` do.) tests/test_logged_code.py loads each
+# kind of logged model in a fresh process and checks that every emorec module it imports
+# is the model's own.
 SERVED_CODE = ("__init__.py", "config.py", "emotion_model.py", "frameworks.py", "labels.py",
                "resources.py", "onnx_export.py", "onnx_pyfunc.py", "engines", "models",
                "data/__init__.py", "data/augment.py", "data/cache.py", "data/errors.py",
@@ -60,24 +63,23 @@ def _pins(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{n}=={version(n)}" for n in names)
 
 
-@functools.lru_cache(maxsize=None)
-def served_code() -> str:
-    """A folder named ``emorec`` holding ``SERVED_CODE``, for a model's ``code_paths``;
-    made once per process (a study logs many models) and removed when it exits."""
-    import atexit
+@contextlib.contextmanager
+def served_code():
+    """A temporary folder named ``emorec`` holding ``SERVED_CODE``, for a model's
+    ``code_paths``. Made afresh for each model (27 small files): a copy kept for the
+    process would be emptied by /tmp cleaners under a study worker that runs for days."""
     import shutil
     import tempfile
 
-    root = Path(tempfile.mkdtemp(prefix="emorec-served-code-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    for entry in SERVED_CODE:
-        source, target = PACKAGE_DIR / entry, root / "emorec" / entry
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return str(root / "emorec")
+    with tempfile.TemporaryDirectory(prefix="emorec-served-code-") as tmp:
+        for entry in SERVED_CODE:
+            source, target = PACKAGE_DIR / entry, Path(tmp) / "emorec" / entry
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+        yield str(Path(tmp) / "emorec")
 
 
 @contextlib.contextmanager
@@ -110,10 +112,10 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
     from emorec.emotion_model import NATIVE, EmotionModel
 
     reqs = requirements(engine.requirements)
-    with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
+    with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp, served_code() as code:
         native_dir = Path(tmp) / NATIVE
         engine.log_flavor(model, example, name="model", save_to=str(native_dir),
-                          pip_requirements=reqs, code_path=served_code())
+                          pip_requirements=reqs, code_path=code)
         log_image_pyfunc(EMOTION_MODEL, EmotionModel(cfg.framework, list(classes), prep_dict),
                          native_dir, example[0], reqs)
 
@@ -131,11 +133,12 @@ def log_image_pyfunc(name: str, python_model, native_path, image: np.ndarray,
     from emorec.emotion_model import NATIVE
 
     png = cv2.imencode(".png", image)[1].tobytes()
-    mlflow.pyfunc.log_model(
-        name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
-        code_paths=[served_code()],
-        input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
-        signature=python_model.signature(), pip_requirements=pip_requirements)
+    with served_code() as code:
+        mlflow.pyfunc.log_model(
+            name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
+            code_paths=[code],
+            input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
+            signature=python_model.signature(), pip_requirements=pip_requirements)
 
 
 def load_pyfunc(uri: str):
