@@ -30,8 +30,10 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# One uvicorn worker and no job runners: see docker/compose.yaml's tracking server.
 ui: setup
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 --workers 1
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) \
+	    --host 127.0.0.1 --port 5000 --workers 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
