@@ -207,6 +207,17 @@ def against_servers(args, cfg, started: float) -> None:
                          f"({100 * share:.1f} % clocked; side by side {full_s:.2f} s against "
                          f"{none_s:.2f} s untracked, {100 * (full_s / none_s - 1):.1f} %); per "
                          f"call site (median s): {by_size(server['clocked_s_per_site'])}.")
+    figures = {"servers": servers}
+    if args.compare_with:  # this mode of the script on an earlier commit's code, same machine
+        before = json.loads(Path(args.compare_with).read_text())
+        figures["before"] = {"git_commit": before["git_commit"], "date": before["date"],
+                             "servers": before["figures"]["servers"]}
+        notes += [f"Before (commit {before['git_commit']}, {before['date']}): mlflow server "
+                  f"--workers {w}: {s['clocked_tracking_s']:.2f} s a run in tracking calls "
+                  f"({100 * s['clocked_overhead_fraction']:.1f} % clocked), the model "
+                  f"{s['clocked_s_per_site']['log_trained_model']:.2f} s, "
+                  f"{s['requests_per_run']:.0f} HTTP requests a run."
+                  for w, s in before["figures"]["servers"].items()]
     # The verdict is the recommended set-up's (one worker); others are there to compare.
     targets = [benchlib.target(f"tracking overhead clocked, mlflow server --workers {w}",
                                100 * s["clocked_overhead_fraction"],
@@ -217,8 +228,7 @@ def against_servers(args, cfg, started: float) -> None:
                     f"server after {args.warmup} untimed warm-up(s); every server on this machine "
                     "(127.0.0.1, SQLite backend, proxied artifacts), started afresh.")
     benchlib.save("tracking_overhead_server", "MLflow tracking overhead against a real server",
-                  args, started=started, targets=targets, figures={"servers": servers},
-                  notes=notes)
+                  args, started=started, targets=targets, figures=figures, notes=notes)
 
 
 @contextlib.contextmanager

@@ -117,3 +117,14 @@ def test_the_rest_of_emorec_stays_importable_after_a_model_is_loaded(logged, tmp
     served, installed = done.stdout.strip().splitlines()[-2:]
     assert Path(served).is_relative_to(path)
     assert not Path(installed).is_relative_to(path)
+
+
+def test_the_served_code_copy_is_made_again_when_a_file_went_missing():
+    # A /tmp cleaner under a study worker that runs for days: no model may log a partial copy.
+    from emorec.tracking.logged_models import served_code
+
+    first = Path(served_code())
+    (first / "emotion_model.py").unlink()
+    again = Path(served_code())
+    assert (again / "emotion_model.py").is_file() and (again / "models" / "sanet.py").is_file()
+    assert served_code() == str(again)  # kept while complete

@@ -63,23 +63,34 @@ def _pins(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{n}=={version(n)}" for n in names)
 
 
-@contextlib.contextmanager
-def served_code():
-    """A temporary folder named ``emorec`` holding ``SERVED_CODE``, for a model's
-    ``code_paths``. Made afresh for each model (27 small files): a copy kept for the
-    process would be emptied by /tmp cleaners under a study worker that runs for days."""
+def served_code() -> str:
+    """A folder named ``emorec`` holding ``SERVED_CODE``, for a model's ``code_paths``:
+    made once per process (a study logs many models; a copy per model cost ~0.03 s a run
+    on a slow disk), made again if anything in it went missing (a /tmp cleaner under a
+    worker that runs for days), removed when the process exits."""
+    folder, files = _served_code_copy()
+    if not all(f.is_file() for f in files):
+        _served_code_copy.cache_clear()
+        folder, files = _served_code_copy()
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def _served_code_copy() -> tuple[str, tuple[Path, ...]]:
+    import atexit
     import shutil
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="emorec-served-code-") as tmp:
-        for entry in SERVED_CODE:
-            source, target = PACKAGE_DIR / entry, Path(tmp) / "emorec" / entry
-            if source.is_dir():
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
-        yield str(Path(tmp) / "emorec")
+    root = Path(tempfile.mkdtemp(prefix="emorec-served-code-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    for entry in SERVED_CODE:
+        source, target = PACKAGE_DIR / entry, root / "emorec" / entry
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return str(root / "emorec"), tuple((root / "emorec").rglob("*.py"))
 
 
 @contextlib.contextmanager
@@ -112,10 +123,10 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
     from emorec.emotion_model import NATIVE, EmotionModel
 
     reqs = requirements(engine.requirements)
-    with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp, served_code() as code:
+    with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
         native_dir = Path(tmp) / NATIVE
         engine.log_flavor(model, example, name="model", save_to=str(native_dir),
-                          pip_requirements=reqs, code_path=code)
+                          pip_requirements=reqs, code_path=served_code())
         log_image_pyfunc(EMOTION_MODEL, EmotionModel(cfg.framework, list(classes), prep_dict),
                          native_dir, example[0], reqs)
 
@@ -133,12 +144,11 @@ def log_image_pyfunc(name: str, python_model, native_path, image: np.ndarray,
     from emorec.emotion_model import NATIVE
 
     png = cv2.imencode(".png", image)[1].tobytes()
-    with served_code() as code:
-        mlflow.pyfunc.log_model(
-            name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
-            code_paths=[code],
-            input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
-            signature=python_model.signature(), pip_requirements=pip_requirements)
+    mlflow.pyfunc.log_model(
+        name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
+        code_paths=[served_code()],
+        input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
+        signature=python_model.signature(), pip_requirements=pip_requirements)
 
 
 def load_pyfunc(uri: str):
