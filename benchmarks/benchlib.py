@@ -262,8 +262,12 @@ def machine() -> dict:
 
 
 def git_commit() -> str:
+    """The commit of the emorec code measured: an earlier checkout's when a before/after
+    runs this script with that checkout's src/ on PYTHONPATH, else this checkout's."""
+    emorec = sys.modules.get("emorec")
+    where = Path(emorec.__file__).parent if emorec is not None else REPO
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=REPO)
+                         cwd=where)
     return out.stdout.strip() or "unknown"
 
 
