@@ -169,48 +169,6 @@ def temporary_store(root: str | None = None):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def mlflow_server(folder: Path, workers: int, timeout: float = 120):
-    """A real ``mlflow server`` on 127.0.0.1 (a free port) with ``workers`` uvicorn workers,
-    SQLite backend and proxied artifacts in ``folder``, as a user starts one; yields its URL
-    and stops it with its workers and job runners (one process group) afterwards."""
-    import signal
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-           "--artifacts-destination", str(folder / "artifacts")]
-    log = folder / f"server-{port}.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + timeout
-        while True:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
 def run_json(cmd: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:
     """Run a child process whose last stdout line is a JSON object; return that object."""
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,

@@ -40,8 +40,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' real services, as workers.py
 import benchlib  # noqa: E402
+from services import mlflow_server  # noqa: E402
 
 
 class ClockedTracker:
@@ -177,7 +180,9 @@ def against_servers(args, cfg, started: float) -> None:
     with tempfile.TemporaryDirectory(prefix="emorec-bench-servers-") as tmp:
         for workers in args.server_workers:
             folder = Path(tmp) / f"workers-{workers}"
-            with benchlib.mlflow_server(folder, workers) as url, tracking_uri(url):
+            folder.mkdir()
+            with mlflow_server(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts",
+                               workers=workers) as url, tracking_uri(url):
                 print(f"mlflow server --workers {workers} at {url}", flush=True)
                 for _ in range(args.warmup):
                     train(cfg.replace(epochs=1))

@@ -69,13 +69,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 120):
+def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 120, workers: int = 1):
     """``mlflow server`` on 127.0.0.1 (a free port) over ``backend_uri``, artifacts proxied to
-    the ``artifacts`` folder; yields its URL and stops it by its pid afterwards."""
+    the ``artifacts`` folder, with ``workers`` uvicorn workers (one, as the README starts
+    it); yields its URL and stops it with its process group afterwards."""
     port = free_port()
     log = artifacts.parent / f"mlflow-server-{port}.log"
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1", "--backend-store-uri", backend_uri,
+           "--port", str(port), "--workers", str(workers), "--backend-store-uri", backend_uri,
            "--artifacts-destination", str(artifacts)]
     with open(log, "w") as out:
         server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
