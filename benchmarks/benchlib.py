@@ -154,19 +154,28 @@ def temporary_store(root: str | None = None):
 
     folder = Path(root) if root else Path(tempfile.mkdtemp(prefix="emorec-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "EMOREC_OPTUNA_STORAGE")}
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-    os.environ["EMOREC_OPTUNA_STORAGE"] = f"sqlite:///{folder / 'optuna.db'}"
     try:
-        yield folder
+        with environment(MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
+                         EMOREC_OPTUNA_STORAGE=f"sqlite:///{folder / 'optuna.db'}"):
+            yield folder
+    finally:
+        if not root:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def environment(**values: str):
+    """Environment variables set to ``values`` inside the block, as they were after it."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        if not root:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_json(cmd: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:

@@ -182,7 +182,8 @@ def against_servers(args, cfg, started: float) -> None:
             folder = Path(tmp) / f"workers-{workers}"
             folder.mkdir()
             with mlflow_server(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts",
-                               workers=workers) as url, tracking_uri(url):
+                               workers=workers) as url, \
+                    benchlib.environment(MLFLOW_TRACKING_URI=url):
                 print(f"mlflow server --workers {workers} at {url}", flush=True)
                 for _ in range(args.warmup):
                     train(cfg.replace(epochs=1))
@@ -234,21 +235,6 @@ def against_servers(args, cfg, started: float) -> None:
                     "(127.0.0.1, SQLite backend, proxied artifacts), started afresh.")
     benchlib.save("tracking_overhead_server", "MLflow tracking overhead against a real server",
                   args, started=started, targets=targets, figures=figures, notes=notes)
-
-
-@contextlib.contextmanager
-def tracking_uri(uri: str):
-    """``MLFLOW_TRACKING_URI`` set to ``uri`` inside the block."""
-    import os
-
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        yield
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def main() -> None:

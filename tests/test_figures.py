@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY
+from emorec import figure_helper as figures
 from emorec import plots
 from emorec.config import TrainConfig
 from emorec.metrics import roc_curves
-from emorec import figure_helper as figures
 from emorec.training import train
 
-TINY = dict(epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=False,
-            progress=False)
 CLASSES = ["angry", "happy", "sad"]
 
 
@@ -37,14 +36,18 @@ def _logged(run_id: str) -> dict[str, bytes]:
             for a in client.list_artifacts(run_id, "plots")}
 
 
+def _drawn_here(report, history, y_true, proba) -> dict[str, bytes]:
+    return plots.evaluation_pngs(np.asarray(report["confusion_matrix"]), CLASSES,
+                                 roc_curves(y_true, proba), history)
+
+
 def test_the_helper_draws_exactly_the_figures_this_process_would():
-    report, history, y_true, proba = _evaluation()
+    evaluation = _evaluation()
     with mlflow.start_run() as run:
-        figures.start(report, history, y_true, proba, CLASSES).log()
+        figures.start(*evaluation, CLASSES).log()
     helper = figures._helper
     assert helper is not None and helper.process.poll() is None  # drawn there, still up
-    here = plots.evaluation_pngs(np.asarray(report["confusion_matrix"]), CLASSES,
-                                 roc_curves(y_true, proba), history)
+    here = _drawn_here(*evaluation)
     assert _logged(run.info.run_id) == here  # same three files, byte for byte
     assert all(data.startswith(b"\x89PNG") for data in here.values())
 
@@ -68,11 +71,6 @@ def test_figures_whose_helper_dies_mid_drawing_are_drawn_here(caplog):
     assert "figures drawn" not in caplog.text and len(_logged(result.run_id)) == 3
     assert figures._helper.process.poll() is None
     assert torch.get_num_threads() == threads  # the core left to the drawer is given back
-
-
-def _drawn_here(report, history, y_true, proba) -> dict[str, bytes]:
-    return plots.evaluation_pngs(np.asarray(report["confusion_matrix"]), CLASSES,
-                                 roc_curves(y_true, proba), history)
 
 
 def test_an_interrupted_wait_never_hands_one_runs_figures_to_the_next():

@@ -70,9 +70,8 @@ def logged(tmp_path_factory):
         uris = {"torch pyfunc": f"runs:/{torch_run}/emotion_model",
                 "pytorch": f"runs:/{sanet_run}/model",
                 "keras pyfunc": f"runs:/{keras_run}/emotion_model", "int8 pyfunc": int8_uri}
-        copies = {kind: mlflow.artifacts.download_artifacts(u, dst_path=str(root / "copies" / str(k)))
-                  for k, (kind, u) in enumerate(uris.items())}
-    return copies
+        return {kind: mlflow.artifacts.download_artifacts(u, dst_path=str(root / f"copy{k}"))
+                for k, (kind, u) in enumerate(uris.items())}
 
 
 @pytest.mark.parametrize("kind", ["torch pyfunc", "pytorch", "keras pyfunc", "int8 pyfunc"])
