@@ -75,6 +75,14 @@ def test_tracked_run_holds_everything_and_models_reload(model):
     # Both logged models load back and give the probabilities the run was scored with.
     models = _logged_models(run)
     assert {"model", "emotion_model"} <= set(models)
+    # Each is finished, linked to the run, and carries the run's parameters and final
+    # metrics; the run keeps one point of each metric (copying them made no second one).
+    assert {o.model_id for o in run.outputs.model_outputs} >= {m.model_id for m in models.values()}
+    for logged in models.values():
+        assert str(logged.status) == "READY" and logged.params["model"] == model
+        assert {m.key: m.value for m in logged.metrics} == {  # all but the epochs' (step 1)
+            k: v for k, v in run.data.metrics.items() if k not in result.history}
+    assert len(client.get_metric_history(run.info.run_id, "test_accuracy")) == 1
     images = _test_images(cfg)
     from emorec.engines import get_engine
     expected = get_engine(cfg.framework).predict_proba(result.model, images)
@@ -102,6 +110,14 @@ def test_emotion_model_takes_base64_images_of_any_size():
     np.testing.assert_allclose(out[list(result.classes)].sum(axis=1), 1.0, atol=1e-5)
 
 
+def _passes_in_a_new_process(code: str, tmp_path) -> None:
+    """Run ``code`` in a new Python process with a store of its own; it must succeed."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/t.db"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_torch_run_never_imports_tensorflow(tmp_path):
     """Nor matplotlib: the run's figures are drawn in emorec.figure_helper's process."""
     code = ("import os, sys; from emorec.config import TrainConfig; "
@@ -110,10 +126,7 @@ def test_torch_run_never_imports_tensorflow(tmp_path):
             " progress=False, log_model=False));"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported';"
             "assert 'matplotlib' not in sys.modules or os.name != 'posix', 'figures drawn here'")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/t.db"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _passes_in_a_new_process(code, tmp_path)
 
 
 @pytest.mark.parametrize("bad, message", [

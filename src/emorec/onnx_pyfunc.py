@@ -50,17 +50,14 @@ class OnnxPyfunc(EmotionModel):
 def log_to_run(run_id: str, onnx_path: str | Path, name: str) -> str:
     """Log ``onnx_path`` as an ``OnnxPyfunc`` named ``name`` in the (finished) run
     ``run_id``; returns its ``runs:/`` URI."""
-    import mlflow
-
     from emorec import tracking
     from emorec.tracking import logged_models
 
     tracking.configure()
     model = OnnxEmotionModel(onnx_path)
     side = int(model.prep["image_size"])
-    # Resuming the run attaches the model to it; it ends FINISHED again on leaving.
-    with tracking.quiet_model_logging(), mlflow.start_run(run_id=run_id):
-        logged_models.log_image_pyfunc(name, OnnxPyfunc(model), onnx_path,
+    with tracking.quiet_model_logging():
+        logged_models.log_image_pyfunc(run_id, name, OnnxPyfunc(model), onnx_path,
                                        np.full((side, side), 128, np.uint8),
                                        logged_models.requirements(RUNTIME))
     return f"runs:/{run_id}/{name}"

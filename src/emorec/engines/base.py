@@ -113,15 +113,17 @@ class Engine(ABC):
         """Size of the weights in memory (parameters and buffers such as BN statistics)."""
 
     @abstractmethod
-    def log_flavor(self, model, example: np.ndarray, *, name: str, save_to: str,
-                   pip_requirements: list[str], code_path: str) -> None:
-        """Log ``model`` in this framework's MLflow flavour as ``name`` of the active run,
-        and save the same model to the folder ``save_to`` (the pyfunc's native artifact).
-        ``example``: uint8 (N, H, W, C) images the signature is inferred from."""
+    def save_flavor(self, model, example: np.ndarray, path: str, *,
+                    pip_requirements: list[str], code_path: str | None = None,
+                    mlflow_model=None) -> None:
+        """Save ``model`` in this framework's MLflow flavour to the new folder ``path``:
+        ``example``, uint8 (N, H, W, C) images, gives its signature (and input example);
+        ``code_path``, emorec's code where the saved model needs it to load;
+        ``mlflow_model``, the ``mlflow.models.Model`` metadata of a logged model."""
 
     @abstractmethod
     def load_flavor(self, path: str):
-        """The model saved by ``log_flavor`` at ``path``, on the CPU, ready to predict."""
+        """The model saved by ``save_flavor`` at ``path``, on the CPU, ready to predict."""
 
     @abstractmethod
     def export_onnx(self, model, out, prep, *, opset: int, input_name: str,

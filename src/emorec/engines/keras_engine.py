@@ -148,8 +148,9 @@ class KerasEngine(Engine):
     def weights_mb(self, model) -> float:
         return sum(np.asarray(w).nbytes for w in model.weights) / 2**20
 
-    def log_flavor(self, model, example: np.ndarray, *, name: str, save_to: str,
-                   pip_requirements: list[str], code_path: str) -> None:
+    def save_flavor(self, model, example: np.ndarray, path: str, *,
+                    pip_requirements: list[str], code_path: str | None = None,
+                    mlflow_model=None) -> None:
         import mlflow.keras
         from mlflow.models import infer_signature
 
@@ -158,9 +159,8 @@ class KerasEngine(Engine):
         # No input_example: mlflow.keras 3.17 writes it before creating the model
         # folder and fails; the signature still documents the input. No code_path: a
         # Keras model is saved as its own graph, with no emorec class to import.
-        kwargs = dict(signature=sig, pip_requirements=pip_requirements)
-        mlflow.keras.log_model(model, name=name, **kwargs)
-        mlflow.keras.save_model(model, save_to, **kwargs)
+        mlflow.keras.save_model(model, path, mlflow_model=mlflow_model, signature=sig,
+                                pip_requirements=pip_requirements)
 
     def load_flavor(self, path: str):
         import mlflow.keras

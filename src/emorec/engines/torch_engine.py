@@ -195,8 +195,9 @@ class TorchEngine(Engine):
         finally:
             torch.set_num_threads(threads)
 
-    def log_flavor(self, model: nn.Module, example: np.ndarray, *, name: str, save_to: str,
-                   pip_requirements: list[str], code_path: str) -> None:
+    def save_flavor(self, model: nn.Module, example: np.ndarray, path: str, *,
+                    pip_requirements: list[str], code_path: str | None = None,
+                    mlflow_model=None) -> None:
         import mlflow.pytorch
         from mlflow.models import infer_signature
 
@@ -206,12 +207,11 @@ class TorchEngine(Engine):
             y = model(torch.from_numpy(x)).numpy()
         # Pickle (with our code beside it) rather than MLflow's default torch.export
         # graph, which fixes the batch size traced from the input example.
-        kwargs = dict(pip_requirements=pip_requirements, serialization_format="pickle")
-        mlflow.pytorch.log_model(model, name=name, signature=infer_signature(x, y),
-                                 input_example=x, code_paths=[code_path], **kwargs)
-        # The copy the raw-image pyfunc carries needs no emorec code of its own: the pyfunc
-        # has it on the path already (one copy of the package in the pyfunc, not two).
-        mlflow.pytorch.save_model(model, save_to, **kwargs)
+        mlflow.pytorch.save_model(model, path, mlflow_model=mlflow_model,
+                                  signature=infer_signature(x, y), input_example=x,
+                                  code_paths=[code_path] if code_path else None,
+                                  pip_requirements=pip_requirements,
+                                  serialization_format="pickle")
 
     def load_flavor(self, path: str) -> nn.Module:
         import mlflow.pytorch

@@ -1,11 +1,19 @@
 """Logged models: saving a trained model with its raw-image pyfunc, and loading it back.
 
 Every run with ``log_model`` logs two MLflow models: ``model``, the network in its
-framework's own flavour (written by the engine, ``Engine.log_flavor``), and
+framework's own flavour (saved by the engine, ``Engine.save_flavor``), and
 ``emotion_model``, the ``emorec.emotion_model.EmotionModel`` pyfunc that takes raw
 images and serves that network. Loading goes the other way: any URI of an
 ``emotion_model`` (runs:/, models:/NAME@ALIAS, models:/NAME/VERSION, models:/MODEL_ID)
 gives the ``EmotionModel`` with its network loaded.
+
+Both are logged by ``log_model`` through MLflow 3's logged-model calls (create, save,
+upload, link to the run, finalize) rather than a flavour's ``log_model``, which does the
+same and, per model, more: it reads every metric's history of the run to copy the
+step-0 values to the model, and loads the model it just saved to predict its input
+example. That was ~0.2 of the 0.3 s logging the two models took at the end of every run
+(``benchmarks/tracking_overhead.py``); here the step-0 metrics are read once per run, and
+tests/test_logged_code.py loads and predicts with every kind of logged model instead.
 """
 
 from __future__ import annotations
@@ -115,40 +123,114 @@ def quiet_model_logging():
 
 
 def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
-                      prep_dict: dict, example: np.ndarray) -> None:
+                      prep_dict: dict, example: np.ndarray, metrics=()) -> None:
     """The model in its own flavour (``model``), plus the raw-image ``emotion_model`` pyfunc
-    that serves it; ``example``: a few uint8 test images (signature, input example)."""
+    that serves it, in the active run; ``example``: a few uint8 test images (signature,
+    input example); ``metrics``: ``Metric``s the run logged at step 0 (its final metrics,
+    as ``runs.log_metrics`` returns them), which spares reading them back."""
     import tempfile
 
     from emorec.emotion_model import NATIVE, EmotionModel
 
     reqs = requirements(engine.requirements)
+    run = mlflow.active_run()
+    on_run = _RunRecord(run.info.run_id, metrics)
     with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
+        # The copy the pyfunc carries needs no emorec code of its own: the pyfunc has it
+        # on the path already (one copy of the package in the pyfunc, not two).
         native_dir = Path(tmp) / NATIVE
-        engine.log_flavor(model, example, name="model", save_to=str(native_dir),
-                          pip_requirements=reqs, code_path=served_code())
-        log_image_pyfunc(EMOTION_MODEL, EmotionModel(cfg.framework, list(classes), prep_dict),
-                         native_dir, example[0], reqs)
+        engine.save_flavor(model, example, str(native_dir), pip_requirements=reqs)
+        log_model("model", on_run, lambda path, mlflow_model: engine.save_flavor(
+            model, example, path, pip_requirements=reqs, code_path=served_code(),
+            mlflow_model=mlflow_model))
+        pyfunc = EmotionModel(cfg.framework, list(classes), prep_dict)
+        log_model(EMOTION_MODEL, on_run, lambda path, mlflow_model: save_image_pyfunc(
+            path, mlflow_model, pyfunc, native_dir, example[0], reqs))
 
 
-def log_image_pyfunc(name: str, python_model, native_path, image: np.ndarray,
+def log_image_pyfunc(run_id: str, name: str, python_model, native_path, image: np.ndarray,
                      pip_requirements: list[str]) -> None:
-    """Log ``python_model`` (an ``EmotionModel``) as the raw-image pyfunc ``name`` in the
-    active run: ``native_path`` is the network it loads, ``image`` (uint8) the input example
-    as the REST API receives it, a base64 image file."""
+    """Log ``python_model`` (an ``EmotionModel``) as the raw-image pyfunc ``name`` of the
+    run ``run_id`` (a finished one too): ``native_path`` is the network it loads."""
+    log_model(name, _RunRecord(run_id), lambda path, mlflow_model: save_image_pyfunc(
+        path, mlflow_model, python_model, native_path, image, pip_requirements))
+
+
+def save_image_pyfunc(path: str, mlflow_model, python_model, native_path, image: np.ndarray,
+                      pip_requirements: list[str]) -> None:
+    """Save ``python_model`` as a raw-image pyfunc at ``path``: ``native_path`` is the
+    network it loads, ``image`` (uint8) the input example as the REST API receives it, a
+    base64 image file."""
     import base64
 
     import cv2
+    import mlflow.pyfunc
     import pandas as pd
 
     from emorec.emotion_model import NATIVE
 
     png = cv2.imencode(".png", image)[1].tobytes()
-    mlflow.pyfunc.log_model(
-        name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
-        code_paths=[served_code()],
+    mlflow.pyfunc.save_model(
+        path, mlflow_model=mlflow_model, python_model=python_model,
+        artifacts={NATIVE: str(native_path)}, code_paths=[served_code()],
         input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
         signature=python_model.signature(), pip_requirements=pip_requirements)
+
+
+class _RunRecord:
+    """What every model logged to one run carries of it, read from the store once for
+    all of them: the run's parameters, and its metrics at step 0 (the final metrics;
+    ``known``: ``Metric``s the caller logged there itself, not read back)."""
+
+    def __init__(self, run_id: str, known=()):
+        self.run_id, self._known, self._read = run_id, list(known), None
+
+    def read(self):
+        if self._read is None:
+            mlflow_client = client()
+            run = mlflow_client.get_run(self.run_id)
+            at_step_0 = {m.key: m for m in self._known if m.key in run.data.metrics}
+            for key in run.data.metrics.keys() - at_step_0.keys():
+                # Epoch metrics start at step 1; system metrics' first sample is step 0.
+                first = [m for m in mlflow_client.get_metric_history(self.run_id, key)
+                         if m.step == 0]
+                if first:
+                    at_step_0[key] = first[0]
+            self._read = (run, list(at_step_0.values()))
+        return self._read
+
+
+def log_model(name: str, on_run: _RunRecord, save) -> str:
+    """Log a model named ``name`` to the run of ``on_run``, with the run's parameters and
+    step-0 metrics, as MLflow's flavours' ``log_model`` does: ``save(path, mlflow_model)``
+    writes it into a new folder with that ``mlflow.models.Model`` as its metadata.
+    Returns its model id; a model whose saving or upload fails is finalized FAILED."""
+    import tempfile
+
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
+    from mlflow.models import Model
+
+    run, metrics = on_run.read()
+    mlflow_client = client()
+    logged = mlflow.initialize_logged_model(
+        name=name, source_run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+        params={k: str(v) for k, v in run.data.params.items()})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "model")
+            save(path, Model(artifact_path=logged.artifact_location, run_id=run.info.run_id,
+                             model_uuid=logged.model_id, model_id=logged.model_id))
+            mlflow_client.log_model_artifacts(logged.model_id, path)
+        mlflow_client.log_outputs(run.info.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        # The run's own values, timestamps included: the run keeps one point of each.
+        mlflow_client.log_batch(run.info.run_id, metrics=[
+            Metric(m.key, m.value, m.timestamp, m.step, model_id=logged.model_id)
+            for m in metrics])
+    except BaseException:
+        mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return logged.model_id
 
 
 def load_pyfunc(uri: str):

@@ -93,8 +93,16 @@ def set_tags(values: dict) -> None:
     mlflow.set_tags({k: str(v) for k, v in values.items()})
 
 
-def log_metrics(values: dict[str, float]) -> None:
-    mlflow.log_metrics({k: float(v) for k, v in values.items()})
+def log_metrics(values: dict[str, float]) -> list:
+    """Metrics of the active run at step 0 (its final ones); returns them as the
+    ``mlflow.entities.Metric``s logged, timestamps included."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    mlflow.log_metrics({k: float(v) for k, v in values.items()}, timestamp=now)
+    return [Metric(k, float(v), now, 0) for k, v in values.items()]
 
 
 def log_figure(fig, name: str) -> None:

@@ -71,7 +71,7 @@ class MlflowTracker(Tracker):
     reason is tagged on the run (``model_not_logged``)."""
 
     def __init__(self, skip_model: Callable[[dict[str, float]], str | None] | None = None):
-        self.skip_model, self._final_metrics = skip_model, {}
+        self.skip_model, self._final_metrics = skip_model, []
         self._figures = None  # being drawn in a helper process while the model is logged
 
     @contextlib.contextmanager
@@ -106,8 +106,7 @@ class MlflowTracker(Tracker):
         runs.log_model_input(model_id)
 
     def log_metrics(self, values: dict[str, float]) -> None:
-        runs.log_metrics(values)
-        self._final_metrics = dict(values)
+        self._final_metrics = runs.log_metrics(values)
 
     def log_evaluation(self, report, history, y_true, proba, classes) -> None:
         # The figures are logged when the run ends (see run()): drawn meanwhile, in a
@@ -116,10 +115,12 @@ class MlflowTracker(Tracker):
         runs.log_json(report, "reports/classification_report.json")
 
     def log_model(self, engine, model, cfg, classes, prep, example) -> None:
-        reason = self.skip_model and self.skip_model(self._final_metrics)
+        reason = self.skip_model and self.skip_model(
+            {m.key: m.value for m in self._final_metrics})
         if reason:
             runs.set_tags({"model_not_logged": reason})
             return
         drawing = self._figures is not None and self._figures.drawn_elsewhere
         with engine.leaving_a_core() if drawing else contextlib.nullcontext():
-            logged_models.log_trained_model(engine, model, cfg, classes, prep, example)
+            logged_models.log_trained_model(engine, model, cfg, classes, prep, example,
+                                            self._final_metrics)
