@@ -129,6 +129,24 @@ def test_torch_run_never_imports_tensorflow(tmp_path):
     _passes_in_a_new_process(code, tmp_path)
 
 
+def test_a_new_process_starts_the_run_ends_one_time_work_as_the_run_opens(tmp_path):
+    """The figures' helper (it imports matplotlib) and model logging's first-time work
+    (MLflow's map of installed packages) are under way while the first run trains, so
+    that its end does not wait for them."""
+    code = ("from emorec.config import TrainConfig; from emorec.training import train;"
+            "from emorec import figure_helper; from emorec.tracking import logged_models;"
+            "from emorec.engines import Callback\n"
+            "class Look(Callback):\n"
+            "    def on_epoch_end(self, epoch, logs):\n"
+            "        helper = figure_helper._helper\n"
+            "        assert helper is not None and helper.process.poll() is None, 'no helper'\n"
+            "        assert logged_models._preparing is not None, 'not preparing'\n"
+            "train(TrainConfig(epochs=1, samples=70, image_size=16, system_metrics=False,"
+            " progress=False), [Look()])\n"
+            "assert not logged_models._preparing.is_alive()\n")
+    _passes_in_a_new_process(code, tmp_path)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"model": "alexnet"}, "valid models"),
     ({"lr": 0}, "lr must be"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emorec import figure_helper
+from emorec.engines import get_engine
 from emorec.engines.base import Callback
 from emorec.tracking import datasets, logged_models, runs
 
@@ -77,6 +78,10 @@ class MlflowTracker(Tracker):
     @contextlib.contextmanager
     def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
         with runs.start_run(cfg, nested=nested, tags=tags) as run:
+            # One-time work of the run's end, started now to be done while it trains.
+            figure_helper.prepare()
+            if cfg.log_model:
+                logged_models.prepare_in_background(get_engine(cfg.framework))
             try:
                 yield RunInfo(run.info.run_id, run.info.experiment_id)
             except BaseException as exc:
