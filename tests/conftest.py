@@ -29,6 +29,23 @@ TINY = dict(epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=F
             progress=False)
 
 
+def run_failed_by(monkeypatch, owner, name: str):
+    """Train ``TINY`` with ``owner.name`` raising OSError("disk full"); returns the run,
+    which must have ended FAILED for that reason."""
+    from emorec.config import TrainConfig
+    from emorec.training import train
+
+    def broken(*_, **__):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(owner, name, broken)
+    with pytest.raises(OSError, match="disk full"):
+        train(TrainConfig(**TINY))
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.info.status == "FAILED" and "disk full" in run.data.tags["failure_reason"]
+    return run
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One tiny trained run for the whole session, in a store of its own: (TrainResult, URI).

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, run_failed_by
 from emorec import figure_helper as figures
 from emorec import plots
 from emorec.config import TrainConfig
@@ -108,12 +108,5 @@ def test_an_interrupted_wait_never_hands_one_runs_figures_to_the_next():
 def test_a_run_that_fails_after_its_evaluation_keeps_its_figures(monkeypatch):
     from emorec.tracking import logged_models
 
-    def broken(*_, **__):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(logged_models, "log_trained_model", broken)
-    with pytest.raises(OSError, match="disk full"):
-        train(TrainConfig(**TINY))
-    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
-    assert run.info.status == "FAILED" and "disk full" in run.data.tags["failure_reason"]
+    run = run_failed_by(monkeypatch, logged_models, "log_trained_model")
     assert len(_logged(run.info.run_id)) == 3

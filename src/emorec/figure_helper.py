@@ -3,8 +3,8 @@
 Drawing and encoding the three figures every run logs (confusion matrix, ROC curves,
 learning curves) takes ~0.28 s of Python at the end of each run and study trial, and
 logging the model about as long. Both hold the GIL, so drawing on a thread gained nothing
-(measured: 0.73 s against 0.69 in turns). One helper process, started on first use and
-kept for the life of this one, draws them on another core instead: ``start`` hands it
+(measured: 0.73 s against 0.69 in turns). One helper process, started when a run opens
+(``prepare``) and kept for the life of this one, draws them on another core instead: ``start`` hands it
 the figures' data and returns at once, ``PendingFigures.log`` takes the PNGs (drawn by
 then, while the model was logged) and logs them.
 
@@ -202,6 +202,9 @@ def start(report: dict, history: Mapping[str, Sequence[float]], y_true: np.ndarr
 def _serve() -> None:
     """The helper's loop: a request is ``evaluation_pngs``' arguments, the answer
     ("ok", PNGs by artifact path) or ("error", what went wrong)."""
+    # Below the training it starts beside (its imports run while the first run trains);
+    # at the run's end it draws on a core the run's process leaves free.
+    os.nice(10)
     from emorec.plots import evaluation_pngs
 
     requests, answers = sys.stdin.buffer, sys.stdout.buffer

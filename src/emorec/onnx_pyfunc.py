@@ -36,8 +36,8 @@ class OnnxPyfunc(EmotionModel):
         self._model = OnnxEmotionModel(context.artifacts[NATIVE])
 
     def __getstate__(self) -> dict:
-        # MLflow loads the model to check the input example, then pickles it: an ONNX
-        # Runtime session does not pickle, and load_context opens a new one anyway.
+        # Saving pickles the pyfunc: an ONNX Runtime session does not pickle, and
+        # load_context opens a new one anyway.
         return {**self.__dict__, "_model": None}
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:

@@ -115,11 +115,12 @@ class Engine(ABC):
     @abstractmethod
     def save_flavor(self, model, example: np.ndarray, path: str, *,
                     pip_requirements: list[str], code_path: str | None = None,
-                    mlflow_model=None) -> None:
+                    mlflow_model=None, with_input_example: bool = True) -> None:
         """Save ``model`` in this framework's MLflow flavour to the new folder ``path``:
-        ``example``, uint8 (N, H, W, C) images, gives its signature (and input example);
-        ``code_path``, emorec's code where the saved model needs it to load;
-        ``mlflow_model``, the ``mlflow.models.Model`` metadata of a logged model."""
+        ``example``, uint8 (N, H, W, C) images, gives its signature and, where the flavour
+        can keep one and ``with_input_example``, its input example; ``code_path``, emorec's
+        code where the saved model needs it to load; ``mlflow_model``, the
+        ``mlflow.models.Model`` metadata of a logged model."""
 
     @abstractmethod
     def load_flavor(self, path: str):

@@ -7,13 +7,14 @@ images and serves that network. Loading goes the other way: any URI of an
 ``emotion_model`` (runs:/, models:/NAME@ALIAS, models:/NAME/VERSION, models:/MODEL_ID)
 gives the ``EmotionModel`` with its network loaded.
 
-Both are logged by ``log_model`` through MLflow 3's logged-model calls (create, save,
+Both are logged by ``log_model_to_run`` through MLflow 3's logged-model calls (create, save,
 upload, link to the run, finalize) rather than a flavour's ``log_model``, which does the
 same and, per model, more: it reads every metric's history of the run to copy the
 step-0 values to the model, and loads the model it just saved to predict its input
 example. That was ~0.2 of the 0.3 s logging the two models took at the end of every run
 (``benchmarks/tracking_overhead.py``); here the step-0 metrics are read once per run, and
-tests/test_logged_code.py loads and predicts with every kind of logged model instead.
+the tests load every kind of logged model and predict with the pyfuncs instead
+(tests/test_training.py, tests/test_logged_code.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 from pathlib import Path
 
 import mlflow
@@ -123,27 +125,27 @@ def quiet_model_logging():
             lg.setLevel(level)
 
 
-def prepare_in_background(engine) -> None:
-    """Start, on a thread, the work a process's first model logging does once: importing
-    the pyfunc and ``emotion_model``, pinning the requirements, and MLflow's map of
-    installed packages, which reads every installed file list (~1.2-1.6 s in this
-    project's environment, measured, for each `emorec train` or `mlflow run`). Called when
-    a run opens, it is done while the model trains; ``log_trained_model`` waits for it."""
+_preparing = None  # the thread started by prepare_in_background, once per process
+_preparing_lock = threading.Lock()
+
+
+def prepare_in_background(runtime: tuple[str, ...]) -> None:
+    """Start, on a thread, the work a process's first model logging does once: pinning the
+    requirements (the serving base plus ``runtime``, an engine's ``requirements``) and
+    MLflow's map of installed packages, which reads every installed file list (~1.2-1.6 s
+    in this project's environment, measured, for each `emorec train` or `mlflow run`).
+    Called when a run opens, it is done while the model trains; logging a model waits
+    for it."""
     global _preparing
-    import threading
-
-    if _preparing is None:
-        _preparing = threading.Thread(target=_prepare, args=(tuple(engine.requirements),),
-                                      name="emorec-model-logging-prepare", daemon=True)
-        _preparing.start()
-
-
-_preparing = None
+    with _preparing_lock:
+        if _preparing is None:
+            _preparing = threading.Thread(target=_prepare, args=(tuple(runtime),),
+                                          name="emorec-model-logging-prepare", daemon=True)
+            _preparing.start()
 
 
 def _prepare(runtime: tuple[str, ...]) -> None:
     try:
-        import emorec.emotion_model  # noqa: F401  (mlflow.pyfunc, pandas)
         from mlflow.utils import requirements_utils
 
         requirements(runtime)
@@ -151,6 +153,14 @@ def _prepare(runtime: tuple[str, ...]) -> None:
         getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
     except Exception as exc:  # a head start, never a failure: the logging does it itself
         log.debug("preparing model logging failed: %s", exc)
+
+
+def _prepared() -> None:
+    # MLflow's map is not built twice at once: it is not thread-safe.
+    with _preparing_lock:
+        preparing = _preparing
+    if preparing is not None:
+        preparing.join()
 
 
 def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
@@ -163,8 +173,6 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
 
     from emorec.emotion_model import NATIVE, EmotionModel
 
-    if _preparing is not None:
-        _preparing.join()  # not built twice at once (MLflow's map is not thread-safe)
     reqs = requirements(engine.requirements)
     run = mlflow.active_run()
     on_run = _RunRecord(run.info.run_id, metrics)
@@ -172,12 +180,13 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
         # The copy the pyfunc carries needs no emorec code of its own: the pyfunc has it
         # on the path already (one copy of the package in the pyfunc, not two).
         native_dir = Path(tmp) / NATIVE
-        engine.save_flavor(model, example, str(native_dir), pip_requirements=reqs)
-        log_model("model", on_run, lambda path, mlflow_model: engine.save_flavor(
+        engine.save_flavor(model, example, str(native_dir), pip_requirements=reqs,
+                           with_input_example=False)
+        log_model_to_run("model", on_run, lambda path, mlflow_model: engine.save_flavor(
             model, example, path, pip_requirements=reqs, code_path=served_code(),
             mlflow_model=mlflow_model))
         pyfunc = EmotionModel(cfg.framework, list(classes), prep_dict)
-        log_model(EMOTION_MODEL, on_run, lambda path, mlflow_model: save_image_pyfunc(
+        log_model_to_run(EMOTION_MODEL, on_run, lambda path, mlflow_model: save_image_pyfunc(
             path, mlflow_model, pyfunc, native_dir, example[0], reqs))
 
 
@@ -185,7 +194,7 @@ def log_image_pyfunc(run_id: str, name: str, python_model, native_path, image: n
                      pip_requirements: list[str]) -> None:
     """Log ``python_model`` (an ``EmotionModel``) as the raw-image pyfunc ``name`` of the
     run ``run_id`` (a finished one too): ``native_path`` is the network it loads."""
-    log_model(name, _RunRecord(run_id), lambda path, mlflow_model: save_image_pyfunc(
+    log_model_to_run(name, _RunRecord(run_id), lambda path, mlflow_model: save_image_pyfunc(
         path, mlflow_model, python_model, native_path, image, pip_requirements))
 
 
@@ -233,7 +242,7 @@ class _RunRecord:
         return self._read
 
 
-def log_model(name: str, on_run: _RunRecord, save) -> str:
+def log_model_to_run(name: str, on_run: _RunRecord, save) -> str:
     """Log a model named ``name`` to the run of ``on_run``, with the run's parameters and
     step-0 metrics, as MLflow's flavours' ``log_model`` does: ``save(path, mlflow_model)``
     writes it into a new folder with that ``mlflow.models.Model`` as its metadata.
@@ -243,8 +252,11 @@ def log_model(name: str, on_run: _RunRecord, save) -> str:
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
     from mlflow.models import Model
 
+    _prepared()
     run, metrics = on_run.read()
     mlflow_client = client()
+    # The fluent call, unlike the client's: it tags the model with where it came from
+    # (user, source, git commit), as a flavour's log_model does.
     logged = mlflow.initialize_logged_model(
         name=name, source_run_id=run.info.run_id, experiment_id=run.info.experiment_id,
         params={k: str(v) for k, v in run.data.params.items()})
@@ -254,15 +266,19 @@ def log_model(name: str, on_run: _RunRecord, save) -> str:
             save(path, Model(artifact_path=logged.artifact_location, run_id=run.info.run_id,
                              model_uuid=logged.model_id, model_id=logged.model_id))
             mlflow_client.log_model_artifacts(logged.model_id, path)
+        # (Unlike a flavour's log_model, the active run object's outputs are not updated:
+        # emorec reads a run's models from the store.)
         mlflow_client.log_outputs(run.info.run_id, [LoggedModelOutput(logged.model_id, step=0)])
-        # The run's own values, timestamps included: the run keeps one point of each.
-        mlflow_client.log_batch(run.info.run_id, metrics=[
-            Metric(m.key, m.value, m.timestamp, m.step, model_id=logged.model_id)
-            for m in metrics])
+        if metrics:  # the run's own values, timestamps included: the run keeps one point
+            mlflow_client.log_batch(run.info.run_id, metrics=[
+                Metric(m.key, m.value, m.timestamp, m.step, model_id=logged.model_id)
+                for m in metrics])
+        mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     except BaseException:
-        mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        # What went wrong is what the run reports, not a failure to say so here as well.
+        with contextlib.suppress(Exception):
+            mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
         raise
-    mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     return logged.model_id
 
 

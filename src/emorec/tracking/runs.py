@@ -12,10 +12,12 @@ import functools
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.entities import Metric
 
 from emorec.config import TrainConfig
 from emorec.engines.base import Callback
@@ -68,12 +70,22 @@ def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = Non
 class MlflowCallback(Callback):
     """Logs each epoch's values as MLflow metrics, stepped by epoch, through MLflow's
     asynchronous logging: the training thread queues them and trains on while MLflow's
-    thread writes them (~6-8 ms an epoch into SQLite, measured, when written here). Ending
-    the run writes what is still queued first, so a finished, failed or interrupted run
-    holds every epoch it trained; ``store.configure`` keeps that end from waiting."""
+    thread writes them (~6-8 ms an epoch into SQLite, measured, when written here).
+    ``written()`` waits for them when the run ends; ending a failed or interrupted run
+    writes what is queued too (``store.configure`` keeps either from waiting a second)."""
+
+    def __init__(self):
+        self._queued = []
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        mlflow.log_metrics(logs, step=epoch, synchronous=False)
+        self._queued.append(mlflow.log_metrics(logs, step=epoch, synchronous=False))
+
+    def written(self) -> None:
+        """Write what is queued now and raise what failed to be written: a run whose
+        epochs did not all reach the store must not end FINISHED."""
+        mlflow.flush_async_logging()
+        for operations in self._queued:
+            operations.wait()
 
 
 def log_config(cfg: TrainConfig) -> None:
@@ -93,15 +105,13 @@ def set_tags(values: dict) -> None:
     mlflow.set_tags({k: str(v) for k, v in values.items()})
 
 
-def log_metrics(values: dict[str, float]) -> list:
-    """Metrics of the active run at step 0 (its final ones); returns them as the
-    ``mlflow.entities.Metric``s logged, timestamps included."""
-    import time
-
-    from mlflow.entities import Metric
-
+def log_metrics(values: dict[str, float]) -> list[Metric]:
+    """Metrics of the active run at step 0 (its final ones), written before this returns
+    (whatever $MLFLOW_ENABLE_ASYNC_LOGGING says); returns them as the ``Metric``s logged,
+    timestamps included."""
     now = int(time.time() * 1000)
-    mlflow.log_metrics({k: float(v) for k, v in values.items()}, timestamp=now)
+    mlflow.log_metrics({k: float(v) for k, v in values.items()}, timestamp=now,
+                       synchronous=True)
     return [Metric(k, float(v), now, 0) for k, v in values.items()]
 
 

@@ -74,6 +74,7 @@ class MlflowTracker(Tracker):
     def __init__(self, skip_model: Callable[[dict[str, float]], str | None] | None = None):
         self.skip_model, self._final_metrics = skip_model, []
         self._figures = None  # being drawn in a helper process while the model is logged
+        self._epochs = None  # the callback logging each epoch's metrics
 
     @contextlib.contextmanager
     def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
@@ -81,7 +82,7 @@ class MlflowTracker(Tracker):
             # One-time work of the run's end, started now to be done while it trains.
             figure_helper.prepare()
             if cfg.log_model:
-                logged_models.prepare_in_background(get_engine(cfg.framework))
+                logged_models.prepare_in_background(get_engine(cfg.framework).requirements)
             try:
                 yield RunInfo(run.info.run_id, run.info.experiment_id)
             except BaseException as exc:
@@ -92,6 +93,8 @@ class MlflowTracker(Tracker):
                     self._log_figures(wait=isinstance(exc, Exception))
                 raise
             self._log_figures()
+            if self._epochs is not None:
+                self._epochs.written()
 
     def _log_figures(self, wait: bool = True) -> None:
         pending, self._figures = self._figures, None
@@ -99,7 +102,8 @@ class MlflowTracker(Tracker):
             pending.log(wait=wait)
 
     def callbacks(self) -> list[Callback]:
-        return [runs.MlflowCallback()]
+        self._epochs = runs.MlflowCallback()
+        return [self._epochs]
 
     def log_config(self, cfg) -> None:
         runs.log_config(cfg)
