@@ -119,6 +119,8 @@ def timing_the_end(tails: list[float], run) -> Callable[[], None]:
     def timed_run():
         mark = LastEpoch()
         run([mark])
+        if mark.at is None:
+            raise RuntimeError("a run trained no epoch: nothing to time its end from")
         tails.append(time.perf_counter() - mark.at)
     return timed_run
 
@@ -310,7 +312,7 @@ def main() -> None:
     clocked = clocked_share(clocks, times["full"])
     sites = per_site(clocks)
     # The end side by side: what the tracked run's end takes over the untracked one's, in
-    # pairs of neighbouring runs; with the clocked calls before it, an overhead that also
+    # pairs from the same repeat; with the clocked calls before it, an overhead that also
     # holds what the end's work elsewhere (figures drawn in the helper, on a core the
     # evaluation would use) costs the evaluation.
     end_extra = benchlib.median([f - n for f, n in zip(tails["full"], tails["none"])])
