@@ -317,9 +317,8 @@ def main() -> None:
     # evaluation would use) costs the evaluation.
     end_extra = benchlib.median([f - n for f, n in zip(tails["full"], tails["none"])])
     before_end = [sum(v for k, v in c.items() if k not in END_SITES) for c in clocks]
-    with_end = [(b + end_extra) / (t - b - end_extra)
-                for b, t in zip(before_end, times["full"])]
-    with_end = benchlib.median(with_end)
+    with_end = benchlib.median([(b + end_extra) / (t - b - end_extra)
+                                for b, t in zip(before_end, times["full"])])
     figures = {"epochs": args.epochs, "full_s": med["full"], "no_model_s": med["no_model"],
                "none_s": med["none"], "overhead_fraction": overhead,
                "overhead_s": med["full"] - med["none"],

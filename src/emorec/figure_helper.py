@@ -4,9 +4,9 @@ Drawing and encoding the three figures every run logs (confusion matrix, ROC cur
 learning curves) takes ~0.28 s of Python at the end of each run and study trial, and
 logging the model about as long. Both hold the GIL, so drawing on a thread gained nothing
 (measured: 0.73 s against 0.69 in turns). One helper process, started when a run opens
-(``prepare``) and kept for the life of this one, draws them on another core instead: ``start`` hands it
-the figures' data and returns at once, ``PendingFigures.log`` takes the PNGs (drawn by
-then, while the model was logged) and logs them.
+(``prepare``) and kept for the life of this one, draws them on another core instead:
+``start`` hands it the figures' data and returns at once, ``PendingFigures.log`` takes the
+PNGs (drawn by then, while the model was logged) and logs them.
 
 The helper is a Python process running ``_serve``, reading pickled requests on its stdin
 and answering on its stdout. It imports matplotlib and this module only (~70 MB), not

@@ -156,11 +156,9 @@ def _prepare(runtime: tuple[str, ...]) -> None:
 
 
 def _prepared() -> None:
-    # MLflow's map is not built twice at once: it is not thread-safe.
-    with _preparing_lock:
-        preparing = _preparing
-    if preparing is not None:
-        preparing.join()
+    """Wait for ``prepare_in_background``'s thread: MLflow's map is not thread-safe."""
+    if _preparing is not None:
+        _preparing.join()
 
 
 def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
@@ -174,19 +172,18 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
     from emorec.emotion_model import NATIVE, EmotionModel
 
     reqs = requirements(engine.requirements)
-    run = mlflow.active_run()
-    on_run = _RunRecord(run.info.run_id, metrics)
+    run, metrics = _what_models_carry(mlflow.active_run().info.run_id, metrics)
     with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
         # The copy the pyfunc carries needs no emorec code of its own: the pyfunc has it
         # on the path already (one copy of the package in the pyfunc, not two).
         native_dir = Path(tmp) / NATIVE
         engine.save_flavor(model, example, str(native_dir), pip_requirements=reqs,
                            with_input_example=False)
-        log_model_to_run("model", on_run, lambda path, mlflow_model: engine.save_flavor(
+        log_model_to_run("model", run, metrics, lambda path, mlflow_model: engine.save_flavor(
             model, example, path, pip_requirements=reqs, code_path=served_code(),
             mlflow_model=mlflow_model))
         pyfunc = EmotionModel(cfg.framework, list(classes), prep_dict)
-        log_model_to_run(EMOTION_MODEL, on_run, lambda path, mlflow_model: save_image_pyfunc(
+        log_model_to_run(EMOTION_MODEL, run, metrics, lambda path, mlflow_model: save_image_pyfunc(
             path, mlflow_model, pyfunc, native_dir, example[0], reqs))
 
 
@@ -194,8 +191,9 @@ def log_image_pyfunc(run_id: str, name: str, python_model, native_path, image: n
                      pip_requirements: list[str]) -> None:
     """Log ``python_model`` (an ``EmotionModel``) as the raw-image pyfunc ``name`` of the
     run ``run_id`` (a finished one too): ``native_path`` is the network it loads."""
-    log_model_to_run(name, _RunRecord(run_id), lambda path, mlflow_model: save_image_pyfunc(
-        path, mlflow_model, python_model, native_path, image, pip_requirements))
+    log_model_to_run(name, *_what_models_carry(run_id), lambda path, mlflow_model:
+                     save_image_pyfunc(path, mlflow_model, python_model, native_path, image,
+                                       pip_requirements))
 
 
 def save_image_pyfunc(path: str, mlflow_model, python_model, native_path, image: np.ndarray,
@@ -219,41 +217,33 @@ def save_image_pyfunc(path: str, mlflow_model, python_model, native_path, image:
         signature=python_model.signature(), pip_requirements=pip_requirements)
 
 
-class _RunRecord:
-    """What every model logged to one run carries of it, read from the store once for
-    all of them: the run's parameters, and its metrics at step 0 (the final metrics;
-    ``known``: ``Metric``s the caller logged there itself, not read back)."""
-
-    def __init__(self, run_id: str, known=()):
-        self.run_id, self._known, self._read = run_id, list(known), None
-
-    def read(self):
-        if self._read is None:
-            mlflow_client = client()
-            run = mlflow_client.get_run(self.run_id)
-            at_step_0 = {m.key: m for m in self._known if m.key in run.data.metrics}
-            for key in run.data.metrics.keys() - at_step_0.keys():
-                # Epoch metrics start at step 1; system metrics' first sample is step 0.
-                first = [m for m in mlflow_client.get_metric_history(self.run_id, key)
-                         if m.step == 0]
-                if first:
-                    at_step_0[key] = first[0]
-            self._read = (run, list(at_step_0.values()))
-        return self._read
+def _what_models_carry(run_id: str, known=()) -> tuple:
+    """The run and its metrics at step 0 (its final ones), which every model logged to it
+    carries; ``known``: ``Metric``s the caller logged there itself, not read back. Read
+    once for all the run's models, not per model and metric key as ``Model.log`` does."""
+    mlflow_client = client()
+    run = mlflow_client.get_run(run_id)
+    at_step_0 = {m.key: m for m in known if m.key in run.data.metrics}
+    for key in run.data.metrics.keys() - at_step_0.keys():
+        # Epoch metrics start at step 1; system metrics' first sample is step 0.
+        first = [m for m in mlflow_client.get_metric_history(run_id, key) if m.step == 0]
+        if first:
+            at_step_0[key] = first[0]
+    return run, list(at_step_0.values())
 
 
-def log_model_to_run(name: str, on_run: _RunRecord, save) -> str:
-    """Log a model named ``name`` to the run of ``on_run``, with the run's parameters and
-    step-0 metrics, as MLflow's flavours' ``log_model`` does: ``save(path, mlflow_model)``
-    writes it into a new folder with that ``mlflow.models.Model`` as its metadata.
-    Returns its model id; a model whose saving or upload fails is finalized FAILED."""
+def log_model_to_run(name: str, run, metrics: list, save) -> str:
+    """Log a model named ``name`` to ``run`` (an ``mlflow.entities.Run``), with the run's
+    parameters and ``metrics`` (``_what_models_carry``), as MLflow's flavours' ``log_model``
+    does: ``save(path, mlflow_model)`` writes it into a new folder with that
+    ``mlflow.models.Model`` as its metadata. Returns its model id; a model whose saving or
+    upload fails is finalized FAILED."""
     import tempfile
 
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
     from mlflow.models import Model
 
     _prepared()
-    run, metrics = on_run.read()
     mlflow_client = client()
     # The fluent call, unlike the client's: it tags the model with where it came from
     # (user, source, git commit), as a flavour's log_model does.
