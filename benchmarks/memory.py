@@ -18,8 +18,8 @@ split) into a throwaway store. Two figures per model, as users feel them:
   and file-backed pages (library code the run touches for the first time, e.g. the
   framework's kernels: shared with other processes and reclaimable).
 
-The run's figures are drawn in a process of their own (``emorec.figure_helper``), so
-matplotlib is not in the measured process: that helper's RSS is reported beside it.
+The run's figures are written as SVG (``emorec.evaluation_figures``): matplotlib is not
+imported in a training run's process.
 
 The RSS after each step shows what each import costs (the framework's, TensorFlow's for
 cnn_tf). ``--cpu-torch-python`` names another interpreter whose ``torch`` is a CPU-only
@@ -87,11 +87,6 @@ def child(model: str, data_dir: str, epochs: int) -> None:
         result = train(cfg)
     after = process.memory_info()  # file-backed (library code) vs anonymous
     file_growth = (after.shared - before.shared) / 2**20
-    from emorec import figure_helper  # the process that drew the run's figures
-
-    helper = figure_helper._helper
-    helper_rss = (psutil.Process(helper.process.pid).memory_info().rss / 2**20
-                  if helper is not None and helper.process.poll() is None else None)
     share = window.peak_rss_mb - window.baseline_rss_mb
     print(json.dumps({"model": model, "framework_version": fw.__version__,
                       "end_rss_mb": after.rss / 2**20, "end_file_backed_mb": after.shared / 2**20,
@@ -102,7 +97,6 @@ def child(model: str, data_dir: str, epochs: int) -> None:
                       "train_share_file_backed_mb": file_growth,
                       "train_share_anonymous_mb": share - file_growth,
                       "image_array_mb": images_mb, "batch_size": cfg.batch_size,
-                      "figure_helper_rss_mb": helper_rss,
                       "matplotlib_in_run_process": "matplotlib" in sys.modules,
                       "test_accuracy": result.metrics["test_accuracy"],
                       "train_time_s": result.metrics["train_time_s"],
@@ -142,8 +136,6 @@ def main() -> None:
                          "train_share_file_backed_mb", "train_share_anonymous_mb")}
         imports = {k: benchlib.median([r["import_rss_mb"][k] for r in mine])
                    for k in mine[0]["import_rss_mb"]}
-        helpers = [r["figure_helper_rss_mb"] for r in mine if r.get("figure_helper_rss_mb")]
-        med["figure_helper_rss_mb"] = benchlib.median(helpers) if helpers else None
         fw = "tensorflow" if model == "cnn_tf" else "torch"
         framework_cost = imports[fw] - imports["numpy_opencv"]
         per_model[key] = {**med, "import_rss_mb": imports, "framework_import_mb": framework_cost,
@@ -155,8 +147,7 @@ def main() -> None:
                      imports["mlflow"] - imports["framework_lazy"],
                      imports["emorec_training"] - imports["mlflow"], med["before_train_rss_mb"],
                      med["train_share_mb"], med["train_share_anonymous_mb"],
-                     med["train_share_file_backed_mb"],
-                     "-" if med["figure_helper_rss_mb"] is None else med["figure_helper_rss_mb"]])
+                     med["train_share_file_backed_mb"]])
     torch_rows = {k: v for k, v in per_model.items() if k.startswith("cnn_torch")}
     # The target is the project's own environment (the pinned wheel) when it was measured.
     main = per_model.get("cnn_torch") or min(torch_rows.values(),
@@ -167,7 +158,7 @@ def main() -> None:
          "+ framework import (MB)", "+ its lazy imports (MB)", "+ mlflow, store open (MB)",
          "+ emorec (MB)",
          "before train(), data decoded (MB)", "train() own share (MB)", "of which anonymous",
-         "of which file-backed", "figure helper process (MB)"], rows)
+         "of which file-backed"], rows)
     batch = runs[0]["batch_size"]
     notes = [f"CK+48, {args.epochs} epoch(s) per run at the default batch size ({batch}), each "
              f"model in a fresh process, {args.repeats} repeat(s), medians. Whole process: the "
@@ -199,13 +190,6 @@ def main() -> None:
                      "evaluation batches, MLflow's system-metrics thread) and "
                      f"{v['train_share_file_backed_mb']:.0f} MB of library code touched for "
                      "the first time (the framework's CPU kernels: shared and reclaimable).")
-    helpers = [v["figure_helper_rss_mb"] for v in per_model.values() if v["figure_helper_rss_mb"]]
-    if helpers:
-        notes.append(f"The figures each run logs are drawn in emorec.figure_helper's process "
-                     f"(matplotlib, started on a run's first figures and kept), "
-                     f"{benchlib.median(helpers):.0f} MB RSS beside the run's process: "
-                     "matplotlib is not imported in the run's process, which is why the "
-                     "'+ emorec' step no longer includes it.")
     if "cnn_tf" in per_model:
         tf = per_model["cnn_tf"]
         notes.append(f"TensorFlow costs {tf['framework_import_mb']:.0f} MB on import; cnn_tf's "

@@ -18,14 +18,12 @@ more on a shared 2-core box), so the ``full`` runs are also clocked from inside:
 time spent in each of the tracker's calls (opening and closing the run, parameters,
 dataset input, per-epoch metrics, plots and report, model), summed per run. That figure
 does not depend on how fast training ran; it misses the system-metrics thread's
-background sampling and the figures' drawing in its helper process (on another core while
-the model is logged, see ``emorec.figure_helper``), which the side-by-side totals
-include. Waiting for the figures and logging them is clocked in ``end_run``.
+background sampling, which the side-by-side totals include.
 
 So the run's end is also timed side by side: from the last epoch's end to the return, in
 each ``full`` and ``none`` run (a short span, far less noisy than whole runs). The calls
 clocked before the end plus the paired difference of the ends give a third figure, which
-holds what the figures' drawing on another core costs the evaluation running beside it.
+holds whatever the tracking costs the run's end outside its own calls.
 
 ``--server-workers N [N ...]`` measures the same ``full`` run logging to a real
 ``mlflow server`` on 127.0.0.1 instead (SQLite backend, proxied artifacts, as the README's
@@ -313,8 +311,7 @@ def main() -> None:
     sites = per_site(clocks)
     # The end side by side: what the tracked run's end takes over the untracked one's, in
     # pairs from the same repeat; with the clocked calls before it, an overhead that also
-    # holds what the end's work elsewhere (figures drawn in the helper, on a core the
-    # evaluation would use) costs the evaluation.
+    # holds what the tracking costs the end outside its own calls.
     end_extra = benchlib.median([f - n for f, n in zip(tails["full"], tails["none"])])
     before_end = [sum(v for k, v in c.items() if k not in END_SITES) for c in clocks]
     with_end = benchlib.median([(b + end_extra) / (t - b - end_extra)

@@ -161,17 +161,6 @@ def _plot_inputs():
 
 # Builders rather than figures, so each test case renders only its own figure.
 FIGURES = {
-    "cm": lambda y, p, cm, g, c: plots.confusion_matrix_figure(cm, NAMES3),
-    "cm_counts": lambda y, p, cm, g, c: plots.confusion_matrix_figure(cm, NAMES3, normalize=False),
-    "roc": lambda y, p, cm, g, c: plots.roc_figure(roc_curves(y, p), NAMES3),
-    "curves": lambda *_: plots.learning_curves_figure(
-        {"train_loss": [1.2, 0.8, 0.6], "val_loss": [1.3, 1.0, 0.9],
-         "train_accuracy": [0.4, 0.6, 0.7], "val_accuracy": [0.35, 0.5, 0.55]}
-    ),
-    "curves_1_epoch": lambda *_: plots.learning_curves_figure(
-        {"train_loss": [0.9], "val_accuracy": [0.5]}
-    ),
-    "curves_empty": lambda *_: plots.learning_curves_figure({}),
     "dist": lambda *_: plots.class_distribution_figure(
         {"train": {"anger": 30, "happiness": 50}, "val": {"anger": 5, "neutral": 7}}
     ),

@@ -64,7 +64,7 @@ def test_tracked_run_holds_everything_and_models_reload(model):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1]
     artifacts = {a.path for folder in ("plots", "reports", "data")
                  for a in client.list_artifacts(run.info.run_id, folder)}
-    assert {"plots/confusion_matrix.png", "plots/roc_curves.png", "plots/learning_curves.png",
+    assert {"plots/confusion_matrix.svg", "plots/roc_curves.svg", "plots/learning_curves.svg",
             "reports/classification_report.json", "data/dataset.json"} <= artifacts
     report = json.loads(Path(client.download_artifacts(
         run.info.run_id, "reports/classification_report.json")).read_text())
@@ -145,28 +145,23 @@ def _passes_in_a_new_process(code: str, tmp_path) -> None:
 
 
 def test_torch_run_never_imports_tensorflow(tmp_path):
-    """Nor matplotlib: the run's figures are drawn in emorec.figure_helper's process."""
-    code = ("import os, sys; from emorec.config import TrainConfig; "
+    """Nor matplotlib: the run's figures are written as SVG (emorec.evaluation_figures)."""
+    code = ("import sys; from emorec.config import TrainConfig; "
             "from emorec.training import train;"
             "train(TrainConfig(epochs=1, samples=70, image_size=16, system_metrics=False,"
             " progress=False, log_model=False));"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported';"
-            "assert 'matplotlib' not in sys.modules or os.name != 'posix', 'figures drawn here'")
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     _passes_in_a_new_process(code, tmp_path)
 
 
 def test_a_new_process_starts_the_run_ends_one_time_work_as_the_run_opens(tmp_path):
-    """The figures' helper (it imports matplotlib) and model logging's first-time work
-    (MLflow's map of installed packages) are under way while the first run trains, so
-    that its end does not wait for them."""
-    code = ("import os; from emorec.config import TrainConfig; from emorec.training import train;"
-            "from emorec import figure_helper; from emorec.tracking import logged_models;"
-            "from emorec.engines import Callback\n"
+    """Model logging's first-time work (MLflow's map of installed packages) is under way
+    while the first run trains, so that its end does not wait for it."""
+    code = ("from emorec.config import TrainConfig; from emorec.training import train;"
+            "from emorec.tracking import logged_models; from emorec.engines import Callback\n"
             "class Look(Callback):\n"
             "    def on_epoch_end(self, epoch, logs):\n"
-            "        helper = figure_helper._helper\n"
-            "        if os.name == 'posix':  # elsewhere figures are drawn in the run's process\n"
-            "            assert helper is not None and helper.process.poll() is None, 'no helper'\n"
             "        assert logged_models._preparing is not None, 'not preparing'\n"
             "train(TrainConfig(epochs=1, samples=70, image_size=16, system_metrics=False,"
             " progress=False), [Look()])\n"

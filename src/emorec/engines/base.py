@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -132,13 +131,6 @@ class Engine(ABC):
         """Write ``model`` (softmax included, batch axis dynamic) as ONNX to ``out``; returns
         the graph's input layout ("NCHW" or "NHWC") and a reference function giving the
         model's probabilities for a normalised batch in that layout (the parity check)."""
-
-    @contextlib.contextmanager
-    def leaving_a_core(self):
-        """This framework's own work on one core fewer while another process uses it (the
-        evaluation figures' drawer while the model is logged); as is where the framework
-        cannot change its threads at run time."""
-        yield
 
     def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
         """What the run computes on and in (device, CPU flags, the precision ``auto``

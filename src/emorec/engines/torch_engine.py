@@ -12,7 +12,6 @@ run fastest in, so it costs no copy.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import warnings
 
@@ -181,19 +180,6 @@ class TorchEngine(Engine):
     def weights_mb(self, model: nn.Module) -> float:
         tensors = [*model.parameters(), *model.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors) / 2**20
-
-    @contextlib.contextmanager
-    def leaving_a_core(self):
-        # Saving a model runs it on its example (the signature): on two threads while the
-        # drawer holds one of two cores, each parallel region waits for the descheduled
-        # thread. Measured on CK+48 when MLflow also ran the saved model once more: model
-        # logging 0.46 s beside the drawer on two threads, 0.30 s on one or with no drawer.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, threads - 1))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
 
     def save_flavor(self, model: nn.Module, example: np.ndarray, path: str, *,
                     pip_requirements: list[str], code_path: str | None = None,

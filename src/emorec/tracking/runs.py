@@ -120,15 +120,15 @@ def log_figure(fig, name: str) -> None:
     encodes every figure."""
     from emorec.plots import png_bytes
 
-    log_pngs({name: png_bytes(fig)})
+    log_files({name: png_bytes(fig)})
 
 
-def log_pngs(pngs: dict[str, bytes]) -> None:
-    """PNG files' bytes as artifacts of the active run, by artifact path, in one upload."""
+def log_files(files: dict[str, bytes]) -> None:
+    """Files' bytes as artifacts of the active run, by artifact path, in one upload."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        for name, data in pngs.items():
+        for name, data in files.items():
             path = Path(tmp, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
@@ -136,7 +136,13 @@ def log_pngs(pngs: dict[str, bytes]) -> None:
 
 
 def log_json(data: dict, name: str) -> None:
-    mlflow.log_dict(json.loads(json.dumps(data, default=_jsonable)), name)
+    """``data`` as a JSON artifact of the active run."""
+    log_files({name: json_text(data).encode()})
+
+
+def json_text(data: dict) -> str:
+    """``data`` as indented JSON, numpy values as plain numbers and lists."""
+    return json.dumps(data, default=_jsonable, indent=2)
 
 
 def _jsonable(value):

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emorec import figure_helper
 from emorec.engines import get_engine
+from emorec.evaluation_figures import evaluation_svgs
+from emorec.metrics import roc_curves
 from emorec.engines.base import Callback
 from emorec.tracking import datasets, logged_models, runs
 
@@ -73,33 +74,17 @@ class MlflowTracker(Tracker):
 
     def __init__(self, skip_model: Callable[[dict[str, float]], str | None] | None = None):
         self.skip_model, self._final_metrics = skip_model, []
-        self._figures = None  # being drawn in a helper process while the model is logged
         self._epochs = None  # the callback logging each epoch's metrics
 
     @contextlib.contextmanager
     def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
         with runs.start_run(cfg, nested=nested, tags=tags) as run:
             # One-time work of the run's end, started now to be done while it trains.
-            figure_helper.prepare()
             if cfg.log_model:
                 logged_models.prepare_in_background(get_engine(cfg.framework).requirements)
-            try:
-                yield RunInfo(run.info.run_id, run.info.experiment_id)
-            except BaseException as exc:
-                # A run whose model failed to log keeps the figures of the evaluation it
-                # did finish; an interrupted one (Ctrl-C, SIGTERM) only those drawn
-                # already, waiting for nothing. What ended the run is what it reports.
-                with contextlib.suppress(Exception):
-                    self._log_figures(wait=isinstance(exc, Exception))
-                raise
-            self._log_figures()
+            yield RunInfo(run.info.run_id, run.info.experiment_id)
             if self._epochs is not None:
                 self._epochs.written()
-
-    def _log_figures(self, wait: bool = True) -> None:
-        pending, self._figures = self._figures, None
-        if pending is not None:
-            pending.log(wait=wait)
 
     def callbacks(self) -> list[Callback]:
         self._epochs = runs.MlflowCallback()
@@ -118,10 +103,10 @@ class MlflowTracker(Tracker):
         self._final_metrics = runs.log_metrics(values)
 
     def log_evaluation(self, report, history, y_true, proba, classes) -> None:
-        # The figures are logged when the run ends (see run()): drawn meanwhile, in a
-        # helper process, while this one logs the model.
-        self._figures = figure_helper.start(report, history, y_true, proba, classes)
-        runs.log_json(report, "reports/classification_report.json")
+        figures = evaluation_svgs(report["confusion_matrix"], classes,
+                                  roc_curves(y_true, proba), history)
+        runs.log_files({**figures, "reports/classification_report.json":
+                        runs.json_text(report).encode()})
 
     def log_model(self, engine, model, cfg, classes, prep, example) -> None:
         reason = self.skip_model and self.skip_model(
@@ -129,7 +114,5 @@ class MlflowTracker(Tracker):
         if reason:
             runs.set_tags({"model_not_logged": reason})
             return
-        drawing = self._figures is not None and self._figures.drawn_elsewhere
-        with engine.leaving_a_core() if drawing else contextlib.nullcontext():
-            logged_models.log_trained_model(engine, model, cfg, classes, prep, example,
-                                            self._final_metrics)
+        logged_models.log_trained_model(engine, model, cfg, classes, prep, example,
+                                        self._final_metrics)
