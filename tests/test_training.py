@@ -7,6 +7,7 @@ or KILLED run, never a RUNNING one.
 """
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -114,7 +115,32 @@ def test_a_model_that_fails_to_save_ends_failed_and_so_does_its_run(monkeypatch)
 
     run = run_failed_by(monkeypatch, logged_models, "save_image_pyfunc")
     status = {m.name: str(m.status) for m in _logged_models(run).values()}
-    assert status == {"model": "READY", "emotion_model": "FAILED"}  # none left PENDING
+    assert status == {"model": "FAILED", "emotion_model": "FAILED"}  # logged as one; none PENDING
+
+
+def test_mlflow_still_checks_the_pins_of_every_model_emorec_did_not_pin(caplog):
+    """emorec skips MLflow's installed-version check while it saves its own models (their
+    pins are read from the installed metadata: they cannot mismatch); the same check of
+    anyone else's model, on another thread meanwhile or here afterwards, still warns."""
+    import threading
+
+    from mlflow.utils import environment
+
+    from emorec.tracking import logged_models
+
+    def check():  # as saving a model pinned to a numpy that is not installed does
+        environment.warn_dependency_requirement_mismatches(["numpy==0.0.1"])
+
+    with caplog.at_level(logging.WARNING, logger="mlflow.utils.requirements_utils"):
+        with logged_models._pins_checked():
+            check()
+            assert "numpy (current:" not in caplog.text
+            other = threading.Thread(target=check)
+            other.start()
+            other.join()
+            assert caplog.text.count("numpy (current:") == 1
+        check()
+    assert caplog.text.count("numpy (current:") == 2
 
 
 def test_epochs_that_did_not_reach_the_store_fail_the_run(monkeypatch):

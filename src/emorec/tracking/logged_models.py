@@ -7,7 +7,7 @@ images and serves that network. Loading goes the other way: any URI of an
 ``emotion_model`` (runs:/, models:/NAME@ALIAS, models:/NAME/VERSION, models:/MODEL_ID)
 gives the ``EmotionModel`` with its network loaded.
 
-Both are logged by ``log_model_to_run`` through MLflow 3's logged-model calls (create, save,
+Both are logged by ``log_models_to_run`` through MLflow 3's logged-model calls (create, save,
 upload, link to the run, finalize) rather than a flavour's ``log_model``, which does the
 same and, per model, more: it reads every metric's history of the run to copy the
 step-0 values to the model, and loads the model it just saved to predict its input
@@ -72,6 +72,37 @@ def _pins(names: tuple[str, ...]) -> tuple[str, ...]:
     from importlib.metadata import version
 
     return tuple(f"{n}=={version(n)}" for n in names)
+
+
+# Set on a thread while it saves a model pinned by ``requirements`` (``_pins_checked``).
+_pinned_by_us = threading.local()
+
+
+@contextlib.contextmanager
+def _pins_checked():
+    """Skip, on this thread, MLflow's check of a model's pins against the installed packages.
+
+    Saving a model, MLflow compares every requirement with the installed version
+    (``warn_dependency_requirement_mismatches``), parsing each package's metadata file:
+    ~1.3 ms a requirement, ~30 ms of every run for its three saves (measured). emorec's
+    pins are read from that same metadata (``_pins``), so the check can find nothing. The
+    check is wrapped once per process to look at this thread's flag; where a later MLflow
+    has no such function, nothing is wrapped and the check runs as before."""
+    from mlflow.utils import environment
+
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is not None and not getattr(check, "emorec_wrapped", False):
+        def unless_ours(requirements, _check=check):
+            if not getattr(_pinned_by_us, "active", False):
+                _check(requirements)
+
+        unless_ours.emorec_wrapped = True
+        environment.warn_dependency_requirement_mismatches = unless_ours
+    _pinned_by_us.active = True
+    try:
+        yield
+    finally:
+        _pinned_by_us.active = False
 
 
 def served_code() -> str:
@@ -173,27 +204,28 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
 
     reqs = requirements(engine.requirements)
     run, metrics = _what_models_carry(mlflow.active_run().info.run_id, metrics)
-    with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
+    with quiet_model_logging(), _pins_checked(), tempfile.TemporaryDirectory() as tmp:
         # The copy the pyfunc carries needs no emorec code of its own: the pyfunc has it
         # on the path already (one copy of the package in the pyfunc, not two).
         native_dir = Path(tmp) / NATIVE
         engine.save_flavor(model, example, str(native_dir), pip_requirements=reqs,
                            with_input_example=False)
-        log_model_to_run("model", run, metrics, lambda path, mlflow_model: engine.save_flavor(
-            model, example, path, pip_requirements=reqs, code_path=served_code(),
-            mlflow_model=mlflow_model))
         pyfunc = EmotionModel(cfg.framework, list(classes), prep_dict)
-        log_model_to_run(EMOTION_MODEL, run, metrics, lambda path, mlflow_model: save_image_pyfunc(
-            path, mlflow_model, pyfunc, native_dir, example[0], reqs))
+        log_models_to_run(run, metrics, {
+            "model": lambda path, mlflow_model: engine.save_flavor(
+                model, example, path, pip_requirements=reqs, code_path=served_code(),
+                mlflow_model=mlflow_model),
+            EMOTION_MODEL: lambda path, mlflow_model: save_image_pyfunc(
+                path, mlflow_model, pyfunc, native_dir, example[0], reqs)})
 
 
 def log_image_pyfunc(run_id: str, name: str, python_model, native_path, image: np.ndarray,
                      pip_requirements: list[str]) -> None:
     """Log ``python_model`` (an ``EmotionModel``) as the raw-image pyfunc ``name`` of the
     run ``run_id`` (a finished one too): ``native_path`` is the network it loads."""
-    log_model_to_run(name, *_what_models_carry(run_id), lambda path, mlflow_model:
-                     save_image_pyfunc(path, mlflow_model, python_model, native_path, image,
-                                       pip_requirements))
+    log_models_to_run(*_what_models_carry(run_id), {name: lambda path, mlflow_model:
+                      save_image_pyfunc(path, mlflow_model, python_model, native_path, image,
+                                        pip_requirements)})
 
 
 def save_image_pyfunc(path: str, mlflow_model, python_model, native_path, image: np.ndarray,
@@ -232,12 +264,14 @@ def _what_models_carry(run_id: str, known=()) -> tuple:
     return run, list(at_step_0.values())
 
 
-def log_model_to_run(name: str, run, metrics: list, save) -> str:
-    """Log a model named ``name`` to ``run`` (an ``mlflow.entities.Run``), with the run's
-    parameters and ``metrics`` (``_what_models_carry``), as MLflow's flavours' ``log_model``
-    does: ``save(path, mlflow_model)`` writes it into a new folder with that
-    ``mlflow.models.Model`` as its metadata. Returns its model id; a model whose saving or
-    upload fails is finalized FAILED."""
+def log_models_to_run(run, metrics: list, saves: dict) -> dict[str, str]:
+    """Log models to ``run`` (an ``mlflow.entities.Run``), each with the run's parameters
+    and ``metrics`` (``_what_models_carry``), as MLflow's flavours' ``log_model`` does:
+    ``saves`` maps each model's name to ``save(path, mlflow_model)``, which writes it into
+    a new folder with that ``mlflow.models.Model`` as its metadata. Returns their model ids
+    by name. The models are linked to the run and given their metrics in one call each,
+    not one per model (each write is a store transaction, or a request to a server); if
+    any fails to save or upload, every one of them is finalized FAILED."""
     import tempfile
 
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
@@ -245,31 +279,36 @@ def log_model_to_run(name: str, run, metrics: list, save) -> str:
 
     _prepared()
     mlflow_client = client()
-    # The fluent call, unlike the client's: it tags the model with where it came from
-    # (user, source, git commit), as a flavour's log_model does.
-    logged = mlflow.initialize_logged_model(
-        name=name, source_run_id=run.info.run_id, experiment_id=run.info.experiment_id,
-        params={k: str(v) for k, v in run.data.params.items()})
+    run_id, ids = run.info.run_id, {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = str(Path(tmp) / "model")
-            save(path, Model(artifact_path=logged.artifact_location, run_id=run.info.run_id,
-                             model_uuid=logged.model_id, model_id=logged.model_id))
-            mlflow_client.log_model_artifacts(logged.model_id, path)
+            for name, save in saves.items():
+                # The fluent call, unlike the client's: it tags the model with where it
+                # came from (user, source, git commit), as a flavour's log_model does.
+                logged = mlflow.initialize_logged_model(
+                    name=name, source_run_id=run_id, experiment_id=run.info.experiment_id,
+                    params={k: str(v) for k, v in run.data.params.items()})
+                ids[name] = logged.model_id
+                path = str(Path(tmp) / name)
+                save(path, Model(artifact_path=logged.artifact_location, run_id=run_id,
+                                 model_uuid=logged.model_id, model_id=logged.model_id))
+                mlflow_client.log_model_artifacts(logged.model_id, path)
         # (Unlike a flavour's log_model, the active run object's outputs are not updated:
         # emorec reads a run's models from the store.)
-        mlflow_client.log_outputs(run.info.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        mlflow_client.log_outputs(run_id, [LoggedModelOutput(i, step=0) for i in ids.values()])
         if metrics:  # the run's own values, timestamps included: the run keeps one point
-            mlflow_client.log_batch(run.info.run_id, metrics=[
-                Metric(m.key, m.value, m.timestamp, m.step, model_id=logged.model_id)
-                for m in metrics])
-        mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+            mlflow_client.log_batch(run_id, metrics=[
+                Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id)
+                for model_id in ids.values() for m in metrics])
+        for model_id in ids.values():
+            mlflow_client.finalize_logged_model(model_id, LoggedModelStatus.READY)
     except BaseException:
         # What went wrong is what the run reports, not a failure to say so here as well.
-        with contextlib.suppress(Exception):
-            mlflow_client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        for model_id in ids.values():
+            with contextlib.suppress(Exception):
+                mlflow_client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
         raise
-    return logged.model_id
+    return ids
 
 
 def load_pyfunc(uri: str):
