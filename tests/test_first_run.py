@@ -50,6 +50,21 @@ def test_bars_only_where_asked_for_and_drawn_on_a_terminal(monkeypatch):
     assert not interactive(TrainConfig(**TINY))
 
 
+def test_a_run_mlflow_run_created_keeps_the_parameters_it_logged_in_its_spelling(
+        monkeypatch):
+    """`mlflow run` logs the MLproject parameters as given ("false" for False); emorec adds
+    the rest without touching those (MLflow refuses to change a logged value)."""
+    client = mlflow.MlflowClient()
+    experiment = mlflow.create_experiment("emorec-synthetic")
+    run_id = client.create_run(experiment).info.run_id
+    client.log_param(run_id, "log_model", "false")
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    train(TrainConfig(**{**TINY, "log_model": False}))
+    params = client.get_run(run_id).data.params
+    assert params["log_model"] == "false" and params["epochs"] == str(TINY["epochs"])
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
 @pytest.mark.parametrize("created_by", ["emorec", "mlflow run"])
 def test_experiments_open_in_the_model_training_view(created_by, monkeypatch):
     if created_by == "mlflow run":  # it creates the experiment and run, emorec resumes the run

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from emorec import plots
 from emorec.metrics import classification_metrics, roc_curves, scalar_metrics
@@ -78,6 +78,20 @@ def test_absent_class_is_excluded_from_auc_and_listed():
     assert cm[3].sum() == 0 and cm.sum() == len(y)
     assert r["per_class"]["surprise"]["support"] == 0
     assert set(roc_curves(y, proba)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("decimals", [None, 1])  # scores all distinct, and with ties
+def test_roc_curves_are_sklearns_points_and_areas(decimals):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, size=200)
+    proba = rng.dirichlet(np.ones(4), size=len(y)) + 0.3 * np.eye(4)[y]
+    if decimals is not None:
+        proba = np.round(proba, decimals)
+    for c, (fpr, tpr, auc) in roc_curves(y, proba).items():
+        expected_fpr, expected_tpr, _ = roc_curve(y == c, proba[:, c])
+        np.testing.assert_allclose(fpr, expected_fpr)
+        np.testing.assert_allclose(tpr, expected_tpr)
+        assert auc == pytest.approx(roc_auc_score(y == c, proba[:, c]), abs=1e-12)
 
 
 def test_single_class_gives_nan_auc():

@@ -17,8 +17,6 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     precision_recall_fscore_support,
-    roc_auc_score,
-    roc_curve,
 )
 
 # Keys of ``classification_metrics`` that hold a single float, in logging order.
@@ -97,7 +95,7 @@ def classification_metrics(
     else:
         # Per class rather than roc_auc_score(multi_class="ovr"), which refuses
         # label sets that do not cover every probability column.
-        auc = float(np.mean([roc_auc_score(y_true == c, proba[:, c]) for c in auc_classes]))
+        auc = float(np.mean([_roc(y_true == c, proba[:, c])[2] for c in auc_classes]))
 
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -134,10 +132,23 @@ def roc_curves(
     one other class) are returned, matching ``auc_roc_macro``.
     """
     y_true, proba = _check_inputs(y_true, proba)
-    curves: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
-    for c in _auc_classes(y_true, proba.shape[1]):
-        positives = y_true == c
-        fpr, tpr, _ = roc_curve(positives, proba[:, c])
-        curves[c] = (fpr, tpr, float(roc_auc_score(positives, proba[:, c])))
-    return curves
+    return {c: _roc(y_true == c, proba[:, c]) for c in _auc_classes(y_true, proba.shape[1])}
+
+
+def _roc(positives: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(fpr, tpr, auc) of one binary problem: the points and area sklearn's ``roc_curve``
+    (``drop_intermediate=True``) and ``roc_auc_score`` give, computed directly. sklearn's
+    validation of its arguments took ~5 ms a class here, ~35 ms of every run's end for
+    the figure's curves and again for the logged AUC; this takes ~0.1 ms."""
+    order = np.argsort(-scores, kind="mergesort")
+    ranked, hits = scores[order], positives[order].astype(np.int64)
+    # The last position of each distinct score: one point per threshold.
+    last = np.r_[np.flatnonzero(np.diff(ranked)), ranked.size - 1]
+    tps = np.cumsum(hits)[last]
+    fps = last + 1 - tps
+    if len(fps) > 2:  # drop the points in the middle of straight segments
+        keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps = tps[keep], fps[keep]
+    tpr, fpr = np.r_[0, tps] / tps[-1], np.r_[0, fps] / fps[-1]
+    return fpr, tpr, float(np.trapezoid(tpr, fpr))
 

@@ -90,8 +90,10 @@ class MlflowCallback(Callback):
 
 def log_config(cfg: TrainConfig) -> None:
     # `mlflow run` has already logged the MLproject parameters in its own spelling
-    # ("false" for False) and MLflow forbids changing a logged value: add the rest.
-    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    # ("false" for False) and MLflow forbids changing a logged value: add the rest. They
+    # are in the active run as it was read when it was resumed (no store query needed:
+    # nothing else logs parameters before this).
+    logged = mlflow.active_run().data.params
     log_params({k: v for k, v in cfg.to_params().items() if k not in logged})
 
 
