@@ -92,6 +92,30 @@ def test_tracked_run_holds_everything_and_models_reload(model):
     assert list(raw["label"]) == [result.classes[i] for i in expected.argmax(1)]
 
 
+def test_a_pyfunc_logged_with_its_network_in_a_flavour_folder_still_loads(tmp_path):
+    """Before the raw-image pyfunc carried its network as one file it carried it as an
+    MLflow flavour folder: models logged then load and predict as before."""
+    from emorec.data.preprocess import Preprocessing
+    from emorec.emotion_model import EmotionModel
+    from emorec.engines import get_engine
+    from emorec.tracking import logged_models
+
+    cfg = TrainConfig(**{**TINY, "log_model": False})
+    result = train(cfg)
+    engine, images = get_engine(cfg.framework), _test_images(cfg)
+    reqs = logged_models.requirements(engine.requirements)
+    engine.save_flavor(result.model, images[:2], str(tmp_path / "native"),
+                       pip_requirements=reqs)
+    prep = Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect).to_dict()
+    logged_models.save_image_pyfunc(str(tmp_path / "pyfunc"), None,
+                                    EmotionModel(cfg.framework, list(result.classes), prep),
+                                    tmp_path / "native", images[0], reqs)
+    raw = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc")).unwrap_python_model().predict(
+        None, list(images))
+    np.testing.assert_allclose(raw[list(result.classes)].to_numpy(),
+                               engine.predict_proba(result.model, images), atol=1e-5)
+
+
 def test_emotion_model_takes_base64_images_of_any_size():
     import base64
 

@@ -38,7 +38,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from emorec.data.images import ImageError, decode_image
 from emorec.data.preprocess import Preprocessing, eval_batch
 
-NATIVE = "native_model"  # the artifact key of the framework-flavour model
+NATIVE = "native_model"  # the artifact key of the network (``Engine.save_network``)
 
 
 class InvalidImageInput(MlflowException, ImageError):
@@ -99,7 +99,7 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
         return get_engine(self.framework)
 
     def load_context(self, context) -> None:
-        self._model = self.engine.load_flavor(context.artifacts[NATIVE])
+        self._model = self.engine.load_network(context.artifacts[NATIVE])
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         batch = eval_batch(images, Preprocessing.from_dict(self.prep))

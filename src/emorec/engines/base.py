@@ -114,16 +114,27 @@ class Engine(ABC):
     @abstractmethod
     def save_flavor(self, model, example: np.ndarray, path: str, *,
                     pip_requirements: list[str], code_path: str | None = None,
-                    mlflow_model=None, with_input_example: bool = True) -> None:
+                    mlflow_model=None) -> None:
         """Save ``model`` in this framework's MLflow flavour to the new folder ``path``:
         ``example``, uint8 (N, H, W, C) images, gives its signature and, where the flavour
-        can keep one and ``with_input_example``, its input example; ``code_path``, emorec's
-        code where the saved model needs it to load; ``mlflow_model``, the
-        ``mlflow.models.Model`` metadata of a logged model."""
+        can keep one, its input example; ``code_path``, emorec's code where the saved
+        model needs it to load; ``mlflow_model``, the ``mlflow.models.Model`` metadata of
+        a logged model."""
 
     @abstractmethod
     def load_flavor(self, path: str):
         """The model saved by ``save_flavor`` at ``path``, on the CPU, ready to predict."""
+
+    def save_network(self, model, example: np.ndarray, path: str, *,
+                     pip_requirements: list[str]) -> None:
+        """Save ``model`` where the raw-image pyfunc carries it (``load_network`` reads it
+        back): by default in the MLflow flavour, without emorec's code (the pyfunc has
+        its own)."""
+        self.save_flavor(model, example, path, pip_requirements=pip_requirements)
+
+    def load_network(self, path: str):
+        """The network a raw-image pyfunc carries at ``path`` (``save_network``)."""
+        return self.load_flavor(path)
 
     @abstractmethod
     def export_onnx(self, model, out, prep, *, opset: int, input_name: str,

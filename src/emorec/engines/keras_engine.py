@@ -150,7 +150,7 @@ class KerasEngine(Engine):
 
     def save_flavor(self, model, example: np.ndarray, path: str, *,
                     pip_requirements: list[str], code_path: str | None = None,
-                    mlflow_model=None, with_input_example: bool = True) -> None:
+                    mlflow_model=None) -> None:
         import mlflow.keras
         from mlflow.models import infer_signature
 

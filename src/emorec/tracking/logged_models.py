@@ -207,16 +207,15 @@ def log_trained_model(engine, model, cfg: TrainConfig, classes: tuple[str, ...],
     with quiet_model_logging(), _pins_checked(), tempfile.TemporaryDirectory() as tmp:
         # The copy the pyfunc carries needs no emorec code of its own: the pyfunc has it
         # on the path already (one copy of the package in the pyfunc, not two).
-        native_dir = Path(tmp) / NATIVE
-        engine.save_flavor(model, example, str(native_dir), pip_requirements=reqs,
-                           with_input_example=False)
+        native = Path(tmp) / NATIVE
+        engine.save_network(model, example, str(native), pip_requirements=reqs)
         pyfunc = EmotionModel(cfg.framework, list(classes), prep_dict)
         log_models_to_run(run, metrics, {
             "model": lambda path, mlflow_model: engine.save_flavor(
                 model, example, path, pip_requirements=reqs, code_path=served_code(),
                 mlflow_model=mlflow_model),
             EMOTION_MODEL: lambda path, mlflow_model: save_image_pyfunc(
-                path, mlflow_model, pyfunc, native_dir, example[0], reqs)})
+                path, mlflow_model, pyfunc, native, example[0], reqs)})
 
 
 def log_image_pyfunc(run_id: str, name: str, python_model, native_path, image: np.ndarray,
