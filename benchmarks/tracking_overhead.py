@@ -348,8 +348,8 @@ def main() -> None:
              f"{benchlib.median(tails['none']):.2f} s untracked (median of the paired "
              f"differences: {end_extra:.2f} s). With the clocked calls before it "
              f"({benchlib.median(before_end):.3f} s), the overhead is {100 * with_end:.1f} %: "
-             "unlike the clocked figure, this holds what the tracked end's work on other "
-             "cores (the figures' helper process) costs its evaluation."]
+             "unlike the clocked figure, this holds whatever the tracked end costs outside "
+             "its own calls (MLflow's threads, say)."]
     if args.compare_with:  # the same script on an earlier commit's code, same machine
         before = json.loads(Path(args.compare_with).read_text())
         old = before["figures"]

@@ -1,6 +1,9 @@
 """The figures every run logs (``emorec.evaluation_figures``): SVG documents that say
 what the run's evaluation says, for any class names."""
 
+import os
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 
 import mlflow
@@ -116,3 +119,45 @@ def test_a_run_that_fails_after_its_evaluation_keeps_its_figures(monkeypatch):
                       "plots/learning_curves.svg"}
     for path in logged:
         _parsed(open(client.download_artifacts(run.info.run_id, path), "rb").read())
+
+
+def _browser() -> str | None:
+    """A headless Chromium, or None; .ci/run installs one and sets EMOREC_REQUIRE_BROWSER,
+    so that in CI the browser test fails rather than skips without it."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and os.environ.get("EMOREC_REQUIRE_BROWSER"):
+        pytest.fail("EMOREC_REQUIRE_BROWSER is set but no chromium is installed")
+    return found
+
+
+def test_a_browser_draws_each_figure_with_its_colours(tmp_path):
+    """What the MLflow UI shows: the SVG as a real browser renders it, at its own size,
+    the confusion matrix's cells in the colours the figure gives them."""
+    from PIL import Image
+
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium here (CI installs one)")
+    confusion, y_true, proba = _evaluation()
+    svgs = figures.evaluation_svgs(confusion, CLASSES, roc_curves(y_true, proba),
+                                   {"train_loss": [1.2, 0.9], "val_loss": [1.3, 1.1]})
+    for name, svg in svgs.items():
+        root = _parsed(svg)
+        width, height = int(root.get("width")), int(root.get("height"))
+        source, shot = tmp_path / name.replace("/", "_"), tmp_path / "shot.png"
+        source.write_bytes(svg)
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--hide-scrollbars", f"--screenshot={shot}",
+                        f"--window-size={width},{height}", source.as_uri()],
+                       capture_output=True, timeout=120, check=True)
+        pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        assert pixels.shape[:2] == (height, width), name
+        assert (pixels.sum(axis=2) < 200).mean() > 0.002, f"{name}: no text or lines drawn"
+        if name == "plots/confusion_matrix.svg":
+            # Each cell's top left corner (clear of its centred text) in its own colour.
+            cells = [r for r in root.iter(f"{SVG}rect") if r.get("width") == r.get("height")
+                     and r.get("fill", "").startswith("#")][:9]
+            for cell in cells:
+                x, y = int(float(cell.get("x"))) + 4, int(float(cell.get("y"))) + 4
+                expected = [int(cell.get("fill")[i:i + 2], 16) for i in (1, 3, 5)]
+                assert np.abs(pixels[y, x] - expected).max() <= 3, (x, y, cell.get("fill"))

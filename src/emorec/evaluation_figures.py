@@ -2,11 +2,11 @@
 curves), written as SVG.
 
 Why not matplotlib, as the rest of ``emorec.plots``: these are drawn at the end of every
-run and study trial, and matplotlib took 0.4-0.6 s of CPU for the three (measured on this
-project's 2-core CI machine), nearly all of it laying out and rasterising their ~130
-texts: about 3 % of an 8-epoch CK+48 run, in a helper process kept beside every run to
-take it off the run's own time. Written as SVG, the browser lays the text out and the
-three take a few milliseconds, in the run's process. The MLflow UI shows an ``.svg``
+run and study trial, and matplotlib took 0.4-0.6 s of CPU for the three on this
+project's 2-core machine, nearly all of it laying out and rasterising their ~130 texts:
+~3 % of an 8-epoch CK+48 run (``benchmarks/tracking_overhead.py``), even drawn in a
+helper process beside the run, as they were. Written as SVG, the browser lays the text
+out and the three take ~3 ms in the run's own process. The MLflow UI shows an ``.svg``
 artifact as an image; it stays sharp at any zoom and goes into a paper as vector art.
 
 Every text is XML-escaped: class names come from a user's folder names.
