@@ -208,18 +208,24 @@ class TorchEngine(Engine):
 
     def save_network(self, model: nn.Module, example: np.ndarray, path: str, *,
                      pip_requirements: list[str]) -> None:
-        # One pickled file, as the flavour pickles it, without the flavour's folder
-        # around it (metadata, environment files, a signature from a forward pass): ~13
-        # instead of ~36 ms of every run's end (measured). The pyfunc that carries it
-        # has emorec's code on its path, which the pickle's classes are imported from.
-        torch.save(model.cpu().eval(), path)
+        # One file pickled as the flavour pickles it (cloudpickle: a hook or a lambda on
+        # the model pickles too), without the flavour's folder around it (metadata,
+        # environment files, a signature from a forward pass): ~13 instead of ~36 ms of
+        # every run's end (measured). The pyfunc that carries it has emorec's code on its
+        # path, which the pickle's classes are imported from.
+        from mlflow.pytorch import pickle_module
+
+        torch.save(model.cpu().eval(), path, pickle_module=pickle_module)
 
     def load_network(self, path: str) -> nn.Module:
         if Path(path).is_dir():  # a pyfunc logged before, carrying the MLflow flavour
             return self.load_flavor(path)
+        from mlflow.pytorch import pickle_module
+
         # A pickle of the model object, like the flavour's: emorec's own, or a logged
         # model the user chose to load (loading any MLflow pickle trusts it as much).
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False,
+                          pickle_module=pickle_module)
 
     def export_onnx(self, model: nn.Module, out, prep, *, opset: int, input_name: str,
                     output_name: str):
