@@ -76,8 +76,10 @@ class MlflowCallback(Callback):
 
     def __init__(self):
         self._queued = []
+        self.keys: set[str] = set()  # every key logged, each from step 1 (the first epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.keys |= logs.keys()
         self._queued.append(mlflow.log_metrics(logs, step=epoch, synchronous=False))
 
     def written(self) -> None:

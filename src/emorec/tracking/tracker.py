@@ -115,4 +115,5 @@ class MlflowTracker(Tracker):
             runs.set_tags({"model_not_logged": reason})
             return
         logged_models.log_trained_model(engine, model, cfg, classes, prep, example,
-                                        self._final_metrics)
+                                        self._final_metrics,
+                                        self._epochs.keys if self._epochs else ())
