@@ -123,8 +123,10 @@ def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None
     Only the study's best trial is registered (and the comparison report links the best
     run by validation accuracy), and the best only ever improves: a trial that beats no
     completed trial on the objective nor on validation accuracy can never become either,
-    so its model would be logged (~0.3 s and a few MB a trial) for nothing. Multi-objective
-    trials always log theirs: any of them may join the Pareto front.
+    so its model would be logged (~0.3 s and a few MB a trial) for nothing. A trial that
+    ties the best logs its model: the storage breaks ties in no set order (PostgreSQL's
+    ORDER BY returns either), so it may be the one reported and registered as the best.
+    Multi-objective trials always log theirs: any of them may join the Pareto front.
     """
     if objective == "multi":
         return None
@@ -134,13 +136,13 @@ def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None
     (key, direction), = OBJECTIVES[objective]
     best = (max if direction == "maximize" else min)(complete, key=lambda t: t.values[0])
     value = float(metrics.get(key, np.nan))
-    if value > best.values[0] if direction == "maximize" else value < best.values[0]:
+    if value >= best.values[0] if direction == "maximize" else value <= best.values[0]:
         return None
     held = max((t.user_attrs["val_final_accuracy"] for t in complete
                 if t.user_attrs.get("val_final_accuracy") is not None), default=-np.inf)
-    if float(metrics.get("val_final_accuracy", np.nan)) > held:
+    if float(metrics.get("val_final_accuracy", np.nan)) >= held:
         return None
-    return (f"{key} {value:.4f} does not beat trial {best.number}'s {best.values[0]:.4f}, so "
+    return (f"{key} {value:.4f} is below trial {best.number}'s {best.values[0]:.4f}, so "
             "this trial cannot become the study's best (the one registered): model not logged")
 
 
