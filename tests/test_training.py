@@ -95,7 +95,6 @@ def test_tracked_run_holds_everything_and_models_reload(model):
 def test_a_pyfunc_logged_with_its_network_in_a_flavour_folder_still_loads(tmp_path):
     """Before the raw-image pyfunc carried its network as one file it carried it as an
     MLflow flavour folder: models logged then load and predict as before."""
-    from emorec.data.preprocess import Preprocessing
     from emorec.emotion_model import EmotionModel
     from emorec.engines import get_engine
     from emorec.tracking import logged_models

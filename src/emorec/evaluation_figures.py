@@ -34,7 +34,7 @@ GRID = "#e6e6e6"
 SPLIT_STYLES = (("train", None), ("val", "6 4"))  # solid and dashed lines
 
 
-def evaluation_svgs(confusion: np.ndarray, class_names: Sequence[str],
+def evaluation_svgs(confusion: Sequence[Sequence[int]] | np.ndarray, class_names: Sequence[str],
                     roc_curves: Mapping[int, tuple[np.ndarray, np.ndarray, float]],
                     history: Mapping[str, Sequence[float]]) -> dict[str, bytes]:
     """The three figures, as SVG files' bytes by artifact path."""

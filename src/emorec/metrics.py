@@ -3,7 +3,7 @@
 Every engine hands over integer labels and class probabilities as numpy arrays;
 this module turns them into the numbers logged to MLflow (accuracy, macro and
 weighted F1, one-vs-rest macro AUC ROC), the per-class breakdown, the confusion
-matrix and the per-class ROC curves that ``emorec.plots`` draws.
+matrix and the per-class ROC curves that ``emorec.evaluation_figures`` draws.
 """
 
 from __future__ import annotations

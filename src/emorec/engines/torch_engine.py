@@ -195,8 +195,7 @@ class TorchEngine(Engine):
         # Pickle (with our code beside it) rather than MLflow's default torch.export
         # graph, which fixes the batch size traced from the input example.
         mlflow.pytorch.save_model(model, path, mlflow_model=mlflow_model,
-                                  signature=infer_signature(x, y),
-                                  input_example=x,
+                                  signature=infer_signature(x, y), input_example=x,
                                   code_paths=[code_path] if code_path else None,
                                   pip_requirements=pip_requirements,
                                   serialization_format="pickle")
