@@ -106,7 +106,7 @@ END_SITES = ("plots_and_report", "log_metrics", "log_trained_model", "end_run")
 def timing_the_end(tails: list[float], run) -> Callable[[], None]:
     """``run(callbacks)`` wrapped to append to ``tails`` the wall time from its last
     epoch's end to its return: evaluation, figures, report, model, ending the run."""
-    from emorec.engines.base import Callback
+    from emorec.engines.callbacks import Callback
 
     class LastEpoch(Callback):
         at = None

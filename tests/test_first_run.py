@@ -38,7 +38,7 @@ def test_output_that_is_not_a_terminal_gets_a_line_per_epoch_not_bars(capsys):
 
 
 def test_bars_only_where_asked_for_and_drawn_on_a_terminal(monkeypatch):
-    from emorec.engines.base import interactive
+    from emorec.engines.callbacks import interactive
 
     class Terminal:
         def isatty(self):

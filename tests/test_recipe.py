@@ -13,7 +13,7 @@ from conftest import TINY
 from emorec.cli import main
 from emorec.config import TrainConfig
 from emorec.data.types import Dataset
-from emorec.engines.base import ONECYCLE_START, TrainingClock, onecycle_factor
+from emorec.engines.schedule import ONECYCLE_START, LearningRate, TrainingClock, onecycle_factor
 
 
 def test_onecycle_warms_up_then_anneals_to_zero():
@@ -26,7 +26,7 @@ def test_onecycle_warms_up_then_anneals_to_zero():
 
 
 class FakeTime:
-    """A clock for ``emorec.engines.base``: each reading moves it ``tick`` seconds on."""
+    """A clock for ``emorec.engines.schedule``: each reading moves it ``tick`` seconds on."""
 
     def __init__(self, tick: float = 0.0):
         self.now, self.tick = 100.0, tick
@@ -37,10 +37,10 @@ class FakeTime:
 
 
 def test_the_clock_takes_whichever_of_steps_and_time_is_further_along(monkeypatch):
-    import emorec.engines.base as base
+    import emorec.engines.schedule as schedule
 
     fake = FakeTime()
-    monkeypatch.setattr(base, "time", fake)
+    monkeypatch.setattr(schedule, "time", fake)
     clock = TrainingClock(total_steps=100, budget_minutes=1.0)
     assert clock.progress(10) == pytest.approx(0.1)  # steps ahead of time
     fake.now += 30
@@ -51,10 +51,10 @@ def test_the_clock_takes_whichever_of_steps_and_time_is_further_along(monkeypatc
 
 
 def test_a_time_budget_ends_training_on_time_and_annealed(monkeypatch):
-    import emorec.engines.base as base
+    import emorec.engines.schedule as schedule
     from emorec.engines import get_engine
 
-    monkeypatch.setattr(base, "time", FakeTime(tick=0.05))  # every batch reads it twice
+    monkeypatch.setattr(schedule, "time", FakeTime(tick=0.05))  # every batch reads it twice
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 16, 16, 1), np.uint8)
     y = np.arange(64) % 4
@@ -66,8 +66,44 @@ def test_a_time_budget_ends_training_on_time_and_annealed(monkeypatch):
     assert fit.stopped_early and fit.epochs_run < 1000
     # 3 s of budget at 0.1 s a batch: ~30 batches of a 1000-epoch run, the last at a
     # learning rate the schedule had annealed by time to almost nothing.
-    assert 20 <= fit.train_images / 8 <= 40
+    assert 20 <= fit.images_seen / 8 <= 40
     assert fit.history["lr"][-1] < 0.01 * cfg.lr
+
+
+@pytest.mark.parametrize("kind", ["cosine", "step", "onecycle"])
+def test_every_schedule_follows_progress_and_ends_low(kind):
+    lr = LearningRate(TrainConfig(lr=1.0, lr_schedule=kind))
+    values = [lr.at(p) for p in np.linspace(0.0, 1.0, 100)]
+    assert max(values) == pytest.approx(1.0, abs=0.05) and values[-1] <= 0.011
+
+
+def test_plateau_halves_the_rate_after_patience_runs_out():
+    lr = LearningRate(TrainConfig(lr=1.0, lr_schedule="plateau"))
+    for loss in (1.0, 0.9, 0.95, 0.95, 0.95):  # the third epoch without progress cuts it
+        lr.epoch_end(loss)
+    assert lr.at(0.5) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("model", ["cnn_torch", "cnn_tf"])
+def test_both_frameworks_follow_one_schedule_in_one_loop(model):
+    from emorec.engines import get_engine
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (32, 16, 16, 1), np.uint8), np.arange(32) % 4
+    cfg = TrainConfig(**{**TINY, "model": model, "image_size": 16, "epochs": 3,
+                         "batch_size": 8}, lr_schedule="onecycle", early_stopping=0)
+    engine = get_engine(get_spec_framework(model))
+    fit = engine.fit(engine.build(cfg, num_classes=4), (x, y), (x[:8], y[:8]), cfg, [])
+    lrs = LearningRate(cfg)
+    # the rate of each epoch's last step: 4 steps an epoch, 12 in all
+    assert fit.history["lr"] == pytest.approx([lrs.at(s / 12) for s in (3, 7, 11)])
+    assert fit.epochs_run == 3 and fit.images_seen == 96
+
+
+def get_spec_framework(model: str) -> str:
+    from emorec.models import get_spec
+
+    return get_spec(model).framework
 
 
 def test_random_erasing_covers_one_rectangle_of_each_chosen_image():

@@ -72,12 +72,11 @@ class TrainConfig:
         "after each third of the epochs), plateau (x0.5 after 2 epochs without a lower "
         "validation loss), or onecycle (a linear warm-up over the first 15 % to lr, then "
         "cosine to ~0, stepped per batch).",
-        choices=LR_SCHEDULES, needs="onecycle", needs_values=("onecycle",))
+        choices=LR_SCHEDULES)
     time_budget_min: float = option(
         0.0, "Wall-time budget of the training loop in minutes, 0 for none; the schedule "
         "follows whichever of epochs or elapsed time is further along and training stops "
-        "when either is spent, so a run ends on time however busy the machine is.",
-        needs="time_budget")
+        "when either is spent, so a run ends on time however busy the machine is.")
     # 0 by default: on small data, dropout after every stage slowed learning more than it
     # regularised (the augmentation already does); long real-data recipes set their own.
     dropout: float = option(0.0, "Dropout rate, in [0, 1): in the classifier head, and after "
@@ -105,9 +104,9 @@ class TrainConfig:
         "", "Start from the weights of a logged or registered emorec model of the same "
         "architecture (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model), "
         "carrying over the classifier rows of the classes both share; empty to train from "
-        "scratch.", needs="init_from")
+        "scratch.")
     freeze_epochs: int = option(0, "With init_from: train only the classifier head for this "
-                                "many epochs first.")
+                                "many epochs first.", needs="freeze")
     # Input and preprocessing.
     image_size: int = option(0, "Side of the square input image in pixels; 0 for the "
                              "model's default.", reported=7)

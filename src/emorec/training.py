@@ -21,7 +21,7 @@ from emorec.data.preprocess import Preprocessing
 from emorec.data.splits import Split, make_split
 from emorec.data.types import Dataset
 from emorec.engines import Callback, get_engine
-from emorec.engines.base import EpochLog, interactive
+from emorec.engines.callbacks import EpochLog, interactive
 from emorec.metrics import classification_metrics, scalar_metrics
 from emorec.resources import PeakMemorySampler
 from emorec.tracking.tracker import MlflowTracker, Tracker
@@ -113,7 +113,7 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
             **scalar_metrics(val_report, "val_final_"),
             "train_time_s": train_time,
             "eval_time_s": eval_time,
-            "train_images_per_s": fit.train_images / max(train_time, 1e-9),
+            "train_images_per_s": fit.images_seen / max(train_time, 1e-9),
             "eval_images_per_s": len(y_test) / max(eval_time, 1e-9),
             "epochs_run": fit.epochs_run,
             "best_epoch": fit.best_epoch,

@@ -25,7 +25,7 @@ from emorec.cli import predict, study, train
 from emorec.cli.args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from emorec.cli.study import STUDY_OBJECTIVES, STUDY_PRUNERS, STUDY_SAMPLERS
 from emorec.data.errors import DatasetError
-from emorec.engines.base import TrainingDiverged
+from emorec.engines.callbacks import TrainingDiverged
 
 __all__ = ["STUDY_OBJECTIVES", "STUDY_PRUNERS", "STUDY_SAMPLERS", "build_parser", "main"]
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib
 
-from emorec.engines.base import Callback, Engine, FitResult, StopTraining, TrainingDiverged
+from emorec.engines.base import Engine, FitResult
+from emorec.engines.callbacks import Callback, StopTraining, TrainingDiverged
 
 _ENGINES = {"torch": "emorec.engines.torch_engine:TorchEngine",
             "keras": "emorec.engines.keras_engine:KerasEngine"}

@@ -1,68 +1,29 @@
-"""What every engine shares: the interface, callbacks and framework-free helpers."""
+"""What every engine shares: the interface, and the one training loop.
+
+``Engine.fit`` is the loop for every framework: epochs, batches, the learning rate of
+each step, the wall-time budget, validation, history, the best weights, early stopping,
+the divergence check and the callbacks. An engine supplies what differs through a
+``FitSession``: one optimisation step, the forward pass, and its weights' snapshot.
+"""
 
 from __future__ import annotations
 
-import math
-import sys
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from emorec.config import TrainConfig
 from emorec.data.augment import augment_batch
 from emorec.data.preprocess import normalize
+from emorec.engines.callbacks import Callback, StopTraining, TrainingDiverged, interactive
+from emorec.engines.schedule import EarlyStopping, LearningRate, TrainingClock
 
-
-# Images per forward pass in evaluation (validation each epoch, test, predict_proba). Not
-# more: at 256, one feature map of the proposed CNN's first stage (48x48, 32 filters) took
-# 75 MB and evaluation set the run's memory peak; at 64 the run's own share fell ~110 MB
-# (benchmarks/memory.py), and evaluation even ran faster here (768 CK+ faces: 2.0 s of CPU
-# against 2.6 s at 256, the batch's activations staying in cache).
+# Images per forward pass in evaluation (validation each epoch, test, predict_proba): larger
+# batches raise the run's memory peak without making a CPU evaluation faster.
 EVAL_BATCH = 64
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the run is failed with this reason."""
-
-
-class StopTraining(Exception):
-    """Raised by a callback to end training early (the result so far is kept)."""
-
-
-class Callback:
-    """Receives per-epoch values; MLflow logging and Optuna pruning are callbacks.
-
-    ``logs`` holds train_loss, train_accuracy, val_loss, val_accuracy and lr.
-    A callback may raise (e.g. ``optuna.TrialPruned``) to stop the run.
-    """
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:  # pragma: no cover
-        pass
-
-
-def interactive(cfg: TrainConfig) -> bool:
-    """Draw progress bars? Only when asked for and stderr, where they are drawn, is a
-    terminal: in a log file, CI or a captured ``mlflow run`` every redraw would become a
-    line of its own, so ``EpochLog`` prints one line per epoch there instead."""
-    isatty = getattr(sys.stderr, "isatty", None)
-    return cfg.progress and bool(isatty and isatty())
-
-
-class EpochLog(Callback):
-    """One line per epoch on stdout, for output that is not a terminal (see ``interactive``)."""
-
-    def __init__(self, epochs: int):
-        self.epochs, self.started = epochs, time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        now = time.perf_counter()
-        took, self.started = now - self.started, now
-        print(f"epoch {epoch}/{self.epochs}: train_loss {logs['train_loss']:.3f} "
-              f"train_acc {logs['train_accuracy']:.3f} val_loss {logs['val_loss']:.3f} "
-              f"val_acc {logs['val_accuracy']:.3f} ({took:.1f} s)", flush=True)
 
 
 @dataclass
@@ -71,7 +32,37 @@ class FitResult:
     best_epoch: int = 0  # 1-based epoch whose weights were kept
     epochs_run: int = 0
     stopped_early: bool = False
-    train_images: int = 0  # images processed in training, for throughput
+    images_seen: int = 0  # training images processed over all epochs, for throughput
+
+
+class FitSession(ABC):
+    """What one engine's training of one model needs beyond the shared loop."""
+
+    num_classes: int
+
+    @abstractmethod
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps."""
+
+    @abstractmethod
+    def step(self, batch: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
+        """One optimisation step on a normalised float32 NHWC batch: (its mean loss, how
+        many of its images the model classified right)."""
+
+    @abstractmethod
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """The forward pass in evaluation mode, at training's precision."""
+
+    @abstractmethod
+    def snapshot(self):
+        """A copy of the weights, for ``restore``."""
+
+    @abstractmethod
+    def restore(self, snapshot) -> None:
+        """Put back the weights of a ``snapshot``."""
+
+    def freeze_backbone(self, frozen: bool) -> None:
+        """Train only the classifier head while ``frozen`` (``freeze_epochs``)."""
 
 
 class Engine(ABC):
@@ -87,9 +78,66 @@ class Engine(ABC):
         """A fresh, seeded model for ``cfg``."""
 
     @abstractmethod
+    def fit_session(self, model, cfg: TrainConfig, train_targets: np.ndarray) -> FitSession:
+        """Set ``model`` up for training with ``cfg`` (device, loss, optimizer)."""
+
     def fit(self, model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
             cfg: TrainConfig, callbacks: list[Callback]) -> FitResult:
-        """Train on uint8 (N, H, W, C) images and 0..K-1 targets."""
+        """Train on uint8 (N, H, W, C) images and 0..K-1 targets; the weights of the epoch
+        with the lowest validation loss are kept."""
+        (x_train, y_train), (x_val, y_val) = train, val
+        rng = np.random.default_rng(cfg.seed)
+        session = self.fit_session(model, cfg, y_train)
+        weights = (class_weights(y_train, session.num_classes) if cfg.class_weighting
+                   else None)
+        lr, stopper = LearningRate(cfg), EarlyStopping(cfg.early_stopping)
+        n_batches = -(-len(y_train) // cfg.batch_size)
+        clock = TrainingClock(cfg.epochs * n_batches, cfg.time_budget_min)
+        result, best, steps, rate = FitResult(), None, 0, cfg.lr
+        for epoch in range(1, cfg.epochs + 1):
+            session.freeze_backbone(epoch <= cfg.freeze_epochs)
+            seen, loss_sum, correct = 0, 0.0, 0
+            bar = tqdm(training_batches(x_train, y_train, cfg.batch_size, cfg.augment, rng,
+                                        cfg.random_erasing),
+                       total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+                       leave=False, disable=not interactive(cfg))
+            for xb, yb in bar:
+                rate = lr.at(clock.progress(steps))
+                session.set_lr(rate)
+                loss, hits = session.step(xb, yb)
+                check_finite(loss, epoch)
+                steps, seen = steps + 1, seen + len(yb)
+                loss_sum, correct = loss_sum + loss * len(yb), correct + hits
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                if clock.out_of_time():  # the rest of the epoch would overrun the budget
+                    break
+            bar.close()
+            proba = batched(session.probabilities, x_val)
+            val_loss = mean_loss(proba, y_val, cfg.label_smoothing, weights)
+            check_finite(val_loss, epoch)
+            logs = {"train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                    "val_loss": val_loss,
+                    "val_accuracy": float(np.mean(proba.argmax(1) == y_val)),
+                    "lr": rate}
+            for key, value in logs.items():
+                result.history.setdefault(key, []).append(value)
+            result.epochs_run, result.images_seen = epoch, result.images_seen + seen
+            if stopper.improved(val_loss, epoch):
+                best = session.snapshot()
+            lr.epoch_end(val_loss)
+            try:
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
+            except StopTraining:
+                result.stopped_early = True
+                break
+            if stopper.should_stop(epoch) or clock.out_of_time():
+                result.stopped_early = True
+                break
+        if best is not None:
+            session.restore(best)
+        result.best_epoch = stopper.best_epoch or result.epochs_run
+        return result
 
     @abstractmethod
     def probabilities(self, model, batch: np.ndarray) -> np.ndarray:
@@ -99,9 +147,7 @@ class Engine(ABC):
 
     def predict_proba(self, model, images: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
         """Class probabilities (N, K) for uint8 (N, H, W, C) images."""
-        out = [self.probabilities(model, normalize(images[start:start + batch_size]))
-               for start in range(0, len(images), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return batched(lambda batch: self.probabilities(model, batch), images, batch_size)
 
     @abstractmethod
     def count_parameters(self, model) -> int:
@@ -166,6 +212,27 @@ class Engine(ABC):
         return model
 
 
+def batched(forward: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+            batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """``forward`` over uint8 (N, H, W, C) ``images``, normalised, ``batch_size`` at a time."""
+    out = [forward(normalize(images[start:start + batch_size]))
+           for start in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def mean_loss(proba: np.ndarray, targets: np.ndarray, label_smoothing: float = 0.0,
+              weights: np.ndarray | None = None) -> float:
+    """The cross-entropy training minimises (label smoothing, class weights), of
+    probabilities: the validation loss of every framework, computed one way."""
+    logp = np.log(np.clip(proba.astype(np.float64), 1e-12, 1.0))
+    per_image = -((1 - label_smoothing) * logp[np.arange(len(targets)), targets]
+                  + label_smoothing * logp.mean(axis=1))
+    if weights is None:
+        return float(per_image.mean())
+    w = weights[targets]
+    return float((per_image * w).sum() / w.sum())
+
+
 def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights, mean 1 over the training samples ("balanced")."""
     counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
@@ -185,55 +252,7 @@ def training_batches(images: np.ndarray, targets: np.ndarray, batch_size: int, a
         yield normalize(batch), targets[index]
 
 
-ONECYCLE_WARMUP = 0.15  # share of training spent warming the learning rate up
-ONECYCLE_START = 0.04  # the warm-up starts at lr / 25 (PyTorch's OneCycleLR default)
-
-
-def onecycle_factor(progress: float) -> float:
-    """The one-cycle learning-rate multiplier at ``progress`` (0..1) of training: a linear
-    warm-up to 1, then a cosine down to 0 (Smith & Topin, 2019)."""
-    if progress < ONECYCLE_WARMUP:
-        return ONECYCLE_START + (1 - ONECYCLE_START) * progress / ONECYCLE_WARMUP
-    done = min(1.0, (progress - ONECYCLE_WARMUP) / (1 - ONECYCLE_WARMUP))
-    return 0.5 * (1 + math.cos(math.pi * done))
-
-
-class TrainingClock:
-    """How far training is along: the share of its steps done or, under a wall-time
-    budget, the share of the budget spent, whichever is larger."""
-
-    def __init__(self, total_steps: int, budget_minutes: float = 0.0):
-        self.total_steps, self.budget_s = max(1, total_steps), 60.0 * budget_minutes
-        self.started = time.perf_counter()
-
-    def progress(self, steps_done: int) -> float:
-        by_time = ((time.perf_counter() - self.started) / self.budget_s if self.budget_s
-                   else 0.0)
-        return max(steps_done / self.total_steps, by_time)
-
-    def out_of_time(self) -> bool:
-        return bool(self.budget_s) and time.perf_counter() - self.started >= self.budget_s
-
-
 def check_finite(loss: float, epoch: int) -> None:
     if not np.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss} in epoch {epoch}; lower the learning "
                                f"rate or check the data")
-
-
-class EarlyStopping:
-    """Tracks the best validation loss; says when patience has run out."""
-
-    def __init__(self, patience: int):
-        self.patience = patience
-        self.best = float("inf")
-        self.best_epoch = 0
-
-    def improved(self, val_loss: float, epoch: int) -> bool:
-        if val_loss < self.best - 1e-6:
-            self.best, self.best_epoch = val_loss, epoch
-            return True
-        return False
-
-    def should_stop(self, epoch: int) -> bool:
-        return self.patience > 0 and epoch - self.best_epoch >= self.patience

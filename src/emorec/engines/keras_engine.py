@@ -1,13 +1,11 @@
 """Keras 3 engine (TensorFlow backend), the twin of the PyTorch engine.
 
-Same batches (the shared augmentation on uint8 arrays), same optimizers,
-schedules, early stopping with best-weights restore, class weighting and
-label smoothing; our callbacks see the same per-epoch keys.
+Trained by the same loop (``Engine.fit``): the same batches, schedules, wall-time
+budget, early stopping and callbacks; Keras supplies the optimisation step.
 """
 
 from __future__ import annotations
 
-import math
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -17,88 +15,53 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from emorec.config import TrainConfig  # noqa: E402
-from emorec.data.augment import augment_batch  # noqa: E402
 from emorec.data.preprocess import normalize  # noqa: E402
-from emorec.engines.base import (EVAL_BATCH, Callback, EarlyStopping, Engine,  # noqa: E402
-                                 FitResult, StopTraining, TrainingDiverged, class_weights,
-                                 interactive)
+from emorec.engines.base import Engine, FitSession, class_weights  # noqa: E402
+from emorec.engines.schedule import SGD_MOMENTUM  # noqa: E402
 from emorec.models import build_model  # noqa: E402
-
-
-class _Batches(keras.utils.PyDataset):
-    """Shuffled, augmented, normalised batches; one-hot targets for label smoothing."""
-
-    def __init__(self, images, targets, num_classes, cfg: TrainConfig, rng):
-        super().__init__()
-        self.images, self.targets, self.cfg, self.rng = images, targets, cfg, rng
-        self.onehot = np.eye(num_classes, dtype=np.float32)
-        self.order = rng.permutation(len(targets))
-
-    def __len__(self):
-        return math.ceil(len(self.targets) / self.cfg.batch_size)
-
-    def __getitem__(self, i):
-        index = np.sort(self.order[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size])
-        batch = self.images[index]
-        if self.cfg.augment:
-            batch = augment_batch(batch, self.rng, self.cfg.random_erasing)
-        return normalize(batch), self.onehot[self.targets[index]]
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.targets))
-
-
-class _Bridge(keras.callbacks.Callback):
-    """Forwards Keras epoch logs to emorec callbacks; tracks early stopping."""
-
-    def __init__(self, callbacks: list[Callback], cfg: TrainConfig, result: FitResult):
-        super().__init__()
-        self.callbacks, self.cfg, self.result = callbacks, cfg, result
-        self.stopper = EarlyStopping(cfg.early_stopping)
-        self.best_weights = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        epoch += 1
-        values = {"train_loss": float(logs["loss"]), "train_accuracy": float(logs["accuracy"]),
-                  "val_loss": float(logs["val_loss"]), "val_accuracy": float(logs["val_accuracy"]),
-                  "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))}
-        if not all(np.isfinite(v) for v in values.values()):
-            raise TrainingDiverged(f"loss became {values['train_loss']} in epoch {epoch}; "
-                                   f"lower the learning rate or check the data")
-        for key, value in values.items():
-            self.result.history.setdefault(key, []).append(value)
-        self.result.epochs_run = epoch
-        if self.stopper.improved(values["val_loss"], epoch):
-            self.best_weights = self.model.get_weights()
-        try:
-            for cb in self.callbacks:
-                cb.on_epoch_end(epoch, values)
-        except StopTraining:
-            self.result.stopped_early = self.model.stop_training = True
-        if self.stopper.should_stop(epoch):
-            self.result.stopped_early = self.model.stop_training = True
-
-
-def _schedule(cfg: TrainConfig):
-    if cfg.lr_schedule == "cosine":
-        return keras.callbacks.LearningRateScheduler(
-            lambda e, lr: cfg.lr * 0.5 * (1 + math.cos(math.pi * e / cfg.epochs)))
-    if cfg.lr_schedule == "step":
-        step = max(1, cfg.epochs // 3)
-        return keras.callbacks.LearningRateScheduler(lambda e, lr: cfg.lr * 0.1 ** (e // step))
-    if cfg.lr_schedule == "plateau":
-        return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
-    return None
 
 
 def _optimizer(cfg: TrainConfig):
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(cfg.lr, momentum=0.9, nesterov=True,
+        return keras.optimizers.SGD(cfg.lr, momentum=SGD_MOMENTUM, nesterov=True,
                                     weight_decay=cfg.weight_decay or None)
     if cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay)
     return keras.optimizers.Adam(cfg.lr, weight_decay=cfg.weight_decay or None)
+
+
+class _KerasFit(FitSession):
+    """One model's training through Keras' own step (``train_on_batch``): one-hot targets,
+    so that the loss can smooth labels."""
+
+    def __init__(self, model, cfg: TrainConfig, train_targets: np.ndarray):
+        self.model, self.num_classes = model, int(model.output_shape[-1])
+        keras.utils.set_random_seed(cfg.seed)
+        self.onehot = np.eye(self.num_classes, dtype=np.float32)
+        weights = class_weights(train_targets, self.num_classes)
+        self.class_weight = (dict(enumerate(weights.tolist())) if cfg.class_weighting
+                             else None)
+        model.compile(optimizer=_optimizer(cfg), metrics=["accuracy"],
+                      loss=keras.losses.CategoricalCrossentropy(
+                          label_smoothing=cfg.label_smoothing))
+
+    def set_lr(self, lr: float) -> None:
+        self.model.optimizer.learning_rate = lr
+
+    def step(self, batch: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
+        self.model.reset_metrics()  # this batch's loss and accuracy, not a running mean
+        logs = self.model.train_on_batch(batch, self.onehot[targets],
+                                         class_weight=self.class_weight, return_dict=True)
+        return float(logs["loss"]), int(round(float(logs["accuracy"]) * len(targets)))
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(batch, training=False), dtype=np.float32)
+
+    def snapshot(self):
+        return self.model.get_weights()
+
+    def restore(self, snapshot) -> None:
+        self.model.set_weights(snapshot)
 
 
 class KerasEngine(Engine):
@@ -117,27 +80,25 @@ class KerasEngine(Engine):
                            image_size=cfg.input_size, dropout=cfg.dropout,
                            pretrained=cfg.pretrained)
 
-    def fit(self, model, train, val, cfg: TrainConfig, callbacks: list[Callback]) -> FitResult:
-        (x_train, y_train), (x_val, y_val) = train, val
-        keras.utils.set_random_seed(cfg.seed)
-        num_classes = model.output_shape[-1]
-        model.compile(optimizer=_optimizer(cfg),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                      metrics=["accuracy"])
-        result = FitResult()
-        bridge = _Bridge(callbacks, cfg, result)
-        keras_callbacks = [bridge] + [s for s in [_schedule(cfg)] if s is not None]
-        weights = class_weights(y_train, num_classes) if cfg.class_weighting else None
-        model.fit(_Batches(x_train, y_train, num_classes, cfg, np.random.default_rng(cfg.seed)),
-                  validation_data=(normalize(x_val), np.eye(num_classes, dtype=np.float32)[y_val]),
-                  validation_batch_size=EVAL_BATCH, epochs=cfg.epochs, callbacks=keras_callbacks,
-                  class_weight=None if weights is None else dict(enumerate(weights.tolist())),
-                  verbose=1 if interactive(cfg) else 0)
-        if bridge.best_weights is not None:  # restore the weights of the best validation loss
-            model.set_weights(bridge.best_weights)
-        result.best_epoch = bridge.stopper.best_epoch or result.epochs_run
-        result.train_images = len(y_train) * result.epochs_run
-        return result
+    def fit_session(self, model, cfg: TrainConfig, train_targets: np.ndarray) -> FitSession:
+        return _KerasFit(model, cfg, train_targets)
+
+    def start_from(self, model, source_model, rows: list[tuple[int, int]]) -> None:
+        # Layers are matched by name (the builder names every one); the classifier's
+        # kernel holds a column per class.
+        last = model.layers[-1].name
+        for layer in model.layers:
+            try:
+                source = source_model.get_layer(layer.name).get_weights()
+            except ValueError:  # no such layer in the source
+                continue
+            target = layer.get_weights()
+            if layer.name == last:
+                for new, old in rows:
+                    target[0][:, new], target[1][new] = source[0][:, old], source[1][old]
+                layer.set_weights(target)
+            elif [w.shape for w in source] == [w.shape for w in target]:
+                layer.set_weights(source)
 
     def probabilities(self, model, batch: np.ndarray) -> np.ndarray:
         return np.asarray(model(batch, training=False), dtype=np.float32)  # ends in softmax

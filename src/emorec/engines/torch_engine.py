@@ -19,15 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from emorec.config import TrainConfig
 from emorec.data.preprocess import normalize
-from emorec.engines.base import (EVAL_BATCH, Callback, EarlyStopping, Engine, FitResult,
-                                 StopTraining, TrainingClock, check_finite, class_weights,
-                                 onecycle_factor, interactive, training_batches)
+from emorec.engines.base import Engine, FitSession, class_weights
 from emorec.engines.torch_setup import (autocast_dtype, freeze_backbone, make_optimizer,
-                                        make_scheduler, select_device, to_tensor)
+                                        num_outputs, select_device, to_tensor)
 from emorec.models import build_model
 from emorec.models.tta import FlipAveraged
 from emorec.resources import cpu_flags
@@ -44,6 +41,56 @@ class _WithSoftmax(nn.Module):
         return torch.softmax(self.inner(x).float(), dim=1)
 
 
+class _TorchFit(FitSession):
+    """One model's training on the best device: mixed precision where it is sound, the
+    optimizer of ``cfg``, channels-last memory."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, train_targets: np.ndarray):
+        self.model, self.num_classes = model, num_outputs(model)
+        self.device = select_device()
+        torch.manual_seed(cfg.seed)
+        model.to(self.device, memory_format=torch.channels_last)
+        weight = (torch.from_numpy(class_weights(train_targets, self.num_classes))
+                  .to(self.device) if cfg.class_weighting else None)
+        self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+        self.opt = make_optimizer(model, cfg)
+        self.amp = autocast_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def step(self, batch: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
+        self.model.train()
+        xb = to_tensor(batch, self.device)
+        yb = torch.from_numpy(targets).to(self.device)
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            logits = self.model(xb)
+            loss = self.loss_fn(logits, yb)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss.item(), int((logits.argmax(1) == yb).sum().item())
+
+    @torch.inference_mode()
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            logits = self.model(to_tensor(batch, self.device))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def snapshot(self):
+        return copy.deepcopy(self.model.state_dict())
+
+    def restore(self, snapshot) -> None:
+        self.model.load_state_dict(snapshot)
+
+    def freeze_backbone(self, frozen: bool) -> None:
+        freeze_backbone(self.model, frozen)
+
+
 class TorchEngine(Engine):
     framework = "torch"
     requirements = ("torch", "torchvision")
@@ -54,80 +101,9 @@ class TorchEngine(Engine):
                            image_size=cfg.input_size, dropout=cfg.dropout,
                            pretrained=cfg.pretrained)
 
-    def fit(self, model: nn.Module, train, val, cfg: TrainConfig,
-            callbacks: list[Callback]) -> FitResult:
-        (x_train, y_train), (x_val, y_val) = train, val
-        device = select_device()
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        num_classes = int(max(y_train.max(), y_val.max()) + 1)
-        model.to(device, memory_format=torch.channels_last)
-        weight = (torch.from_numpy(class_weights(y_train, num_classes)).to(device)
-                  if cfg.class_weighting else None)
-        loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-        opt = make_optimizer(model, cfg)
-        sched = make_scheduler(opt, cfg)
-        amp = autocast_dtype(cfg, device)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
-        stopper = EarlyStopping(cfg.early_stopping)
-        result, best_state = FitResult(), None
-        n_batches = -(-len(y_train) // cfg.batch_size)
-        clock = TrainingClock(cfg.epochs * n_batches, cfg.time_budget_min)
-        steps = 0
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            freeze_backbone(model, epoch <= cfg.freeze_epochs)
-            seen, loss_sum, correct = 0, 0.0, 0
-            bar = tqdm(training_batches(x_train, y_train, cfg.batch_size, cfg.augment, rng,
-                                        cfg.random_erasing),
-                       total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
-                       leave=False, disable=not interactive(cfg))
-            for xb, yb in bar:
-                if cfg.lr_schedule == "onecycle":
-                    for group in opt.param_groups:
-                        group["lr"] = cfg.lr * onecycle_factor(clock.progress(steps))
-                xb, yb = to_tensor(xb, device), torch.from_numpy(yb).to(device)
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    logits = model(xb)
-                    loss = loss_fn(logits, yb)
-                check_finite(loss.item(), epoch)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                steps += 1
-                seen += len(yb)
-                loss_sum += loss.item() * len(yb)
-                correct += (logits.argmax(1) == yb).sum().item()
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-                if clock.out_of_time():  # the rest of the epoch would overrun the budget
-                    break
-            bar.close()
-            val_loss, val_acc = self._evaluate(model, x_val, y_val, loss_fn, device, amp)
-            check_finite(val_loss, epoch)
-            logs = {"train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                    "val_loss": val_loss, "val_accuracy": val_acc,
-                    "lr": opt.param_groups[0]["lr"]}
-            for key, value in logs.items():
-                result.history.setdefault(key, []).append(value)
-            result.epochs_run, result.train_images = epoch, result.train_images + seen
-            if stopper.improved(val_loss, epoch):
-                best_state = copy.deepcopy(model.state_dict())
-            if sched is not None:
-                sched.step(val_loss) if cfg.lr_schedule == "plateau" else sched.step()
-            try:
-                for cb in callbacks:
-                    cb.on_epoch_end(epoch, logs)
-            except StopTraining:
-                result.stopped_early = True
-                break
-            if stopper.should_stop(epoch) or clock.out_of_time():
-                result.stopped_early = True
-                break
-        if best_state is not None:  # restore the weights of the best validation loss
-            model.load_state_dict(best_state)
-        result.best_epoch = stopper.best_epoch or result.epochs_run
-        return result
+    def fit_session(self, model: nn.Module, cfg: TrainConfig,
+                    train_targets: np.ndarray) -> FitSession:
+        return _TorchFit(model, cfg, train_targets)
 
     def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
         device = select_device()
@@ -154,20 +130,6 @@ class TorchEngine(Engine):
 
     def without_tta(self, model: nn.Module) -> nn.Module:
         return model.model if isinstance(model, FlipAveraged) else model
-
-    @torch.inference_mode()
-    def _evaluate(self, model, images, targets, loss_fn, device,
-                  amp: torch.dtype | None) -> tuple[float, float]:
-        model.eval()
-        loss_sum, correct = 0.0, 0
-        for start in range(0, len(targets), EVAL_BATCH):
-            xb = to_tensor(normalize(images[start:start + EVAL_BATCH]), device)
-            yb = torch.from_numpy(targets[start:start + EVAL_BATCH]).to(device)
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                logits = model(xb)
-            loss_sum += loss_fn(logits.float(), yb).item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
-        return loss_sum / len(targets), correct / len(targets)
 
     @torch.inference_mode()
     def probabilities(self, model: nn.Module, batch: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""How a PyTorch fit is set up: device, precision, optimizer, schedule, frozen layers.
+"""How a PyTorch fit is set up: device, precision, optimizer, frozen layers.
 
 Split from ``torch_engine`` so that the engine module holds the engine itself; these are
 plain functions of the config (and the model), tested on their own.
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from emorec.config import TrainConfig
+from emorec.engines.schedule import SGD_MOMENTUM
 from emorec.resources import native_bf16
 
 
@@ -37,23 +38,18 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg``; the learning rate is set before every step by the loop."""
     params = model.parameters()
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=SGD_MOMENTUM, nesterov=True,
                                weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
-    """The per-epoch scheduler; one-cycle is stepped per batch by ``fit`` itself."""
-    if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    if cfg.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.epochs // 3), gamma=0.1)
-    if cfg.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
-    return None
+def num_outputs(model: nn.Module) -> int:
+    """The classes a classifier outputs: its last linear layer's width."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 
 def freeze_backbone(model: nn.Module, frozen: bool) -> None:

@@ -17,8 +17,8 @@ FRAMEWORKS = ("torch", "keras")
 FRAMEWORK_NAMES = {"torch": "PyTorch", "keras": "Keras"}  # as a person writes them
 # The optional training features each framework's engine implements (beyond what every
 # engine does); a TrainConfig field that needs one names it (``needs``): bf16 autocast,
-# the one-cycle schedule, test-time augmentation, the wall-time budget, init_from weights.
-FEATURES = {"torch": frozenset({"bf16", "onecycle", "tta", "time_budget", "init_from"}),
+# test-time augmentation, a frozen backbone's first epochs.
+FEATURES = {"torch": frozenset({"bf16", "tta", "freeze"}),
             "keras": frozenset()}
 
 

@@ -16,7 +16,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-from emorec.engines.base import TrainingDiverged
+from emorec.engines.callbacks import TrainingDiverged
 from emorec.study import trial_runs
 from emorec.study.options import StudyOptions, target_trials
 

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from emorec import search_space, tracking
 from emorec.config import NOT_COMPARED, TrainConfig
-from emorec.engines.base import TrainingDiverged
+from emorec.engines.callbacks import TrainingDiverged
 from emorec.study.options import (DEFAULT_TPE_TRIALS, FINISHED, OBJECTIVES, StudyOptions,
                                   StudyResult, target_trials, worker_id)
 from emorec.study import trial_runs

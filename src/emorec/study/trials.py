@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from emorec.config import TrainConfig
-from emorec.engines.base import Callback
+from emorec.engines.callbacks import Callback
 from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions, worker_id
 from emorec.study.trial_runs import mark_trial_run
 

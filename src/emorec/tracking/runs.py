@@ -20,7 +20,7 @@ import numpy as np
 from mlflow.entities import Metric
 
 from emorec.config import TrainConfig
-from emorec.engines.base import Callback
+from emorec.engines.callbacks import Callback
 from emorec.tracking.store import configure, experiment_id, mark_model_training
 
 

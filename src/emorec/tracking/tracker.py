@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emorec.engines import get_engine
-from emorec.engines.base import Callback
+from emorec.engines.callbacks import Callback
 from emorec.evaluation_figures import evaluation_svgs
 from emorec.metrics import roc_curves
 from emorec.tracking import datasets, logged_models, runs
