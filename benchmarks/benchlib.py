@@ -273,7 +273,7 @@ def save(name: str, title: str, args: argparse.Namespace, *, targets: list[dict]
     # (tracking_overhead.py --server-workers) does not name.
     payload = {"name": name, "title": title,
                "script": f"benchmarks/{Path(sys.argv[0]).name}",
-               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                "git_commit": git_commit(),
                "wall_time_s": round(time.time() - started, 1) if started else None,
                "args": {k: v for k, v in vars(args).items()},

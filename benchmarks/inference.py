@@ -3,11 +3,11 @@ ONNX Runtime) vs the ``fer`` package, on the same FER2013 PublicTest faces.
 
 The champion: ``--model-uri`` if given, else this script trains cnn_torch on a random
 ``--train-images`` subset of FER2013 ``train/`` for ``--epochs`` epochs in a throwaway
-store and registers it (``emorec.tracking.registry.register_best``: alias ``champion``); it is then
+store and registers it (``emorec.tracking.model_registry.register_best``: alias ``champion``); it is then
 loaded as ``models:/emorec-cnn_torch-fer2013@champion`` and exported to ONNX with
-``emorec.onnx_export.export_onnx`` (parity-checked), and that file is loaded through the
+``emorec.serving.onnx_export.export_onnx`` (parity-checked), and that file is loaded through the
 same API (ONNX Runtime). The same champion is also exported as int8
-(``emorec.quantize.export_int8``: static quantization calibrated on its own training split)
+(``emorec.serving.quantize.export_int8``: static quantization calibrated on its own training split)
 and loaded the same way: float32 vs int8 ONNX, side by side on the same images, with the
 size of each file; and as int8 without its test-time augmentation (``--no-tta``: one pass
 per face instead of the image and its mirror image).
@@ -195,8 +195,8 @@ def fer_at_its_best(detector, images: list, items: list, single: int, batch: int
 
 def champion(fer_dir: Path, train_images: int, epochs: int) -> str:
     """Train cnn_torch on a FER2013 subset and register it; returns the champion's URI."""
-    from emorec.tracking import registry
     from emorec.config import TrainConfig
+    from emorec.tracking import model_registry as registry
     from emorec.training import train
 
     root = benchlib.fer_subset(fer_dir, train_images)
@@ -210,11 +210,10 @@ def champion(fer_dir: Path, train_images: int, epochs: int) -> str:
 def profile(predictor, images: list) -> dict:
     """Median ms per single image of: the eval preprocessing alone, preprocessing + model
     (the loaded model's predict_proba), and the whole public predict call."""
-    from emorec.data.preprocess import eval_batch
+    from emorec.data.preprocess import prepare_batch
 
-    model = predictor._model  # the loaded EmotionModel / OnnxEmotionModel
-    steps = {"preprocess": lambda img: eval_batch([img], predictor.prep),
-             "preprocess_and_model": lambda img: model.predict_proba([img]),
+    steps = {"preprocess": lambda img: prepare_batch([img], predictor.prep, detect=False),
+             "preprocess_and_model": lambda img: predictor.predict_proba([img]),
              "predict_call": lambda img: predictor.predict(img, detect_faces=False)}
     out = {}
     for name, fn in steps.items():
@@ -235,8 +234,8 @@ def emorec_side(uri: str, items: list, single: int, batch: int) -> tuple[dict, d
     import torch
 
     import emorec
-    from emorec.onnx_export import export_onnx
-    from emorec.quantize import export_int8
+    from emorec.serving.onnx_export import export_onnx
+    from emorec.serving.quantize import export_int8
 
     images = [cv2.imread(path, cv2.IMREAD_GRAYSCALE) for path, _ in items]
     folder = Path(tempfile.mkdtemp(prefix="emorec-onnx-"))
@@ -274,7 +273,7 @@ def emorec_side(uri: str, items: list, single: int, batch: int) -> tuple[dict, d
     return out, onnx, images
 
 
-def turns(results: dict, onnx: dict, images: list, fer: "FerChild | None", single: int) -> None:
+def turns(results: dict, onnx: dict, images: list, fer: FerChild | None, single: int) -> None:
     """Float32 ONNX, int8 ONNX and fer TFLite timed in turns on the same images; their
     single-image p50/p90 in ``results`` become these (fer's after ``fer.finish()``)."""
     def timer(predictor):

@@ -72,12 +72,12 @@ def fer_study(fer_dir: Path, args) -> dict:
 
 def cross_dataset(ck_dir: Path, model_uri: str) -> dict:
     """The FER2013 champion on every CK+48 image over the classes both share, as a
-    served request (``emorec.cross_dataset``, what ``emorec compare --cross`` uses)."""
+    served request (``emorec.evaluation.cross_dataset``, what ``emorec compare --cross`` uses)."""
     import numpy as np
 
     from emorec import tracking
-    from emorec.cross_dataset import shared_accuracy
     from emorec.data import Preprocessing, load_dataset
+    from emorec.evaluation.cross_dataset import shared_accuracy
 
     model = tracking.load_pyfunc(model_uri)
     ds = load_dataset("ckplus", ck_dir, Preprocessing(48, 1), progress=False)

@@ -16,8 +16,7 @@ import pytest
 from emorec import models
 from emorec.cli import build_parser
 from emorec.cli.args import as_bool
-from emorec.config import (NOT_COMPARED, NOT_TUNABLE, REPORTED, TrainConfig, choices,
-                           parse_bool)
+from emorec.config import NOT_COMPARED, NOT_TUNABLE, REPORTED, TrainConfig, choices, parse_bool
 
 
 def subcommand(name: str) -> argparse.ArgumentParser:
@@ -59,9 +58,10 @@ def test_every_needed_feature_is_declared_by_some_framework():
 
 def test_a_feature_the_model_lacks_is_refused_naming_the_valid_values():
     with pytest.raises(ValueError) as err:
-        TrainConfig(model="cnn_tf", lr_schedule="onecycle")
-    assert str(err.value) == ("lr_schedule onecycle needs a PyTorch model; cnn_tf is keras "
-                              "(valid for it: none, cosine, step, plateau)")
+        TrainConfig(model="cnn_tf", tta="flip")
+    assert str(err.value) == "tta flip needs a PyTorch model; cnn_tf is keras (valid for it: none)"
+    # One training loop: every schedule, the time budget and init_from are every engine's.
+    TrainConfig(model="cnn_tf", lr_schedule="onecycle", time_budget_min=5)
 
 
 @pytest.mark.parametrize("text, value", [("true", True), ("Yes", True), ("1", True),

@@ -197,7 +197,7 @@ def test_fer2013_csv_dialect_variants(tmp_path):
     path = tmp_path / "fer2013.csv"
     path.write_bytes(("\ufeffUsage,emotion,pixels\r\n"
                       f'PrivateTest,5,"{px}"\r\n\r\n'
-                      f"Training,0,{px}\r\n").encode("utf-8"))
+                      f"Training,0,{px}\r\n").encode())
     listing = fer2013.scan(tmp_path)
     assert list(listing.usage) == ["test", "train"]
     assert [EMOTIONS[i] for i in listing.labels] == ["surprise", "anger"]

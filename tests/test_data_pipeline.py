@@ -24,11 +24,10 @@ import pytest
 from PIL import Image
 
 import fixtures
-from emorec.data import FORMATS, DatasetError, load_dataset
-from emorec.data import cache, images
+from emorec.data import FORMATS, DatasetError, cache, images, load_dataset
 from emorec.data.augment import augment_batch
 from emorec.data.images import ImageError, decode_image
-from emorec.data.preprocess import Preprocessing, eval_batch, normalize, prepare_image
+from emorec.data.preprocess import Preprocessing, normalize, prepare_batch, prepare_image
 from emorec.data.splits import STRATEGIES, make_split
 from emorec.labels import BASIC_EMOTIONS, EMOTION_ID, EMOTIONS
 
@@ -401,19 +400,19 @@ def test_face_detect_without_a_face_keeps_the_image(tmp_path):
     assert ds.stats["faces_not_found"] == len(ds) == 16
 
 
-def test_eval_batch_matches_the_training_arrays(tmp_path):
+def test_serving_prepares_images_as_the_training_arrays(tmp_path):
     prep = Preprocessing(image_size=32, channels=3)
     root = fixtures.write_nhf(tmp_path / "nhf")
     ds = load_dataset("nhf", root, prep, progress=False)
     raw = [decode_image(p) for p in sorted(root.glob("*/*.png"))]
-    x = eval_batch(raw, prep)
-    assert x.dtype == np.float32 and x.shape == (16, 32, 32, 3)
-    assert x.min() >= -1.0 and x.max() <= 1.0
-    assert np.array_equal(x, normalize(ds.images))  # one eval preprocessing for all
+    x = prepare_batch(raw, prep)
+    assert x.dtype == np.uint8 and x.shape == (16, 32, 32, 3)
+    assert np.array_equal(x, ds.images)  # one eval preprocessing for all
     assert normalize(np.array([[0, 255]], np.uint8)).tolist() == [[-1.0, 1.0]]
-    mixed = eval_batch([np.zeros((10, 13), np.uint8), np.full((50, 40, 3), 255, np.uint8)], prep)
-    assert mixed.shape == (2, 32, 32, 3) and mixed[0].max() == -1.0 and mixed[1].min() == 1.0
-    assert eval_batch([], prep).shape == (0, 32, 32, 3)
+    mixed = prepare_batch([np.zeros((10, 13), np.uint8), np.full((50, 40, 3), 255, np.uint8)],
+                          prep)
+    assert mixed.shape == (2, 32, 32, 3) and mixed[0].max() == 0 and mixed[1].min() == 255
+    assert prepare_batch([], prep).shape == (0, 32, 32, 3)
 
 
 # ------------------------------------------------------- imports, explore ---

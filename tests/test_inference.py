@@ -6,7 +6,7 @@ from PIL import Image
 
 import emorec
 from emorec.data.images import ImageError
-from emorec.inference import ModelNotFound
+from emorec.serving.predictor import ModelNotFound
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_registered_champion_agrees_with_run_and_training_engine(trained, monkey
 
     from emorec.data.preprocess import Preprocessing, prepare_image
     from emorec.engines import get_engine
-    from emorec.tracking.registry import CHAMPION, register_best
+    from emorec.tracking.model_registry import CHAMPION, register_best
 
     result, store = trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)

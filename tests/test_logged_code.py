@@ -98,7 +98,7 @@ def test_a_logged_model_carries_the_served_code_only(logged):
               for p in ([PACKAGE_DIR / entry] if entry.endswith(".py")
                         else (PACKAGE_DIR / entry).rglob("*.py"))}
     assert carried == served
-    assert {"emotion_model.py", "models/sanet.py", "engines/torch_engine.py"} <= carried
+    assert {"serving/pyfunc.py", "models/sanet.py", "engines/torch_engine.py"} <= carried
     assert not {"training.py", "cli/__init__.py", "study/run.py", "data/fer2013.py"} & carried
 
 
@@ -108,7 +108,7 @@ def test_the_rest_of_emorec_stays_importable_after_a_model_is_loaded(logged, tmp
     path = Path(logged["torch pyfunc"])
     script = ("import sys, mlflow.pyfunc; mlflow.pyfunc.load_model(sys.argv[1]); "
               "import emorec, emorec.training; from emorec.config import TrainConfig; "
-              "TrainConfig(); print(emorec.emotion_model.__file__); "
+              "TrainConfig(); print(emorec.serving.pyfunc.__file__); "
               "print(emorec.training.__file__)")
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
                           text=True, cwd=tmp_path)
@@ -123,7 +123,7 @@ def test_the_served_code_copy_is_made_again_when_a_file_went_missing():
     from emorec.tracking.logged_models import served_code
 
     first = Path(served_code())
-    (first / "emotion_model.py").unlink()
+    (first / "serving/pyfunc.py").unlink()
     again = Path(served_code())
-    assert (again / "emotion_model.py").is_file() and (again / "models" / "sanet.py").is_file()
+    assert (again / "serving/pyfunc.py").is_file() and (again / "models" / "sanet.py").is_file()
     assert served_code() == str(again)  # kept while complete

@@ -1,4 +1,4 @@
-"""Tests for the framework-free evaluation pieces: metrics, resources and plots."""
+"""Tests for the framework-free evaluation pieces: metrics, resources and figures."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from emorec import plots
-from emorec.metrics import classification_metrics, roc_curves, scalar_metrics
-from emorec.resources import PeakMemorySampler, gpu_peak_mb, model_size_mb, system_info
+from emorec.evaluation import figures
+from emorec.evaluation.metrics import classification_metrics, scalar_metrics
+from emorec.resources import PeakMemorySampler, gpu_peak_mb, system_info
 
 NAMES3 = ["anger", "happiness", "neutral"]
 
@@ -77,7 +77,7 @@ def test_absent_class_is_excluded_from_auc_and_listed():
     assert cm.shape == (4, 4)
     assert cm[3].sum() == 0 and cm.sum() == len(y)
     assert r["per_class"]["surprise"]["support"] == 0
-    assert set(roc_curves(y, proba)) == {0, 1, 2}
+    assert set(r["roc"]) == {0, 1, 2}
 
 
 @pytest.mark.parametrize("decimals", [None, 1])  # scores all distinct, and with ties
@@ -87,7 +87,8 @@ def test_roc_curves_are_sklearns_points_and_areas(decimals):
     proba = rng.dirichlet(np.ones(4), size=len(y)) + 0.3 * np.eye(4)[y]
     if decimals is not None:
         proba = np.round(proba, decimals)
-    for c, (fpr, tpr, auc) in roc_curves(y, proba).items():
+    names = [f"c{i}" for i in range(4)]
+    for c, (fpr, tpr, auc) in classification_metrics(y, proba, names)["roc"].items():
         expected_fpr, expected_tpr, _ = roc_curve(y == c, proba[:, c])
         np.testing.assert_allclose(fpr, expected_fpr)
         np.testing.assert_allclose(tpr, expected_tpr)
@@ -99,7 +100,7 @@ def test_single_class_gives_nan_auc():
     r = classification_metrics(y, _one_hot_proba([1, 0, 1], 3), NAMES3)
     assert math.isnan(r["auc_roc_macro"])
     assert r["auc_classes_excluded"] == NAMES3
-    assert roc_curves(y, _one_hot_proba([1, 0, 1], 3)) == {}
+    assert r["roc"] == {}
 
 
 def test_scalar_metrics_prefix_and_types():
@@ -132,12 +133,7 @@ def test_gpu_peak_is_none_without_gpu():
     assert gpu_peak_mb() is None
 
 
-def test_model_size_and_system_info(tmp_path):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "a.bin").write_bytes(b"\0" * 1024 * 1024)
-    (tmp_path / "model" / "b.bin").write_bytes(b"\0" * 512 * 1024)
-    assert model_size_mb(tmp_path / "model") == pytest.approx(1.5)
-    assert model_size_mb(tmp_path / "model" / "a.bin") == pytest.approx(1.0)
+def test_system_info():
     info = system_info()
     assert info["cpu_cores_logical"] >= 1 and info["ram_total_gb"] > 0
     assert info["gpu_name"] is None
@@ -145,7 +141,7 @@ def test_model_size_and_system_info(tmp_path):
 
 def test_modules_do_not_import_frameworks():
     code = (
-        "import sys, emorec.metrics, emorec.resources, emorec.plots\n"
+        "import sys, emorec.evaluation.metrics, emorec.resources, emorec.evaluation.figures\n"
         "emorec.resources.system_info(); emorec.resources.gpu_peak_mb()\n"
         "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
     )
@@ -153,7 +149,7 @@ def test_modules_do_not_import_frameworks():
     assert out.stdout.strip() == "[]"
 
 
-# --- plots --------------------------------------------------------------------
+# --- figures --------------------------------------------------------------------
 
 def _check_png(path):
     assert path.stat().st_size > 0
@@ -175,29 +171,21 @@ def _plot_inputs():
 
 # Builders rather than figures, so each test case renders only its own figure.
 FIGURES = {
-    "dist": lambda *_: plots.class_distribution_figure(
+    "dist": lambda *_: figures.class_distribution_figure(
         {"train": {"anger": 30, "happiness": 50}, "val": {"anger": 5, "neutral": 7}}
     ),
-    "dist_1_split": lambda *_: plots.class_distribution_figure({"all": {"anger": 3, "happiness": 8}}),
-    "grid": lambda y, p, cm, g, c: plots.sample_grid_figure({"anger": g, "happiness": c}, n_per_class=6),
+    "dist_1_split": lambda *_: figures.class_distribution_figure(
+        {"all": {"anger": 3, "happiness": 8}}),
+    "grid": lambda y, p, cm, g, c: figures.sample_grid_figure({"anger": g, "happiness": c},
+                                                              n_per_class=6),
+    "confusion": lambda y, p, cm, g, c: figures.confusion_figure(cm, NAMES3),
+    "heatmap": lambda *_: figures.heatmap_figure(np.array([[0.9, np.nan], [0.4, 0.7]]),
+                                                 ["a", "b"], ["a", "b"], "t", "share"),
 }
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_every_figure_writes_a_png(tmp_path, name):
     fig = FIGURES[name](*_plot_inputs())
-    path = plots.save_figure(fig, tmp_path / "nested" / f"{name}.png")
+    path = figures.save(fig, tmp_path / "nested" / f"{name}.png")
     _check_png(path)
-
-
-def test_save_figure_closes_pyplot_figures(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    ax.plot([0, 1])
-    plots.save_figure(fig, tmp_path / "p.png")
-    assert fig.number not in plt.get_fignums()
-    _check_png(tmp_path / "p.png")

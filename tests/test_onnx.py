@@ -7,7 +7,9 @@ import pytest
 
 import emorec
 from emorec.cli import main
-from emorec.onnx_export import OnnxEmotionModel, OnnxParityError, export_onnx
+from emorec.data.preprocess import Preprocessing
+from emorec.serving.onnx_export import OnnxParityError, export_onnx
+from emorec.serving.onnx_model import OnnxModel
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +34,15 @@ def model(exported, monkeypatch):
 
 def test_export_matches_pytorch_and_carries_its_settings(model):
     result, uri, path = model
-    onnx_model = OnnxEmotionModel(path)
+    onnx_model = OnnxModel(path)
     assert onnx_model.classes == list(result.classes)
-    assert onnx_model.prep == {"image_size": 16, "channels": 1, "face_detect": False}
+    assert onnx_model.prep == Preprocessing(16, 1, False)
     assert onnx_model.metadata["source_uri"] == uri
     assert onnx_model.metadata["parity_max_abs_diff"] < 1e-4
     # Independent check on other random inputs and another batch size (dynamic batch axis).
     import torch
 
-    torch_model = emorec.load(uri)._model._model.eval()
+    torch_model = emorec.load(uri).model.network.eval()
     x = np.random.default_rng(7).uniform(-1, 1, (5, 1, 16, 16)).astype(np.float32)
     with torch.inference_mode():
         expected = torch.softmax(torch_model(torch.from_numpy(x)), 1).numpy()
@@ -81,13 +83,13 @@ def test_cli_export_no_tta_on_a_model_without_tta_changes_nothing(model, tmp_pat
     assert main(["export", "--model-uri", f"runs:/{result.run_id}/emotion_model", "--no-tta",
                  "--no-log", str(out)]) == 0
     assert "--no-tta changed nothing" in capsys.readouterr().out
-    assert not OnnxEmotionModel(out).tta_left_out
+    assert not OnnxModel(out).tta_left_out
 
 
 def test_cli_export_by_alias(model, tmp_path, capsys):
     from mlflow import MlflowClient
 
-    from emorec.tracking.registry import register_best
+    from emorec.tracking.model_registry import register_best
 
     result, _, _ = model
     reg = register_best(result.run_id, "emorec-onnx-test", "test_accuracy")
@@ -95,7 +97,7 @@ def test_cli_export_by_alias(model, tmp_path, capsys):
     assert main(["export", "--model-uri", reg.uri, "--format", "onnx", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "max probability difference" in printed
-    assert OnnxEmotionModel(out).metadata["source_uri"] == reg.uri
+    assert OnnxModel(out).metadata["source_uri"] == reg.uri
     names = [a.path for a in MlflowClient().list_artifacts(result.run_id, "onnx")]
     assert "onnx/champion.onnx" in names
     # The exported file also runs through `emorec predict`.
@@ -108,7 +110,7 @@ def test_cli_export_by_alias(model, tmp_path, capsys):
 
 
 def test_failed_parity_check_refuses_the_export(model, tmp_path, monkeypatch):
-    from emorec import onnx_export
+    from emorec.serving import onnx_export
 
     monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)  # nothing can pass
     out = tmp_path / "bad.onnx"
@@ -119,16 +121,16 @@ def test_failed_parity_check_refuses_the_export(model, tmp_path, monkeypatch):
 
 def test_keras_model_exports_with_parity_and_predicts_like_keras(tmp_path, capsys):
     """A tiny cnn_tf run goes through Keras' exporter (tf2onnx): NHWC graph, same answers."""
+    from conftest import TINY
     from emorec.config import TrainConfig
     from emorec.training import train
-    from conftest import TINY
 
     result = train(TrainConfig(model="cnn_tf", **TINY))
     uri, out = f"runs:/{result.run_id}/emotion_model", tmp_path / "keras.onnx"
     assert main(["export", "--model-uri", uri, "--format", "onnx", str(out)]) == 0
     assert "input NHWC batchx16x16x1, max probability difference from keras" in \
         capsys.readouterr().out
-    exported = OnnxEmotionModel(out)
+    exported = OnnxModel(out)
     assert exported.layout == "NHWC" and exported.metadata["parity_max_abs_diff"] < 1e-4
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (30, 20), np.uint8), rng.integers(0, 256, (16, 16, 3), np.uint8)]
@@ -139,16 +141,21 @@ def test_keras_model_exports_with_parity_and_predicts_like_keras(tmp_path, capsy
 def test_unsupported_framework_is_refused_with_a_clear_message(model, tmp_path, monkeypatch,
                                                                capsys):
     from emorec import tracking
-    from emorec.emotion_model import EmotionModel
+    from emorec.serving.pyfunc import EmotionModel
 
-    other = EmotionModel("jax", ["happy", "sad"], {"image_size": 16, "channels": 1,
-                                                   "face_detect": False})
+    other = EmotionModel("jax", ["happy", "sad"], Preprocessing(16, 1, False))
     monkeypatch.setattr(tracking, "load_emotion_model", lambda uri: other)
     uri = "models:/emorec-jax-synthetic@champion"
     assert main(["export", "--model-uri", uri, "--format", "onnx", str(tmp_path / "j.onnx")]) == 2
     assert f"ONNX export supports torch, keras models; {uri} is a jax model" in \
         capsys.readouterr().err
     assert not (tmp_path / "j.onnx").exists()
+
+
+def test_an_existing_folder_as_output_is_refused_before_any_work(model, tmp_path, capsys):
+    assert main(["export", "--model-uri", model[1], "--no-log", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a folder: give the .onnx file to write" in err[0]
 
 
 def test_not_an_emorec_onnx_file(tmp_path):

@@ -26,7 +26,7 @@ def int8(tiny_run, tmp_path_factory):
     (result, store, float32 path, int8 path, stdout of the int8 export)."""
     import mlflow
 
-    from emorec.onnx_export import export_onnx
+    from emorec.serving.onnx_export import export_onnx
 
     result, store = tiny_run
     uri, folder = f"runs:/{result.run_id}/emotion_model", tmp_path_factory.mktemp("int8")
@@ -59,7 +59,7 @@ def test_int8_file_is_smaller_keeps_classes_and_stays_close(int8, images):
     float_model, int8_model = emorec.load(str(f32)), emorec.load(str(path))
     assert int8_model.classes == float_model.classes == list(result.classes)
     assert int8_model.prep == float_model.prep
-    facts = int8_model._model.metadata["quantization"]
+    facts = int8_model.model.metadata["quantization"]
     assert facts["scheme"] == "int8" and facts["calibration_images"] > 0
     assert "train split of run" in facts["calibration_source"]
     assert facts["int8_bytes"] < facts["float32_bytes"] / 3
@@ -112,7 +112,7 @@ def test_logged_pyfunc_and_mlflow_models_serve(int8, images, tmp_path, monkeypat
 
 
 def test_unknown_scheme_and_keras_are_refused_in_one_line(tmp_path, capsys):
-    from emorec.quantize import check_request
+    from emorec.serving.quantize import check_request
 
     out = tmp_path / "x.onnx"
     assert main(["export", "--model-uri", "runs:/nothing/emotion_model", "--quantize", "int4",
@@ -126,13 +126,27 @@ def test_unknown_scheme_and_keras_are_refused_in_one_line(tmp_path, capsys):
         check_request("int8", "keras", "cnn_tf")
 
 
-def test_calibration_without_the_training_data_says_what_it_needs(tmp_path):
-    from emorec.config import TrainConfig
-    from emorec.data.preprocess import Preprocessing
-    from emorec.quantize import training_sample
+def test_calibration_refuses_training_data_that_changed_or_is_gone(tmp_path):
+    """int8 calibrates on the run's own training split: a folder changed since training
+    (its digests differ from the logged ones) is refused, not silently used."""
+    import shutil
 
-    cfg = TrainConfig(dataset="folder", data_dir=str(tmp_path / "moved"))
+    import fixtures
+    from conftest import TINY
+    from emorec.config import TrainConfig
+    from emorec.serving.quantize import export_int8
+    from emorec.training import train
+
+    root = fixtures.write_folder_set(tmp_path / "faces", n_per_class=8)
+    result = train(TrainConfig(**TINY, dataset="folder", data_dir=str(root)))
+    uri = f"runs:/{result.run_id}/emotion_model"
+    fixtures.write_image(root / "happy" / "new.png", np.random.default_rng(9))
+    with pytest.raises(ValueError, match=r"must use run .* training images, but .* has "
+                                         r"changed since it trained \(dataset_digest"):
+        export_int8(uri, tmp_path / "a.onnx", log_to_run=False)
+    shutil.rmtree(root)
     with pytest.raises(ValueError, match=r"int8 calibration reads the model's training images "
-                                         r"\(folder in .*moved\): data directory .* does not "
+                                         r"\(folder in .*faces\): data directory .* does not "
                                          r"exist"):
-        training_sample(cfg, Preprocessing(16, 1, False))
+        export_int8(uri, tmp_path / "b.onnx", log_to_run=False)
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()

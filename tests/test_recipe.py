@@ -12,6 +12,7 @@ import fixtures
 from conftest import TINY
 from emorec.cli import main
 from emorec.config import TrainConfig
+from emorec.data.splits import Split
 from emorec.data.types import Dataset
 from emorec.engines.schedule import ONECYCLE_START, LearningRate, TrainingClock, onecycle_factor
 
@@ -119,9 +120,7 @@ def test_random_erasing_covers_one_rectangle_of_each_chosen_image():
     assert not erase_rectangles(batch.copy(), np.random.default_rng(0), share=0.0).any()
 
 
-def _dataset() -> tuple[Dataset, "Split"]:
-    from emorec.data.splits import Split
-
+def _dataset() -> tuple[Dataset, Split]:
     images = np.zeros((8, 4, 4, 1), np.uint8)
     for i in range(8):
         images[i] = i  # all distinct ...

@@ -32,10 +32,10 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from emorec import cli, search_space, tracking
-from emorec.tracking import registry
 from emorec.config import TrainConfig
-from emorec.report import compare
+from emorec.evaluation.report import compare
 from emorec.study import StudyOptions, make_storage, mask, run_study
+from emorec.tracking import model_registry
 
 FAST = {"model": "cnn_torch", "dataset": "synthetic", "epochs": 1, "samples": 70,
         "image_size": 16, "batch_size": 32, "system_metrics": False, "progress": False,
@@ -143,10 +143,10 @@ def test_a_model_not_worth_logging_is_tagged_with_the_reason_instead():
 
 def test_decide_needs_the_same_split_and_a_strictly_better_value():
     new = {"value": 0.9, "split_digest": "a", "dataset_digest": "d"}
-    assert registry.decide(new, None, "test_accuracy")[0] == "champion"
-    assert registry.decide(new, {**new, "value": 0.8}, "test_accuracy")[0] == "champion"
-    assert registry.decide(new, {**new, "value": 0.9}, "test_accuracy")[0] == "challenger"
-    alias, why = registry.decide(new, {**new, "value": 0.5, "split_digest": "b"}, "test_accuracy")
+    assert model_registry.decide(new, None, "test_accuracy")[0] == "champion"
+    assert model_registry.decide(new, {**new, "value": 0.8}, "test_accuracy")[0] == "champion"
+    assert model_registry.decide(new, {**new, "value": 0.9}, "test_accuracy")[0] == "challenger"
+    alias, why = model_registry.decide(new, {**new, "value": 0.5, "split_digest": "b"}, "test_accuracy")
     assert alias == "challenger" and "split_digest" in why
 
 
@@ -283,9 +283,8 @@ def test_bad_input_creates_no_trial_and_a_failed_grid_point_is_retried_on_resume
     """A grid study is done when every point has a COMPLETE (or PRUNED) trial: a point
     that failed is not used up, the next session runs it again. Input errors never get
     as far as a trial."""
-    from emorec.data import DatasetError
-
     import emorec.training
+    from emorec.data import DatasetError
 
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2, 1.0e-3]\n")
     options = StudyOptions(sampler="grid", space_file=space,

@@ -89,7 +89,7 @@ def test_bad_init_from_is_one_line_before_any_run(case, source_run, capsys):
                                      f"runs:/{source_run}/model"]}[case]
     expected = {"unknown run": "init_from: cannot load", "unknown registered model":
                 "init_from: cannot load", "keras model": "is a keras model (cnn_tf); cnn_torch",
-                "keras architecture": "needs a PyTorch model; cnn_tf is keras",
+                "keras architecture": "is a torch model (cnn_torch); cnn_tf is keras",
                 "other architecture": "is a cnn_torch model, not sanet",
                 "other channel count": "takes 1-channel images"}[case]
     runs_before = len(mlflow.search_runs(search_all_experiments=True))

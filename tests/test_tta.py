@@ -66,7 +66,7 @@ def _png(image: np.ndarray) -> str:
 
 
 def test_logged_test_metrics_come_from_the_served_probabilities(tta_run, served):
-    from emorec.metrics import classification_metrics
+    from emorec.evaluation.metrics import classification_metrics
 
     result, _, _, targets = tta_run
     _, proba = served
@@ -84,7 +84,7 @@ def test_served_probabilities_are_the_mean_over_the_image_and_its_mirror(tta_run
 
     _, _, images, _ = tta_run
     model_uri, proba = served
-    wrapped = emorec.load(model_uri)._model._model
+    wrapped = emorec.load(model_uri).model.network
     assert isinstance(wrapped, FlipAveraged)
     x = torch.from_numpy(normalize(images)).permute(0, 3, 1, 2)
     with torch.inference_mode():
@@ -119,7 +119,7 @@ def test_mlflow_models_serve_returns_the_same_probabilities(tta_run, served, tmp
 
 
 def test_the_onnx_export_returns_the_same_probabilities(tta_run, served, tmp_path):
-    from emorec.onnx_export import export_onnx
+    from emorec.serving.onnx_export import export_onnx
 
     _, _, images, _ = tta_run
     model_uri, proba = served
@@ -130,7 +130,7 @@ def test_the_onnx_export_returns_the_same_probabilities(tta_run, served, tmp_pat
 
 def test_the_int8_export_stays_close_to_the_served_probabilities(tta_run, served, tmp_path):
     """The flip, the averaging and the log in the graph survive static quantization."""
-    from emorec.quantize import export_int8
+    from emorec.serving.quantize import export_int8
 
     _, _, images, _ = tta_run
     model_uri, proba = served
@@ -142,12 +142,13 @@ def test_the_int8_export_stays_close_to_the_served_probabilities(tta_run, served
 def test_an_export_without_tta_holds_the_bare_network(tta_run, served, tmp_path):
     """``--no-tta``: one pass per face. Its probabilities are not the served ones, but the
     mean of its answers for each image and its mirror image is."""
-    from emorec.onnx_export import OnnxEmotionModel, export_onnx
+    from emorec.serving.onnx_export import export_onnx
+    from emorec.serving.onnx_model import OnnxModel
 
     _, _, images, _ = tta_run
     model_uri, proba = served
     path = export_onnx(model_uri, tmp_path / "bare.onnx", log_to_run=False, tta=False)
-    assert {k: OnnxEmotionModel(path).metadata[k] for k in ("tta", "tta_trained")} == \
+    assert {k: OnnxModel(path).metadata[k] for k in ("tta", "tta_trained")} == \
         {"tta": "none", "tta_trained": "flip"}
     bare = emorec.load(str(path))
     once = bare.predict_proba(list(images))
@@ -160,13 +161,13 @@ def test_an_export_without_tta_holds_the_bare_network(tta_run, served, tmp_path)
 
 def test_cli_export_no_tta_says_what_the_file_is(tta_run, served, tmp_path, capsys):
     from emorec.cli import main
-    from emorec.onnx_export import OnnxEmotionModel
+    from emorec.serving.onnx_model import OnnxModel
 
     model_uri, _ = served
     out = tmp_path / "cli-bare.onnx"
     assert main(["export", "--model-uri", model_uri, "--no-tta", "--no-log", str(out)]) == 0
     assert "without test-time augmentation" in capsys.readouterr().out
-    assert OnnxEmotionModel(out).tta_left_out
+    assert OnnxModel(out).tta_left_out
 
 
 def test_cli_export_with_tta_says_how_to_leave_it_out(served, tmp_path, capsys):

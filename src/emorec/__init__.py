@@ -33,7 +33,7 @@ def __getattr__(name: str):
         from emorec.config import TrainConfig
         return TrainConfig
     if name == "load":
-        from emorec.inference import load
+        from emorec.serving.predictor import load
         return load
     if name == "train":
         from emorec.training import train

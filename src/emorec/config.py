@@ -8,8 +8,11 @@ message naming the valid range or choices.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
+
+from emorec.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau", "onecycle")
@@ -57,9 +60,8 @@ class TrainConfig:
                                   "FER2013); every dataset but synthetic needs it.",
                                   tunable=False, compared=False)
     # Optimisation.
-    # The defaults are the first run's (`make run`): the proposed CNN on 1,400 synthetic
-    # faces learns to ~70 % in 12 epochs of 32-image steps, in about 1.5 minutes on 2 cores.
-    # With 5 epochs of 64 it took ~75 steps and never left chance (15-26 %).
+    # The defaults are the first run's (`make run`): enough small steps for the proposed CNN
+    # to learn the synthetic faces in a few minutes on 2 cores (fewer, larger steps do not).
     epochs: int = option(12, "Upper bound on the training epochs; early stopping may end "
                          "sooner.", reported=4)
     batch_size: int = option(32, "Images per training step, 1 to 4096.", reported=2)
@@ -88,8 +90,8 @@ class TrainConfig:
                                  "before training stops; 0 turns early stopping off.")
     precision: str = option(
         "auto", "Compute precision: auto (float16 autocast on CUDA, bfloat16 on a CPU with "
-        "native bfloat16, else float32), fp32 everywhere, or bf16 autocast (~1.7x faster "
-        "on CPUs with AVX512-BF16 or AMX).", choices=PRECISIONS, needs="bf16",
+        "native bfloat16, else float32), fp32 everywhere, or bf16 autocast (faster on CPUs "
+        "with AVX512-BF16 or AMX).", choices=PRECISIONS, needs="bf16",
         needs_values=("bf16",))
     augment: bool = option(True, "Augment training images: flips, small rotations, shifts "
                            "and zoom, brightness.")
@@ -210,18 +212,24 @@ class TrainConfig:
         """Every field, as logged to MLflow."""
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_mapping(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from strings or typed values (CLI, MLproject, tuning grids)."""
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; valid: "
+            raise UserError(f"unknown parameter(s) {', '.join(unknown)}; valid: "
                              f"{', '.join(known)}")
         return cls(**{k: _coerce(v, known[k].default) for k, v in values.items()})
+
+    @classmethod
+    def from_logged(cls, params: dict[str, str]) -> TrainConfig:
+        """The config a run logged (its parameters hold more: split sizes, digests ...)."""
+        known = {f.name for f in fields(cls)}
+        return cls.from_mapping({k: v for k, v in params.items() if k in known})
 
 
 # The field lists other modules act on, derived from the metadata above.
@@ -255,12 +263,12 @@ def parse_bool(text: Any) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise UserError(f"expected true or false, got {text!r}")
 
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise UserError(message)
 
 
 def _needs(f: dataclasses.Field, value: Any) -> bool:
@@ -295,4 +303,4 @@ def _coerce(value: Any, default: Any) -> Any:
     try:
         return type(default)(value)
     except ValueError:
-        raise ValueError(f"expected a {type(default).__name__}, got {value!r}") from None
+        raise UserError(f"expected a {type(default).__name__}, got {value!r}") from None

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from emorec import plots
 from emorec.data import load_dataset
 from emorec.data.errors import require_output_dir
 from emorec.data.preprocess import Preprocessing
 from emorec.data.splits import make_split
+from emorec.evaluation import figures
 from emorec.labels import EMOTION_ID
 
 N_SAMPLES = 8  # images per class in the sample grid
-# Splits whose median sharpness differs by more than this factor were not captured alike
-# (FER2013's shared train/ is ~300x blurrier than its PublicTest): worth a warning.
+# Splits whose median sharpness differs by more than this factor were not captured (or
+# processed) alike: worth a warning.
 SHARPNESS_GAP = 10.0
 
 
@@ -109,13 +109,13 @@ def explore(dataset: str, data_dir: str | None, out_dir: str | Path, *, image_si
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     samples = {c: ds.images[pick_samples(ds, c, rng)] for c in ds.classes}
-    plots.save_figure(plots.class_distribution_figure(summary["counts_per_split"]),
+    figures.save(figures.class_distribution_figure(summary["counts_per_split"]),
                       out / "class_distribution.png")
-    grid = plots.sample_grid_figure(samples, n_per_class=N_SAMPLES)
+    grid = figures.sample_grid_figure(samples, n_per_class=N_SAMPLES)
     for ax in grid.axes:  # show the pixels the model sees, not a smoothed upscale
         for im in ax.get_images():
             im.set_interpolation("nearest")
-    plots.save_figure(grid, out / "samples.png")
+    figures.save(grid, out / "samples.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if log_to_mlflow:
         from emorec import tracking

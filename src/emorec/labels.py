@@ -8,6 +8,8 @@ datasets can be compared over the classes they share.
 
 from __future__ import annotations
 
+from emorec.errors import UserError
+
 EMOTIONS: tuple[str, ...] = (
     "anger",
     "contempt",
@@ -63,12 +65,7 @@ def canonical(name: str) -> str:
     if key in SYNONYMS:
         return SYNONYMS[key]
     accepted = ", ".join(sorted(SYNONYMS))
-    raise ValueError(f"unknown emotion class {name!r}; accepted names: {accepted}")
-
-
-def emotion_ids(names: list[str] | tuple[str, ...]) -> list[int]:
-    """Canonical ids of canonical names, in the order given."""
-    return [EMOTION_ID[n] for n in names]
+    raise UserError(f"unknown emotion class {name!r}; accepted names: {accepted}")
 
 
 def sorted_classes(ids) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Resource measurement: peak process memory, peak GPU memory, model size, host facts.
+"""Resource measurement: peak process memory, peak GPU memory, host facts.
 
 Framework-free on purpose: torch and tensorflow are consulted only when the
 caller has already imported them (looked up in ``sys.modules``), so measuring a
@@ -11,7 +11,6 @@ import os
 import platform
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -183,16 +182,6 @@ def gpu_peak_mb() -> float | None:
     return _nvml_process_mb()
 
 
-def model_size_mb(path: str | os.PathLike[str]) -> float:
-    """Size on disk of a saved model: one file, or every file under a directory."""
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size / _MB
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / _MB
-    raise FileNotFoundError(path)
-
-
 def _cpu_model() -> str:
     # platform.processor() is empty on most Linux systems; /proc/cpuinfo is not.
     try:
@@ -227,7 +216,7 @@ def cpu_flags() -> list[str]:
 
 def native_bf16() -> bool:
     """Does the CPU compute bfloat16 natively? Elsewhere bf16 is emulated, and slower than
-    float32 (11x per training image on an AVX2-only EPYC, benchmarks/throughput.py)."""
+    float32."""
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 

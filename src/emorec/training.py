@@ -22,7 +22,7 @@ from emorec.data.splits import Split, make_split
 from emorec.data.types import Dataset
 from emorec.engines import Callback, get_engine
 from emorec.engines.callbacks import EpochLog, interactive
-from emorec.metrics import classification_metrics, scalar_metrics
+from emorec.evaluation.metrics import classification_metrics, scalar_metrics
 from emorec.resources import PeakMemorySampler
 from emorec.tracking.tracker import MlflowTracker, Tracker
 
@@ -118,14 +118,14 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
             "epochs_run": fit.epochs_run,
             "best_epoch": fit.best_epoch,
             "num_parameters": engine.count_parameters(model),
-            "model_size_mb": engine.weights_mb(model),
+            "weights_mb": engine.weights_mb(model),
             **memory.as_metrics(),
             **dedupe_counts,
         }
         tracker.log_metrics(metrics)
-        tracker.log_evaluation(report, fit.history, y_test, proba, classes)
+        tracker.log_evaluation(report, fit.history, classes)
         if cfg.log_model:
-            tracker.log_model(engine, model, cfg, classes, prep.to_dict(), x_test[:2])
+            tracker.log_model(engine, model, cfg, classes, prep, x_test[:2])
         log.info("run %s: test accuracy %.3f, macro F1 %.3f", run.run_id or "(untracked)",
                  metrics["test_accuracy"], metrics["test_f1_macro"])
         return TrainResult(run.run_id, metrics, fit.history, classes, model,

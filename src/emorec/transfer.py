@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emorec.config import TrainConfig
+from emorec.errors import UserError
 
 
-class TransferError(ValueError):
+class TransferError(UserError):
     """An ``init_from`` that cannot start this training; the message says why in one line."""
 
 
@@ -55,18 +56,16 @@ def emotion_model_uri(uri: str) -> str:
 
 
 def load_source(cfg: TrainConfig) -> Source:
-    import mlflow
-
     from emorec import tracking
 
     uri = cfg.init_from
     try:
         emotion_model = tracking.load_emotion_model(emotion_model_uri(uri))
         run_id = tracking.run_id_of(uri)
-    except (tracking.ModelNotFound, mlflow.exceptions.MlflowException, ValueError) as exc:
+        version = tracking.registered_version(uri)
+    except ValueError as exc:  # ModelNotFound, or a URI of no accepted form
         raise TransferError(f"init_from: {str(exc).splitlines()[0]}") from None
-    run = mlflow.MlflowClient().get_run(run_id)
-    architecture = run.data.params.get("model", "?")
+    architecture = tracking.training_facts(run_id)["params"].get("model", "?")
     if emotion_model.framework != cfg.framework:
         raise TransferError(f"init_from {uri} is a {emotion_model.framework} model "
                             f"({architecture}); {cfg.model} is {cfg.framework}: give a "
@@ -74,26 +73,12 @@ def load_source(cfg: TrainConfig) -> Source:
     if architecture != cfg.model:
         raise TransferError(f"init_from {uri} is a {architecture} model, not {cfg.model}: "
                             f"its weights fit only {architecture} (--model {architecture})")
-    channels = int(emotion_model.prep["channels"])
+    channels = emotion_model.prep.channels
     if channels != cfg.channels:
         raise TransferError(f"init_from {uri} takes {channels}-channel images; this run has "
                             f"channels={cfg.channels} (--channels {channels})")
-    source = Source(uri, run_id, emotion_model._model, list(emotion_model.classes))
-    if uri.startswith("models:/"):
-        version = _registered_version(uri)
-        if version is not None:
-            source.model_name, source.version = version.name, str(version.version)
-            source.logged_model_id = getattr(version, "model_id", "") or ""
+    source = Source(uri, run_id, emotion_model.network, list(emotion_model.classes))
+    if version is not None:
+        source.model_name, source.version = version.name, str(version.version)
+        source.logged_model_id = getattr(version, "model_id", "") or ""
     return source
-
-
-def _registered_version(uri: str):
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    rest = uri.removeprefix("models:/").strip("/")
-    if "@" in rest:
-        return client.get_model_version_by_alias(*rest.split("@", 1))
-    if "/" in rest:
-        return client.get_model_version(*rest.rsplit("/", 1))
-    return None

@@ -8,7 +8,8 @@ compare`` writes the comparison report, ``emorec benchmark-all`` does both
 for many models and datasets. ``emorec predict`` runs a logged or registered
 model on image files and folders; ``emorec export`` writes a PyTorch or Keras model as
 ONNX (``emorec predict --model-uri model.onnx`` then runs it on ONNX Runtime).
-User mistakes end with one clear line, never a stack trace.
+User mistakes (``emorec.errors.UserError``) end with one clear line, never a stack
+trace; any other error is a fault, shown in one line too, with its traceback under ``-v``.
 
 One module per area (``train``, ``predict``, ``study``), each adding its
 commands to the parser; ``args`` holds the shared little parsers.
@@ -24,8 +25,8 @@ import sys
 from emorec.cli import predict, study, train
 from emorec.cli.args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from emorec.cli.study import STUDY_OBJECTIVES, STUDY_PRUNERS, STUDY_SAMPLERS
-from emorec.data.errors import DatasetError
 from emorec.engines.callbacks import TrainingDiverged
+from emorec.errors import UserError
 
 __all__ = ["STUDY_OBJECTIVES", "STUDY_PRUNERS", "STUDY_SAMPLERS", "build_parser", "main"]
 
@@ -43,6 +44,11 @@ def _terminate(signum, _frame) -> None:
     signal.signal(signum, signal.SIG_IGN)
     raise Terminated(f"terminated by {signal.Signals(signum).name} (timeout, docker stop, "
                      "systemd)")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:500]}" if lines else type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = _NOT_SET
     try:
         return args.func(args)
-    except (ValueError, DatasetError, FileNotFoundError) as exc:
+    except UserError as exc:
         print(f"emorec: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingDiverged as exc:
@@ -76,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emorec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"emorec: failed: {_first_line(exc)} (not an input error: run with -v for its "
+              "traceback)", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if previous is not _NOT_SET:  # main() also runs inside other programs (tests)
             signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)

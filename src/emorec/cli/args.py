@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from emorec.errors import UserError
+
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
@@ -14,7 +16,7 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
         for token in item.split():  # MLproject passes all pairs as one quoted argument
             key, sep, value = token.partition("=")
             if not sep or not key:
-                raise ValueError(f"--set expects key=value pairs, got {token!r}")
+                raise UserError(f"--set expects key=value pairs, got {token!r}")
             values[key.replace("-", "_")] = value
     return values
 

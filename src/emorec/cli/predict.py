@@ -6,19 +6,21 @@ import argparse
 import sys
 
 from emorec.cli.args import EXIT_FAILED, split_list
+from emorec.errors import UserError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from emorec import inference, photo_files
+    from emorec.serving import files as photo_files
+    from emorec.serving import predictor as inference
 
     files = photo_files.collect_images(args.inputs)
     if not files:
-        raise ValueError(f"no image files in {' '.join(args.inputs)}")
+        raise UserError(f"no image files in {' '.join(args.inputs)}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     expected = split_list(args.expect_classes) if args.expect_classes else None
     names = dict(files)
     # Planned before the model loads, so a refused --annotate costs nothing and writes nothing.
@@ -57,12 +59,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import time
 
-    from emorec.onnx_export import OnnxEmotionModel, OnnxParityError, export_onnx
+    from emorec.serving.onnx_export import OnnxParityError, export_onnx
+    from emorec.serving.onnx_model import OnnxModel
 
     start = time.perf_counter()
     try:
         if args.quantize:
-            from emorec.quantize import check_request, export_int8
+            from emorec.serving.quantize import check_request, export_int8
 
             check_request(args.quantize)  # an unknown scheme: one line before any loading
             out, facts = export_int8(args.model_uri, args.out, log_to_run=not args.no_log,
@@ -73,9 +76,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     except OnnxParityError as exc:
         print(f"emorec: export failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    exported = OnnxEmotionModel(out)
+    exported = OnnxModel(out)
     meta, prep = exported.metadata, exported.prep
-    dims = {"N": "batch", "C": prep["channels"], "H": prep["image_size"], "W": prep["image_size"]}
+    dims = {"N": "batch", "C": prep.channels, "H": prep.image_size, "W": prep.image_size}
     logged = "" if args.no_log else "; logged to the run under onnx/"
     if exported.tta_left_out:
         logged += ("; without test-time augmentation: its probabilities differ from the "

@@ -1,4 +1,5 @@
-"""``emorec tune``, ``study status``, ``compare`` and ``benchmark-all`` (emorec.study, emorec.report)."""
+"""``emorec tune``, ``study status``, ``compare`` and ``benchmark-all`` (emorec.study,
+emorec.evaluation.report)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 
 from emorec.cli.args import EXIT_FAILED, as_bool, optional, parse_sets, split_list
 from emorec.config import describe
+from emorec.errors import UserError
 
 # The choices of emorec.study, repeated so that building the parser (every command)
 # does not import Optuna and MLflow; tests/test_study.py checks that they agree.
@@ -88,7 +90,7 @@ def _storage_flag(url: str | None) -> str | None:
             run_id = os.environ.get("MLFLOW_RUN_ID")
             logged = (f" (mlflow run has already logged it as a parameter of run {run_id}: "
                       "delete that run and change the password)" if run_id else "")
-            raise ValueError("--storage holds a password, which the process list and MLflow "
+            raise UserError("--storage holds a password, which the process list and MLflow "
                              "would show; give the URL without it and the password in "
                              "PGPASSWORD or ~/.pgpass, or the whole URL in EMOREC_OPTUNA_STORAGE"
                              + logged)
@@ -129,11 +131,11 @@ def _apply_preset(args: argparse.Namespace) -> None:
     for key, value in preset.items():
         given = getattr(args, key)
         if given and given != value:
-            raise ValueError(f"--preset {args.preset} is for --{key} {value}, not {given}; "
+            raise UserError(f"--preset {args.preset} is for --{key} {value}, not {given}; "
                              f"drop --{key} or the preset")
         setattr(args, key, value)
     if args.space and args.space != str(path):
-        raise ValueError(f"--preset {args.preset} is the space {path}; give --space or "
+        raise UserError(f"--preset {args.preset} is the space {path}; give --space or "
                          "--preset, not both")
     args.space = str(path)
 
@@ -144,7 +146,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.preset:
         _apply_preset(args)
     elif not args.model:
-        raise ValueError("emorec tune needs --model (or --preset NAME)")
+        raise UserError("emorec tune needs --model (or --preset NAME)")
     values = {"model": args.model, "dataset": args.dataset or "synthetic",
               **parse_sets(args.set)}
     if args.data_dir:
@@ -158,7 +160,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _print_report(report) -> None:
-    from emorec.report import markdown
+    from emorec.evaluation.report import markdown
 
     print(markdown(report.rows), end="")
     logged = (f"; logged as run {report.run_id} (experiment {report.experiment})"
@@ -167,7 +169,7 @@ def _print_report(report) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from emorec.report import compare
+    from emorec.evaluation.report import compare
 
     datasets = [d for item in args.dataset for d in split_list(item.replace(" ", ","))]
     _print_report(compare(datasets or None, args.out, cross=args.cross,
@@ -176,13 +178,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark_all(args: argparse.Namespace) -> int:
-    from emorec.benchmark import benchmark_all
+    from emorec.study.comparison import benchmark_all
 
     dirs = {}
     for item in args.data_dir or []:
         name, sep, path = item.partition("=")
         if not sep:
-            raise ValueError(f"--data-dir expects dataset=path, got {item!r}")
+            raise UserError(f"--data-dir expects dataset=path, got {item!r}")
         dirs[name] = path
     result = benchmark_all(split_list(args.models), split_list(args.datasets), data_dirs=dirs,
                            overrides=parse_sets(args.set), options=_study_options(args),

@@ -26,6 +26,7 @@ from emorec.data.errors import DatasetError  # noqa: E402
 from emorec.data.images import ImageError, decode_image  # noqa: E402
 from emorec.data.preprocess import Preprocessing, prepare_image  # noqa: E402
 from emorec.data.types import Dataset, Listing  # noqa: E402
+from emorec.errors import UserError
 from emorec.labels import sorted_classes  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ __all__ = ["FORMATS", "Dataset", "DatasetError", "Listing", "Preprocessing", "lo
 
 def scanner(name: str):
     if name not in FORMATS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(FORMATS)}")
+        raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(FORMATS)}")
     module, func = FORMATS[name].split(":")
     return getattr(importlib.import_module(module), func)
 
@@ -59,7 +60,7 @@ def _scanner_options(scan, options: dict) -> dict:
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for this dataset; valid: "
+        raise UserError(f"unknown option(s) {', '.join(unknown)} for this dataset; valid: "
                          f"{', '.join(sorted(accepted)) or 'none'}")
     return options
 

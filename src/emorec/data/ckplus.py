@@ -27,6 +27,7 @@ import numpy as np
 from emorec.data.errors import DatasetError, describe_contents, require_dir
 from emorec.data.folder import add_note, class_folders, list_images, scan_class_folders
 from emorec.data.types import Listing
+from emorec.errors import UserError
 from emorec.labels import CKPLUS_CODES, EMOTION_ID
 
 log = logging.getLogger(__name__)
@@ -155,9 +156,9 @@ def read_label(path: Path) -> str:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{path} holds {text[:40]!r}, not a number") from None
+        raise UserError(f"{path} holds {text[:40]!r}, not a number") from None
     if not value.is_integer() or int(value) not in CKPLUS_CODES:
-        raise ValueError(f"{path} holds code {text!r}; expected one of "
+        raise UserError(f"{path} holds code {text!r}; expected one of "
                          f"{', '.join(map(str, CKPLUS_CODES))}")
     return CKPLUS_CODES[int(value)]
 

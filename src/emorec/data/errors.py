@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from emorec.errors import UserError
+
 # How many directory entries an error message lists before summarising the rest.
 MAX_LISTED = 12
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that is missing, malformed or not in the expected layout.
 
     Subclasses ``ValueError`` so callers that already catch bad-input errors
@@ -67,6 +69,6 @@ def require_output_dir(path: str | os.PathLike, what: str) -> Path:
             break
         if p.exists() or p.is_symlink():
             where = "it" if p == path else str(p)
-            raise ValueError(f"{what} {path}: cannot write there, {where} is a file, "
+            raise UserError(f"{what} {path}: cannot write there, {where} is a file, "
                              "not a folder")
     return path

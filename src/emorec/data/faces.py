@@ -15,7 +15,7 @@ CASCADE = "haarcascade_frontalface_default.xml"
 
 
 @lru_cache(maxsize=1)
-def _detector() -> "cv2.CascadeClassifier":
+def _detector() -> cv2.CascadeClassifier:
     if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
         raise RuntimeError("this OpenCV build has no Haar cascades; install "
                            "opencv-python-headless<5 (the version emorec pins)")

@@ -8,12 +8,17 @@ through the same size and pixel checks (``as_pixels``).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from emorec.errors import UserError
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "PPM")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -22,12 +27,50 @@ MAX_PIXELS = 40_000_000
 MIN_SIDE = 8  # smaller than this holds no face worth classifying
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image that cannot or must not be decoded; the message says why."""
 
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+@contextlib.contextmanager
+def _opened(source: str | Path | bytes, max_pixels: int):
+    """The PIL image of a file or bytes, its format and size checked from the header;
+    every failure to read it becomes an ImageError naming the source."""
+    name = str(source) if isinstance(source, (str, Path)) else "<bytes>"
+    if isinstance(source, (str, Path)) and not _regular_file(source):
+        raise ImageError(f"{name}: not a regular file (a folder, pipe or device is not read)")
+    try:
+        fh = open(source, "rb") if isinstance(source, (str, Path)) else io.BytesIO(source)
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot open ({exc.strerror})") from exc
+    with fh, warnings.catch_warnings():
+        # Pillow warns at half its own bomb limit; our stricter check decides.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(fh) as im:
+                if im.format not in SUPPORTED_FORMATS:
+                    raise ImageError(f"{name}: unsupported format {im.format}; "
+                                     f"supported: {', '.join(SUPPORTED_FORMATS)}")
+                _check_size(name, *im.size, max_pixels)
+                yield name, im
+        except ImageError:
+            raise
+        except Image.DecompressionBombError as exc:  # Pillow's own, far larger limit
+            raise ImageError(f"{name}: exceeds the pixel limit of {max_pixels} "
+                             f"(possible decompression bomb; {exc})") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{name}: not a readable image ({exc})") from exc
+
+
+def _regular_file(path: str | Path) -> bool:
+    """A FIFO would block ``open`` forever, a device would stream without end."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # let open() report the missing file or the permission
 
 
 def decode_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> np.ndarray:
@@ -36,32 +79,16 @@ def decode_image(source: str | Path | bytes, *, max_pixels: int | None = None) -
     ``max_pixels`` defaults to ``MAX_PIXELS``, read at call time so that the
     module-level limit can be changed at run time.
     """
-    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
-    name = str(source) if isinstance(source, (str, Path)) else "<bytes>"
-    try:
-        fh = open(source, "rb") if isinstance(source, (str, Path)) else io.BytesIO(source)
-    except OSError as exc:
-        raise ImageError(f"{name}: cannot open ({exc.strerror})") from exc
-    with fh, warnings.catch_warnings():
-        # Pillow warns at half its own bomb limit; our stricter check below decides.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(fh) as im:
-                if im.format not in SUPPORTED_FORMATS:
-                    raise ImageError(f"{name}: unsupported format {im.format}; "
-                                     f"supported: {', '.join(SUPPORTED_FORMATS)}")
-                w, h = im.size
-                _check_size(name, w, h, max_pixels)
-                im.load()
-                arr = _pil_pixels(im, name)
-        except ImageError:
-            raise
-        except Image.DecompressionBombError as exc:  # Pillow's own, far larger limit
-            raise ImageError(f"{name}: exceeds the pixel limit of {max_pixels} "
-                             f"(possible decompression bomb; {exc})") from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"{name}: not a readable image ({exc})") from exc
+    with _opened(source, MAX_PIXELS if max_pixels is None else max_pixels) as (name, im):
+        im.load()
+        arr = _pil_pixels(im, name)
     return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def header_size(source: str | Path | bytes) -> tuple[int, int]:
+    """(width, height) of an image file or bytes, from its header: no pixel is decoded."""
+    with _opened(source, MAX_PIXELS) as (_, im):
+        return im.size
 
 
 # Formats whose Pillow mode "I" holds at most 16 bits (PNG in older Pillow, 16-bit PGM/PPM,

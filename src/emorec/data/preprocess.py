@@ -7,10 +7,9 @@ Two steps, kept apart so the expensive one is cached:
    Its output is what the dataset cache stores.
 2. ``normalize``: uint8 batch -> float32 in [-1, 1], per batch, cheap.
 
-``eval_batch`` chains both and is the one eval preprocessing: validation and
-test arrays went through step 1 at load time, and inference (the logged
-pyfunc, ``emorec predict``) calls ``eval_batch`` on raw images, so a served
-model sees exactly what it was evaluated on.
+Validation and test arrays went through step 1 at load time, and every serving path
+prepares raw images with the same step (``prepare_batch``) before the network's own
+``normalize``, so a served model sees exactly what it was evaluated on.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from emorec.data import faces
+from emorec.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,17 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if not 16 <= self.image_size <= 512:
-            raise ValueError(f"image_size must be in [16, 512], got {self.image_size}")
+            raise UserError(f"image_size must be in [16, 512], got {self.image_size}")
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+            raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
         if not isinstance(self.face_detect, bool):
-            raise ValueError(f"face_detect must be true or false, got {self.face_detect!r}")
+            raise UserError(f"face_detect must be true or false, got {self.face_detect!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
+    def from_dict(cls, d: dict) -> Preprocessing:
         # The logged model's settings, written by to_dict (pickled, or JSON in an ONNX
         # export): face_detect is a real bool, never text to parse.
         return cls(int(d["image_size"]), int(d["channels"]), d["face_detect"])
@@ -59,19 +59,21 @@ def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
         return img[:, :, None] if channels == 1 else np.repeat(img[:, :, None], 3, axis=2)
     if img.ndim == 3 and img.shape[2] == 3:
         return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None] if channels == 1 else img
-    raise ValueError(f"expected a (H, W) or (H, W, 1/3/4) image, got shape {img.shape}")
+    raise UserError(f"expected a (H, W) or (H, W, 1/3/4) image, got shape {img.shape}")
 
 
-def prepare_image(img: np.ndarray, prep: Preprocessing) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def prepare_image(img: np.ndarray, prep: Preprocessing, *, detect: bool | None = None
+                  ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """One raw image -> (image_size, image_size, channels) uint8, plus the face box used.
 
-    The box is ``(x, y, w, h)`` in the input's pixels, or ``None`` when face
-    detection is off or found no face (the whole image is used then).
+    ``detect`` (default ``prep.face_detect``) crops the largest face first; the box is
+    ``(x, y, w, h)`` in the input's pixels, or ``None`` when detection is off or found no
+    face (the whole image is used then).
     """
     if img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
     box = None
-    if prep.face_detect:
+    if prep.face_detect if detect is None else detect:
         box = faces.largest_face(img)
         if box is not None:
             x, y, w, h = box
@@ -91,8 +93,8 @@ def normalize(batch: np.ndarray) -> np.ndarray:
     return batch.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
-def eval_batch(images, prep: Preprocessing) -> np.ndarray:
-    """Raw images (a list of any-size uint8 arrays) -> normalised float32 (N, S, S, C)."""
-    prepared = [prepare_image(np.asarray(img), prep)[0] for img in images]
-    return normalize(np.stack(prepared)) if prepared else np.zeros(
-        (0, prep.image_size, prep.image_size, prep.channels), np.float32)
+def prepare_batch(images, prep: Preprocessing, *, detect: bool | None = None) -> np.ndarray:
+    """Raw images (any-size uint8 arrays) -> uint8 (N, S, S, C), as ``prepare_image``."""
+    prepared = [prepare_image(np.asarray(img), prep, detect=detect)[0] for img in images]
+    return np.stack(prepared) if prepared else np.zeros(
+        (0, prep.image_size, prep.image_size, prep.channels), np.uint8)

@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
 from emorec.data.errors import DatasetError
 from emorec.data.types import Dataset
+from emorec.errors import UserError
 from emorec.labels import EMOTION_ID, EMOTIONS
 
 STRATEGIES = ("auto", "official", "grouped", "stratified")
@@ -49,7 +50,7 @@ class Split:
 
 def resolve_strategy(ds: Dataset, strategy: str) -> str:
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown split strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        raise UserError(f"unknown split strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if strategy == "auto":
         if ds.usage is not None:
             return "official"
@@ -92,7 +93,7 @@ def make_split(ds: Dataset, *, strategy: str = "auto", val_fraction: float = 0.1
     """Split ``ds`` into index arrays; every class must appear in every part."""
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < frac < 0.5:
-            raise ValueError(f"{name} must be in (0, 0.5), got {frac}")
+            raise UserError(f"{name} must be in (0, 0.5), got {frac}")
     used = resolve_strategy(ds, strategy)
     everything = np.arange(len(ds))
     if used == "official":

@@ -4,11 +4,10 @@
 emotions (``BASIC_EMOTIONS``: no contempt) so that the whole pipeline -
 training, tuning, MLflow tracking, export - can run anywhere in seconds
 without fetching a real dataset. The task is meant to be *learnable but not
-trivial*: on faces of subjects it has not seen, the proposed CNN reaches about 70%
-test accuracy in 12 epochs of 32-image steps (the training defaults; ~375 steps) and
-levels off near 76% (chance is 14%); in under ~100 steps it stays at chance. It
-mostly confuses the neighbouring emotions, so metrics, confusion matrices and tuning
-all have something to show.
+trivial*: on faces of subjects it has not seen, the proposed CNN learns it well above
+chance with the training defaults but not perfectly, mostly confusing neighbouring
+emotions, so metrics, confusion matrices and tuning all have something to show
+(benchmarks/RESULTS.md, first run).
 
 How an image is made
 --------------------
@@ -55,6 +54,7 @@ import numpy as np
 
 from emorec.data.synthetic_draw import Pen, draw_face
 from emorec.data.types import Listing
+from emorec.errors import UserError
 from emorec.labels import BASIC_EMOTIONS, EMOTION_ID
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 512
@@ -83,10 +83,8 @@ EXPRESSIONS: dict[str, tuple[float, ...]] = {
 }
 # Per-parameter standard deviation of the per-image noise (before JITTER).
 SPREAD = np.array([0.30, 0.15, 0.12, 0.25, 0.28, 0.30, 0.15, 0.20])
-# Global noise scale: the main difficulty knob. Tuned with a 3-conv-layer
-# BatchNorm CNN trained on 1400 48-px images and tested on 700 of other
-# subjects: 66-70% after 5 epochs, ~76% after 7-8 (0.9 gave ~54% after 5).
-# 0 leaves only the identity, intensity, pose and lighting variation.
+# Global noise scale: the main difficulty knob (higher is harder); 0 leaves only the
+# identity, intensity, pose and lighting variation.
 JITTER = 0.6
 # Per-image expression intensity range (times the subject's expressiveness):
 # low values pull an expression towards neutral and blur class boundaries.
@@ -140,20 +138,20 @@ def scan(root=None, *, count: int = 1400, image_size: int = 48, seed: int = 0,
 def _validate(count, image_size, seed, subjects) -> None:
     def integer(name, value):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise UserError(f"{name} must be an integer, got {value!r}")
 
     for name, value in (("count", count), ("image_size", image_size), ("seed", seed),
                         ("subjects", subjects)):
         integer(name, value)
     if count < MIN_COUNT:
-        raise ValueError(f"count must be >= {MIN_COUNT} (two images per emotion), got {count}")
+        raise UserError(f"count must be >= {MIN_COUNT} (two images per emotion), got {count}")
     if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
+        raise UserError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
                          f"got {image_size}")
     if subjects < MIN_SUBJECTS:
-        raise ValueError(f"subjects must be >= {MIN_SUBJECTS}, got {subjects}")
+        raise UserError(f"subjects must be >= {MIN_SUBJECTS}, got {subjects}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise UserError(f"seed must be >= 0, got {seed}")
 
 
 def _child(root: np.random.SeedSequence, stream: int, index: int) -> np.random.SeedSequence:

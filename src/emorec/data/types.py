@@ -8,12 +8,13 @@ which is what the cache stores and every engine consumes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from emorec.errors import UserError
 from emorec.labels import EMOTIONS
 
 # Official split names a format may assign (e.g. FER2013's Usage column).
@@ -37,7 +38,7 @@ class Listing:
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if len(self.items) != len(self.labels):
-            raise ValueError("a listing needs exactly one label per item")
+            raise UserError("a listing needs exactly one label per item")
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Dataset:
         lookup[[EMOTIONS.index(c) for c in self.classes]] = np.arange(len(self.classes))
         return lookup[self.labels]
 
-    def subset(self, index: np.ndarray) -> "Dataset":
+    def subset(self, index: np.ndarray) -> Dataset:
         """The samples at ``index``, keeping the full class list."""
         pick = lambda a: None if a is None else a[index]  # noqa: E731
         return Dataset(self.name, self.images[index], self.labels[index], self.classes,

@@ -17,6 +17,7 @@ import importlib
 
 from emorec.engines.base import Engine, FitResult
 from emorec.engines.callbacks import Callback, StopTraining, TrainingDiverged
+from emorec.errors import UserError
 
 _ENGINES = {"torch": "emorec.engines.torch_engine:TorchEngine",
             "keras": "emorec.engines.keras_engine:KerasEngine"}
@@ -30,6 +31,6 @@ __all__ = ["FRAMEWORKS", "Callback", "Engine", "FitResult", "StopTraining", "Tra
 def get_engine(framework: str) -> Engine:
     """The engine of ``framework`` ("torch" or "keras"), importing that framework only."""
     if framework not in _ENGINES:
-        raise ValueError(f"unknown framework {framework!r}; valid: {', '.join(_ENGINES)}")
+        raise UserError(f"unknown framework {framework!r}; valid: {', '.join(_ENGINES)}")
     module, cls = _ENGINES[framework].split(":")
     return getattr(importlib.import_module(module), cls)()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -67,8 +68,8 @@ class FitSession(ABC):
 
 class Engine(ABC):
     """Everything that differs between frameworks, so that training, tracking, serving and
-    export never ask which framework a model is: building, training and the forward pass,
-    the model's size, its MLflow flavour (log, save, load) and its ONNX export."""
+    export never ask which framework a model is: building, the training step and the
+    forward pass, the model's size, its MLflow flavour, saving and loading, ONNX export."""
 
     framework: str
     requirements: tuple[str, ...]  # pip packages a logged model of this framework imports
@@ -158,29 +159,20 @@ class Engine(ABC):
         """Size of the weights in memory (parameters and buffers such as BN statistics)."""
 
     @abstractmethod
-    def save_flavor(self, model, example: np.ndarray, path: str, *,
-                    pip_requirements: list[str], code_path: str | None = None,
-                    mlflow_model=None) -> None:
-        """Save ``model`` in this framework's MLflow flavour to the new folder ``path``:
-        ``example``, uint8 (N, H, W, C) images, gives its signature and, where the flavour
-        can keep one, its input example; ``code_path``, emorec's code where the saved
-        model needs it to load; ``mlflow_model``, the ``mlflow.models.Model`` metadata of
-        a logged model."""
+    def log_flavor(self, model, name: str, example: np.ndarray, *,
+                   pip_requirements: list[str], code_paths: list[str]) -> None:
+        """Log ``model`` in this framework's MLflow flavour as ``name`` of the active run;
+        ``example``, uint8 (N, H, W, C) images, gives its signature; ``code_paths``,
+        emorec's code where the saved model needs it to load."""
 
     @abstractmethod
-    def load_flavor(self, path: str):
-        """The model saved by ``save_flavor`` at ``path``, on the CPU, ready to predict."""
+    def save_network(self, model, folder: Path) -> Path:
+        """Save ``model`` as the raw-image pyfunc carries it, as the framework saves a
+        model, into ``folder``; returns the file (``load_network`` reads it)."""
 
-    def save_network(self, model, example: np.ndarray, path: str, *,
-                     pip_requirements: list[str]) -> None:
-        """Save ``model`` where the raw-image pyfunc carries it (``load_network`` reads it
-        back): by default in the MLflow flavour, without emorec's code (the pyfunc has
-        its own)."""
-        self.save_flavor(model, example, path, pip_requirements=pip_requirements)
-
+    @abstractmethod
     def load_network(self, path: str):
-        """The network a raw-image pyfunc carries at ``path`` (``save_network``)."""
-        return self.load_flavor(path)
+        """The network ``save_network`` wrote at ``path``, on the CPU, ready to predict."""
 
     @abstractmethod
     def export_onnx(self, model, out, prep, *, opset: int, input_name: str,

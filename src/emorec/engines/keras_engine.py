@@ -7,6 +7,7 @@ budget, early stopping and callbacks; Keras supplies the optimisation step.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
@@ -109,24 +110,25 @@ class KerasEngine(Engine):
     def weights_mb(self, model) -> float:
         return sum(np.asarray(w).nbytes for w in model.weights) / 2**20
 
-    def save_flavor(self, model, example: np.ndarray, path: str, *,
-                    pip_requirements: list[str], code_path: str | None = None,
-                    mlflow_model=None) -> None:
+    def log_flavor(self, model, name: str, example: np.ndarray, *,
+                   pip_requirements: list[str], code_paths: list[str]) -> None:
+        # No code_paths: a Keras model is saved as its own graph, with no emorec class.
         import mlflow.keras
         from mlflow.models import infer_signature
 
         x = normalize(example)
-        sig = infer_signature(x, np.asarray(model(x, training=False)))
-        # No input_example: mlflow.keras 3.17 writes it before creating the model
-        # folder and fails; the signature still documents the input. No code_path: a
-        # Keras model is saved as its own graph, with no emorec class to import.
-        mlflow.keras.save_model(model, path, mlflow_model=mlflow_model, signature=sig,
-                                pip_requirements=pip_requirements)
+        signature = infer_signature(x, np.asarray(model(x, training=False)))
+        mlflow.keras.log_model(model, name=name, signature=signature,
+                               pip_requirements=pip_requirements)
 
-    def load_flavor(self, path: str):
-        import mlflow.keras
+    def save_network(self, model, folder: Path) -> Path:
+        path = Path(folder) / "network.keras"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        return path
 
-        return mlflow.keras.load_model(path)
+    def load_network(self, path: str):
+        return keras.models.load_model(path, compile=False)
 
     def export_onnx(self, model, out, prep, *, opset: int, input_name: str, output_name: str):
         # Keras' own exporter (tf2onnx) names the graph's input and output itself; the

@@ -2,7 +2,7 @@
 
 Precision (``TrainConfig.precision``): float16 autocast on CUDA by default, float32 on
 the CPU; bfloat16 autocast on request, which needs no loss scaling and runs a CPU step
-~1.7x faster where the CPU has bfloat16 instructions (``benchmarks/throughput.py``).
+faster where the CPU has bfloat16 instructions.
 
 Batches come straight from the in-memory uint8 arrays (no per-sample
 decoding, no DataLoader workers to fork); an NHWC NumPy batch viewed as NCHW
@@ -23,8 +23,14 @@ from torch import nn
 from emorec.config import TrainConfig
 from emorec.data.preprocess import normalize
 from emorec.engines.base import Engine, FitSession, class_weights
-from emorec.engines.torch_setup import (autocast_dtype, freeze_backbone, make_optimizer,
-                                        num_outputs, select_device, to_tensor)
+from emorec.engines.torch_setup import (
+    autocast_dtype,
+    freeze_backbone,
+    make_optimizer,
+    num_outputs,
+    select_device,
+    to_tensor,
+)
 from emorec.models import build_model
 from emorec.models.tta import FlipAveraged
 from emorec.resources import cpu_flags
@@ -144,9 +150,8 @@ class TorchEngine(Engine):
         tensors = [*model.parameters(), *model.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
-    def save_flavor(self, model: nn.Module, example: np.ndarray, path: str, *,
-                    pip_requirements: list[str], code_path: str | None = None,
-                    mlflow_model=None) -> None:
+    def log_flavor(self, model: nn.Module, name: str, example: np.ndarray, *,
+                   pip_requirements: list[str], code_paths: list[str]) -> None:
         import mlflow.pytorch
         from mlflow.models import infer_signature
 
@@ -155,38 +160,25 @@ class TorchEngine(Engine):
         with torch.inference_mode():
             y = model(torch.from_numpy(x)).numpy()
         # Pickle (with our code beside it) rather than MLflow's default torch.export
-        # graph, which fixes the batch size traced from the input example.
-        mlflow.pytorch.save_model(model, path, mlflow_model=mlflow_model,
-                                  signature=infer_signature(x, y), input_example=x,
-                                  code_paths=[code_path] if code_path else None,
-                                  pip_requirements=pip_requirements,
-                                  serialization_format="pickle")
+        # graph, which fixes the batch size traced from the example.
+        mlflow.pytorch.log_model(model, name=name, signature=infer_signature(x, y),
+                                 code_paths=code_paths, pip_requirements=pip_requirements,
+                                 serialization_format="pickle")
 
-    def load_flavor(self, path: str) -> nn.Module:
-        import mlflow.pytorch
+    def save_network(self, model: nn.Module, folder: Path) -> Path:
+        # cloudpickle, as MLflow's flavour pickles: a hook or a lambda on the model
+        # pickles too. The pyfunc has emorec's code on its path for the classes.
+        import cloudpickle
 
-        return mlflow.pytorch.load_model(path, map_location="cpu")
-
-    def save_network(self, model: nn.Module, example: np.ndarray, path: str, *,
-                     pip_requirements: list[str]) -> None:
-        # One file pickled as the flavour pickles it (cloudpickle: a hook or a lambda on
-        # the model pickles too), without the flavour's folder around it (metadata,
-        # environment files, a signature from a forward pass): ~13 instead of ~36 ms of
-        # every run's end (measured). The pyfunc that carries it has emorec's code on its
-        # path, which the pickle's classes are imported from.
-        from mlflow.pytorch import pickle_module
-
-        torch.save(model.cpu().eval(), path, pickle_module=pickle_module)
+        path = Path(folder) / "network.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.cpu().eval(), path, pickle_module=cloudpickle)
+        return path
 
     def load_network(self, path: str) -> nn.Module:
-        if Path(path).is_dir():  # a pyfunc logged before, carrying the MLflow flavour
-            return self.load_flavor(path)
-        from mlflow.pytorch import pickle_module
-
-        # A pickle of the model object, like the flavour's: emorec's own, or a logged
-        # model the user chose to load (loading any MLflow pickle trusts it as much).
-        return torch.load(path, map_location="cpu", weights_only=False,
-                          pickle_module=pickle_module)
+        # A pickle of the model object, like the flavour's: loading any MLflow model
+        # trusts its pickles as much.
+        return torch.load(path, map_location="cpu", weights_only=False)
 
     def export_onnx(self, model: nn.Module, out, prep, *, opset: int, input_name: str,
                     output_name: str):

@@ -1,4 +1,4 @@
-"""Model registry (torchvision/timm style): one entry point, ``build_model``.
+"""The architectures (a torchvision/timm-style catalogue): one entry point, ``build_model``.
 
 Each spec names its framework and the module that builds it; that module (and
 so PyTorch or TensorFlow) is imported only when the model is built, which is
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+
+from emorec.errors import UserError
 
 FRAMEWORKS = ("torch", "keras")
 FRAMEWORK_NAMES = {"torch": "PyTorch", "keras": "Keras"}  # as a person writes them
@@ -44,29 +46,29 @@ class ModelSpec:
         return getattr(importlib.import_module(module), func)
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_ARCHITECTURES: dict[str, ModelSpec] = {}
 
 
 def register(name: str, *, framework: str, builder: str, min_image_size: int,
              default_image_size: int, summary: str) -> ModelSpec:
     if framework not in FRAMEWORKS:
-        raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
+        raise UserError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
+    if name in _ARCHITECTURES:
+        raise UserError(f"model {name!r} is already registered")
     spec = ModelSpec(name, framework, builder, min_image_size, default_image_size, summary)
-    _REGISTRY[name] = spec
+    _ARCHITECTURES[name] = spec
     return spec
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(_ARCHITECTURES)
 
 
 def get_spec(name: str) -> ModelSpec:
     try:
-        return _REGISTRY[name]
+        return _ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
+        raise UserError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size: int | None = None,
@@ -75,12 +77,12 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size
     spec = get_spec(name)
     size = image_size or spec.default_image_size
     if size < spec.min_image_size:
-        raise ValueError(f"image_size {size} is too small for {name}: it needs at least "
+        raise UserError(f"image_size {size} is too small for {name}: it needs at least "
                          f"{spec.min_image_size}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        raise UserError(f"num_classes must be >= 2, got {num_classes}")
     if in_channels not in (1, 3):
-        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        raise UserError(f"in_channels must be 1 or 3, got {in_channels}")
     return spec.load_builder()(num_classes=num_classes, in_channels=in_channels,
                                image_size=size, **cfg)
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import os
 
+from emorec.errors import UserError
+
 # Kept equal to cnn_torch.FILTERS by hand rather than imported: importing
 # cnn_torch would load PyTorch into a TensorFlow run (tests compare the counts).
 FILTERS = (32, 64, 128, 256)
@@ -40,7 +42,7 @@ def build(*, num_classes: int, in_channels: int, image_size: int, dropout: float
           pretrained: bool = False):
     """Build the proposed CNN as an uncompiled ``keras.Model`` ending in softmax."""
     if pretrained:
-        raise ValueError("cnn_tf is trained from scratch: it has no pretrained weights "
+        raise UserError("cnn_tf is trained from scratch: it has no pretrained weights "
                          "(use pretrained=False)")
     # This model is trained by the TensorFlow engine; a keras.json naming
     # another backend must not silently change that. No effect if keras is

@@ -20,9 +20,11 @@ because that is the Keras convention; both have the same parameters.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
+
+from emorec.errors import UserError
 
 FILTERS = (32, 64, 128, 256)
 HIDDEN_UNITS = 256
@@ -69,7 +71,7 @@ def classifier_head(in_features: int, num_classes: int, dropout: float, *,
 
 def no_pretrained_weights(name: str, pretrained: bool) -> None:
     if pretrained:
-        raise ValueError(f"{name} is trained from scratch: it has no pretrained weights "
+        raise UserError(f"{name} is trained from scratch: it has no pretrained weights "
                          "(use pretrained=False)")
 
 

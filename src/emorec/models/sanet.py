@@ -34,6 +34,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from emorec.errors import UserError
 from emorec.models.cnn_torch import FILTERS, backbone, classifier_head, no_pretrained_weights
 
 SA_GROUPS = 8
@@ -43,7 +44,7 @@ class ShuffleAttention(nn.Module):
     def __init__(self, channels: int, groups: int = SA_GROUPS):
         super().__init__()
         if channels % (2 * groups):
-            raise ValueError(f"ShuffleAttention needs channels divisible by 2 * groups; "
+            raise UserError(f"ShuffleAttention needs channels divisible by 2 * groups; "
                              f"got channels={channels}, groups={groups}")
         self.groups = groups
         half = channels // (2 * groups)

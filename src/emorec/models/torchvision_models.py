@@ -33,6 +33,7 @@ import torch
 import torchvision
 from torch import nn
 
+from emorec.errors import MissingFile
 from emorec.models.cnn_torch import classifier_head
 
 
@@ -56,7 +57,7 @@ def _cached_state_dict(weights) -> dict:
     """The state dict of ``weights`` (a torchvision enum) from the hub cache, never the web."""
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"pretrained weights not found at {path}. Nothing is downloaded at run time: "
             f"on a machine with internet, fetch {weights.url} and copy it to that path "
             f"(set TORCH_HOME to use another cache; the file goes in $TORCH_HOME/hub/checkpoints), "

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from emorec.errors import MissingFile, UserError
+
 PRESET_KEYS = ("model", "dataset")  # what a preset file's ``preset`` section names
 # The repository's tuning/ folder, beside src/ (an editable install or a checkout).
 _SOURCE_TUNING = Path(__file__).resolve().parents[3] / "tuning"
@@ -21,7 +23,7 @@ def default_path(model: str) -> Path:
     for folder in candidates:
         if (folder / f"{model}.yaml").is_file():
             return folder / f"{model}.yaml"
-    raise FileNotFoundError(f"no search space for model {model!r}: looked for {model}.yaml in "
+    raise MissingFile(f"no search space for model {model!r}: looked for {model}.yaml in "
                             f"{', '.join(str(c) for c in candidates)}; pass --space FILE")
 
 
@@ -31,12 +33,12 @@ def read_preset(name: str) -> tuple[Path, dict[str, str]]:
     try:
         path = default_path(name)
     except FileNotFoundError:
-        raise ValueError(f"unknown preset {name!r}; valid presets: "
+        raise UserError(f"unknown preset {name!r}; valid presets: "
                          f"{', '.join(list_presets()) or 'none'}") from None
     raw = yaml.safe_load(path.read_text()) or {}
     preset = raw.get("preset") if isinstance(raw, dict) else None
     if not isinstance(preset, dict) or set(preset) != set(PRESET_KEYS):
-        raise ValueError(f"{path} is not a preset: it needs a 'preset' section with "
+        raise UserError(f"{path} is not a preset: it needs a 'preset' section with "
                          f"{' and '.join(PRESET_KEYS)}; valid presets: "
                          f"{', '.join(list_presets()) or 'none'}")
     return path, {k: str(v) for k, v in preset.items()}

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from emorec.config import NOT_TUNABLE, TrainConfig
+from emorec.errors import UserError
 from emorec.search_space.types import Alternative, SearchSpace
 
 SECTIONS = ("grid", "space", "fixed", "start", "preset")
@@ -27,7 +28,7 @@ def load(path: str | os.PathLike, base: TrainConfig | None = None) -> SearchSpac
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
     where = _Where(str(path))
     if not isinstance(raw, dict):
         where.fail("", "must be a mapping with sections " + ", ".join(SECTIONS))
@@ -56,7 +57,7 @@ class _Where:
         self.path = path
 
     def fail(self, key: str, message: str):
-        raise ValueError(f"{self.path}: {key + ': ' if key else ''}{message}")
+        raise UserError(f"{self.path}: {key + ': ' if key else ''}{message}")
 
 
 def _section(where: _Where, raw: dict, name: str) -> dict:

@@ -48,7 +48,7 @@ class SearchSpace:
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.grid.values()) if self.grid else 0
 
-    def without(self, names) -> "SearchSpace":
+    def without(self, names) -> SearchSpace:
         """This space with ``names`` removed everywhere (they are fixed from outside)."""
         names = set(names)
         dropped = sorted(names & (set(self.grid) | set(self.space) | set(self.fixed)))

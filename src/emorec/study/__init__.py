@@ -5,7 +5,7 @@
 an RDB storage (default: SQLite ``mlruns/optuna.db``; any SQLAlchemy URL,
 PostgreSQL for several workers), runs trials until ``n_trials`` trials have
 finished, the grid is exhausted or the timeout passes, and registers the best
-trial's model (``emorec.tracking.registry``).
+trial's model (``emorec.tracking.model_registry``).
 
 - Samplers: ``grid`` (GridSampler over the YAML grid, stops when exhausted)
   and ``tpe`` (seeded, multivariate, over the YAML space, with the YAML start
@@ -43,8 +43,14 @@ worker loop), ``trials`` (one trial: sample, train, report), ``summary`` (the
 parent run's record and registration).
 """
 
-from emorec.study.options import (OBJECTIVES, PRUNERS, SAMPLERS, TEST_METRIC, StudyOptions,
-                                  StudyResult)
+from emorec.study.options import (
+                                  OBJECTIVES,
+                                  PRUNERS,
+                                  SAMPLERS,
+                                  TEST_METRIC,
+                                  StudyOptions,
+                                  StudyResult,
+)
 from emorec.study.run import run_study
 from emorec.study.storage import default_storage, make_storage, mask, status
 from emorec.study.trials import PointTaken, PruningCallback

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
-from emorec.tracking import registry
+from emorec.errors import UserError
+from emorec.tracking import model_registry
 
 # objective -> ((run metric, direction), ...); the first is what pruning and "best" use.
 OBJECTIVES = {
@@ -58,12 +59,12 @@ class StudyOptions:
         if self.pruner is not None:
             _choice("pruner", self.pruner, PRUNERS)
         if self.pruner not in (None, "none") and self.objective == "multi":
-            raise ValueError("pruning needs a single objective; use --pruner none with "
+            raise UserError("pruning needs a single objective; use --pruner none with "
                              "--objective multi")
         if self.n_trials is not None and self.n_trials < 1:
-            raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
+            raise UserError(f"n_trials must be >= 1, got {self.n_trials}")
         if self.heartbeat_interval < 1 or self.grace_period < self.heartbeat_interval:
-            raise ValueError("heartbeat_interval must be >= 1 and grace_period at least as "
+            raise UserError("heartbeat_interval must be >= 1 and grace_period at least as "
                              f"long, got {self.heartbeat_interval} and {self.grace_period}")
 
     @property
@@ -83,13 +84,13 @@ class StudyResult:
     # The best trial, or the Pareto front for multi (best first): number, values, config, run_id.
     best: list[dict]
     parent_run_id: str | None = None  # None when there was nothing left to do
-    registration: registry.Registration | None = None
+    registration: model_registry.Registration | None = None
     orphans_closed: list[str] = field(default_factory=list)
 
 
 def _choice(name: str, value, valid: tuple) -> None:
     if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        raise UserError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
 
 def target_trials(space, options: StudyOptions) -> int:

@@ -17,8 +17,8 @@ import optuna
 from optuna.trial import TrialState
 
 from emorec.engines.callbacks import TrainingDiverged
-from emorec.study import trial_runs
 from emorec.study.options import StudyOptions, target_trials
+from emorec.tracking import trial_runs
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,27 @@ from optuna.trial import TrialState
 from emorec import search_space, tracking
 from emorec.config import NOT_COMPARED, TrainConfig
 from emorec.engines.callbacks import TrainingDiverged
-from emorec.study.options import (DEFAULT_TPE_TRIALS, FINISHED, OBJECTIVES, StudyOptions,
-                                  StudyResult, target_trials, worker_id)
-from emorec.study import trial_runs
-from emorec.study.recovery import (fail_stale, recover, retry_failed_points, session_tags,
-                                   warn_failed_points)
+from emorec.errors import UserError
+from emorec.study.options import (
+    DEFAULT_TPE_TRIALS,
+    FINISHED,
+    OBJECTIVES,
+    StudyOptions,
+    StudyResult,
+    target_trials,
+    worker_id,
+)
+from emorec.study.recovery import (
+    fail_stale,
+    recover,
+    retry_failed_points,
+    session_tags,
+    warn_failed_points,
+)
 from emorec.study.storage import default_storage, make_storage, mask
 from emorec.study.summary import finish, log_settings
-from emorec.study.trials import PointTaken, Objective, labelled
+from emorec.study.trials import Objective, PointTaken, labelled
+from emorec.tracking import trial_runs
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +76,10 @@ def _resolve(values: dict, options: StudyOptions) -> tuple[TrainConfig, search_s
     space = search_space.load(path, first).without(set(values) - {"model", "dataset", "data_dir"})
     base = TrainConfig.from_mapping({**space.fixed, **values})
     if options.sampler == "grid" and not space.grid:
-        raise ValueError(f"{path} has no grid left to search (its grid is empty or fixed "
+        raise UserError(f"{path} has no grid left to search (its grid is empty or fixed "
                          "by --set); use --sampler tpe or edit the grid")
     if options.sampler == "tpe" and not space.space:
-        raise ValueError(f"{path} has no space left to sample; use --sampler grid or add a space")
+        raise UserError(f"{path} has no space left to sample; use --sampler grid or add a space")
     return base, space
 
 
@@ -134,7 +147,7 @@ def _check_settings(study: optuna.Study, base: TrainConfig, space, options: Stud
     changed = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
     if changed:
         diff = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
-        raise ValueError(f"study {study.study_name!r} was created with other settings ({diff}); "
+        raise UserError(f"study {study.study_name!r} was created with other settings ({diff}); "
                          "re-run with the original ones or start a new study with --study-name")
 
 
@@ -143,7 +156,7 @@ def _check_tracking(study: optuna.Study) -> None:
     (the best one to register, the orphans to close) are looked up there."""
     tracked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("mlflow_run_id")]
     if tracked and not trial_runs.run_exists(tracked[-1].user_attrs["mlflow_run_id"]):
-        raise ValueError(
+        raise UserError(
             f"study {study.study_name!r} was tracked in another MLflow store (trial "
             f"{tracked[-1].number}'s run {tracked[-1].user_attrs['mlflow_run_id']} is not in "
             "this one): set MLFLOW_TRACKING_URI to the store it started with, or start a new "

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from emorec import tracking
+from emorec.errors import UserError
 
 _SCHEMA_ATTEMPTS = 5  # tries to open a storage whose tables another worker is creating
 
@@ -60,13 +61,13 @@ def make_storage(url: str, heartbeat_interval: int,
                     grace_period=grace_period, heartbeat_stale_trial_callback=(
                         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
         except ArgumentError:
-            raise ValueError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
+            raise UserError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
                              "mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
         except OperationalError as exc:
             # A server that is down, a database or folder that does not exist: the user's
             # to fix, in one line (SQLAlchemy's own message is a page long).
             reason = str(exc.orig or exc).strip().splitlines()[0]
-            raise ValueError(f"cannot open the study storage {mask(url)}: {reason}") from None
+            raise UserError(f"cannot open the study storage {mask(url)}: {reason}") from None
         except (IntegrityError, ProgrammingError):
             # Workers started together on an empty database all create Optuna's tables;
             # all but one collide (duplicate type or table). Then the tables exist.
@@ -96,13 +97,13 @@ def status(storage: str | None = None, name: str | None = None) -> list[dict]:
     url = storage or default_storage()
     path = _sqlite_file(url)
     if path is not None and not path.exists():  # opening it would create an empty one
-        raise ValueError(f"no study storage at {path}: no study has run with it yet "
+        raise UserError(f"no study storage at {path}: no study has run with it yet "
                          "(check --storage or $EMOREC_OPTUNA_STORAGE)")
     storage_obj = make_storage(url, 30, 120)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj,
                                                                    include_best_trial=False)]
     if name is not None and name not in names:
-        raise ValueError(f"no study {name!r} in {mask(url)}; studies there: "
+        raise UserError(f"no study {name!r} in {mask(url)}; studies there: "
                          f"{', '.join(sorted(names)) or 'none'}")
     rows = []
     for study_name in [name] if name else sorted(names):

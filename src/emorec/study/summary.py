@@ -14,11 +14,17 @@ from optuna.trial import TrialState
 
 from emorec import tracking
 from emorec.config import TrainConfig
-from emorec.study.options import (OBJECTIVES, TEST_METRIC, StudyOptions, StudyResult,
-                                  session_worker, worker_id)
+from emorec.study.options import (
+    OBJECTIVES,
+    TEST_METRIC,
+    StudyOptions,
+    StudyResult,
+    session_worker,
+    worker_id,
+)
 from emorec.study.storage import mask
-from emorec.study.trial_runs import running_study_sessions
-from emorec.tracking import registry
+from emorec.tracking import model_registry
+from emorec.tracking.trial_runs import running_study_sessions
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +47,8 @@ def finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpti
         log.info("study %s: best trial %d ran on another worker, which registers it", name,
                  best["number"])
         return
-    result.registration = reg = registry.register_best(
-        best["run_id"], registry.model_name(base.model, base.dataset),
+    result.registration = reg = model_registry.register_best(
+        best["run_id"], model_registry.model_name(base.model, base.dataset),
         TEST_METRIC[options.objective],
         tags={"study": name, "trial_number": best["number"], "objective": options.objective})
     if result.parent_run_id and reg:

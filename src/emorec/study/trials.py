@@ -1,5 +1,5 @@
 """One trial: sample its configuration, train it as a nested MLflow run, report each epoch
-to the pruner, and record its outcome on the run (see ``emorec.study.trial_runs``)."""
+to the pruner, and record its outcome on the run (see ``emorec.tracking.trial_runs``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from emorec.config import TrainConfig
 from emorec.engines.callbacks import Callback
 from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions, worker_id
-from emorec.study.trial_runs import mark_trial_run
+from emorec.tracking.trial_runs import mark_trial_run
 
 
 class PointTaken(RuntimeError):
@@ -123,7 +123,7 @@ def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None
     Only the study's best trial is registered (and the comparison report links the best
     run by validation accuracy), and the best only ever improves: a trial that beats no
     completed trial on the objective nor on validation accuracy can never become either,
-    so its model would be logged (~0.3 s and a few MB a trial) for nothing. A trial that
+    so its model would be logged (time and disk every trial) for nothing. A trial that
     ties the best logs its model: the storage breaks ties in no set order (PostgreSQL's
     ORDER BY returns either), so it may be the one reported and registered as the best.
     Multi-objective trials always log theirs: any of them may join the Pareto front.

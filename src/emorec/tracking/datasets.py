@@ -7,42 +7,12 @@ import time
 from pathlib import Path
 
 import mlflow
+import mlflow.data
 import numpy as np
-from mlflow.data.dataset_source import DatasetSource
-from mlflow.data.meta_dataset import MetaDataset
 
 from emorec.config import TrainConfig
 from emorec.data.splits import Split
 from emorec.data.types import Dataset
-
-
-class _FolderSource(DatasetSource):
-    """Where a dataset came from: a local path, or 'builtin:synthetic'."""
-
-    def __init__(self, uri: str):
-        self.uri = uri
-
-    @staticmethod
-    def _get_source_type() -> str:
-        return "local"
-
-    def load(self, **_):
-        return self.uri
-
-    @staticmethod
-    def _can_resolve(raw_source) -> bool:
-        return False
-
-    @classmethod
-    def _resolve(cls, raw_source):
-        return cls(str(raw_source))
-
-    def to_dict(self) -> dict:
-        return {"uri": self.uri}
-
-    @classmethod
-    def from_dict(cls, source_dict: dict):
-        return cls(source_dict["uri"])
 
 
 def dataset_digest(ds: Dataset) -> str:
@@ -59,7 +29,7 @@ _DATASET_KEY_CLASHES = ("dataset_pk", "UNIQUE constraint failed: datasets",
                         "for key 'datasets.PRIMARY'")
 
 
-def _log_input_once_stored(dataset: MetaDataset, attempts: int = 3) -> None:
+def _log_input_once_stored(dataset, attempts: int = 3) -> None:
     """``mlflow.log_input``, surviving another worker storing the same dataset at once.
 
     MLflow's SQL store looks the (experiment, name, digest) row up and inserts it when it
@@ -80,14 +50,22 @@ def _log_input_once_stored(dataset: MetaDataset, attempts: int = 3) -> None:
 
 
 def log_dataset(ds: Dataset, split: Split, cfg: TrainConfig) -> None:
-    """The dataset as an MLflow input (name, source, content digest) plus split facts."""
-    source = _FolderSource(str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "builtin:synthetic")
+    """The dataset as an MLflow input (name, source folder, content digest, array shapes)
+    plus split facts."""
+    import warnings
+
     # MLflow keeps one dataset per (name, digest) in an experiment, with the first run's
     # source: a second folder of equal content would show the first one's path. The folder
     # goes in the name (the column holds 500 characters); the digest stays the content's,
     # which the registry compares.
-    name = f"{ds.name} {source.uri}"[-500:] if cfg.data_dir else ds.name
-    _log_input_once_stored(MetaDataset(source, name=name, digest=dataset_digest(ds)))
+    source = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None
+    name = f"{ds.name} {source}"[-500:] if source else ds.name
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local folder
+        warnings.simplefilter("ignore", UserWarning)
+        # No source for the synthetic set: MLflow records the code that generated it.
+        dataset = mlflow.data.from_numpy(ds.images, targets=ds.labels, source=source,
+                                         name=name, digest=dataset_digest(ds))
+    _log_input_once_stored(dataset)
     sizes = split.sizes()
     mlflow.log_params({"split_strategy": split.strategy, "split_digest": split.digest,
                        "classes": ",".join(ds.classes), "num_classes": len(ds.classes),

@@ -7,7 +7,7 @@ import mlflow
 from emorec.config import REPORTED
 from emorec.tracking import store
 from emorec.tracking.logged_models import EMOTION_MODEL
-from emorec.tracking.registry import CHAMPION, current
+from emorec.tracking.model_registry import CHAMPION, current
 
 REPORT_METRICS = ("test_accuracy", "test_f1_macro", "test_auc_roc_macro", "train_time_s",
                   "eval_time_s", "peak_rss_mb", "num_parameters")

@@ -12,16 +12,14 @@ import functools
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
-from mlflow.entities import Metric
 
 from emorec.config import TrainConfig
 from emorec.engines.callbacks import Callback
-from emorec.tracking.store import configure, experiment_id, mark_model_training
+from emorec.tracking.store import client, configure, experiment_id, mark_model_training
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,17 +67,14 @@ def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = Non
 
 class MlflowCallback(Callback):
     """Logs each epoch's values as MLflow metrics, stepped by epoch, through MLflow's
-    asynchronous logging: the training thread queues them and trains on while MLflow's
-    thread writes them (~6-8 ms an epoch into SQLite, measured, when written here).
-    ``written()`` waits for them when the run ends; ending a failed or interrupted run
-    writes what is queued too (``store.configure`` keeps either from waiting a second)."""
+    asynchronous logging, so that training does not wait for the store. ``written()``
+    waits for them when the run ends; ending a failed or interrupted run writes what is
+    queued too."""
 
     def __init__(self):
         self._queued = []
-        self.keys: set[str] = set()  # every key logged, each from step 1 (the first epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        self.keys |= logs.keys()
         self._queued.append(mlflow.log_metrics(logs, step=epoch, synchronous=False))
 
     def written(self) -> None:
@@ -109,22 +104,18 @@ def set_tags(values: dict) -> None:
     mlflow.set_tags({k: str(v) for k, v in values.items()})
 
 
-def log_metrics(values: dict[str, float]) -> list[Metric]:
+def log_metrics(values: dict[str, float]) -> None:
     """Metrics of the active run at step 0 (its final ones), written before this returns
-    (whatever $MLFLOW_ENABLE_ASYNC_LOGGING says); returns them as the ``Metric``s logged,
-    timestamps included."""
-    now = int(time.time() * 1000)
-    mlflow.log_metrics({k: float(v) for k, v in values.items()}, timestamp=now,
-                       synchronous=True)
-    return [Metric(k, float(v), now, 0) for k, v in values.items()]
+    (whatever $MLFLOW_ENABLE_ASYNC_LOGGING says)."""
+    mlflow.log_metrics({k: float(v) for k, v in values.items()}, synchronous=True)
 
 
 def log_figure(fig, name: str) -> None:
-    """A matplotlib figure as a PNG artifact of the active run, encoded as ``emorec.plots``
-    encodes every figure."""
-    from emorec.plots import png_bytes
+    """A matplotlib figure as an artifact of the active run, in the format its name's
+    suffix says (``emorec.evaluation.figures`` encodes every figure)."""
+    from emorec.evaluation.figures import figure_bytes
 
-    log_files({name: png_bytes(fig)})
+    log_files({name: figure_bytes(fig, Path(name).suffix.lstrip(".") or "png")})
 
 
 def log_files(files: dict[str, bytes]) -> None:
@@ -169,10 +160,20 @@ def log_model_input(model_id: str) -> None:
     mlflow.log_inputs(models=[LoggedModelInput(model_id)])
 
 
+def training_facts(run_id: str) -> dict:
+    """What a finished run trained on, read back: its parameters and metrics, its split
+    digest and its dataset's content digest ("unknown" where it logged none)."""
+    run = client().get_run(run_id)
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    return {"run_id": run_id, "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics),
+            "split_digest": run.data.params.get("split_digest", "unknown"),
+            "dataset_digest": inputs[0].dataset.digest if inputs else "unknown"}
+
+
 def log_artifact_to_run(run_id: str, path, folder: str | None = None) -> None:
     """Add a local file to an existing (possibly finished) run's artifacts."""
-    configure()
-    mlflow.MlflowClient().log_artifact(run_id, str(path), folder)
+    client().log_artifact(run_id, str(path), folder)
 
 
 def log_exploration(folder: Path, dataset: str) -> str:

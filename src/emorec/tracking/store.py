@@ -32,10 +32,9 @@ def configure() -> str:
     # which draws a progress bar per model for a local copy: noise in every run's output.
     # (Set it to true to get the bars back.)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow's asynchronous logging (each epoch's metrics) otherwise waits for its queue
-    # with a 1 s timeout, and ending the run waits that out (~0.5 s a run, measured); with
-    # a buffer time it waits on the event that ending the run sets, and the run ends at once.
-    # Queued metrics are written after at most this long.
+    # MLflow's asynchronous logging (each epoch's metrics): with a buffer time, ending a run
+    # waits for the queue's own event rather than a fixed timeout; queued metrics are
+    # written after at most this long.
     os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

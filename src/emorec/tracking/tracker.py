@@ -14,10 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emorec.engines import get_engine
 from emorec.engines.callbacks import Callback
-from emorec.evaluation_figures import evaluation_svgs
-from emorec.metrics import roc_curves
 from emorec.tracking import datasets, logged_models, runs
 
 
@@ -51,11 +48,10 @@ class Tracker:
     def log_metrics(self, values: dict[str, float]) -> None:
         """The run's final metrics."""
 
-    def log_evaluation(self, report: dict, history: dict, y_true: np.ndarray,
-                       proba: np.ndarray, classes: tuple[str, ...]) -> None:
+    def log_evaluation(self, report: dict, history: dict, classes: tuple[str, ...]) -> None:
         """The test evaluation's plots and classification report."""
 
-    def log_model(self, engine, model, cfg, classes: tuple[str, ...], prep: dict,
+    def log_model(self, engine, model, cfg, classes: tuple[str, ...], prep,
                   example: np.ndarray) -> None:
         """The trained model, as ``logged_models.log_trained_model`` logs it."""
 
@@ -73,15 +69,12 @@ class MlflowTracker(Tracker):
     reason is tagged on the run (``model_not_logged``)."""
 
     def __init__(self, skip_model: Callable[[dict[str, float]], str | None] | None = None):
-        self.skip_model, self._final_metrics = skip_model, []
+        self.skip_model, self._final_metrics = skip_model, {}
         self._epochs = None  # the callback logging each epoch's metrics
 
     @contextlib.contextmanager
     def run(self, cfg, *, nested: bool = False, tags: dict | None = None):
         with runs.start_run(cfg, nested=nested, tags=tags) as run:
-            # One-time work of the run's end, started now to be done while it trains.
-            if cfg.log_model:
-                logged_models.prepare_in_background(get_engine(cfg.framework).requirements)
             yield RunInfo(run.info.run_id, run.info.experiment_id)
             if self._epochs is not None:
                 self._epochs.written()
@@ -100,20 +93,20 @@ class MlflowTracker(Tracker):
         runs.log_model_input(model_id)
 
     def log_metrics(self, values: dict[str, float]) -> None:
-        self._final_metrics = runs.log_metrics(values)
+        runs.log_metrics(values)
+        self._final_metrics = dict(values)
 
-    def log_evaluation(self, report, history, y_true, proba, classes) -> None:
-        figures = evaluation_svgs(report["confusion_matrix"], classes,
-                                  roc_curves(y_true, proba), history)
-        runs.log_files({**figures, "reports/classification_report.json":
-                        runs.json_text(report).encode()})
+    def log_evaluation(self, report, history, classes) -> None:
+        from emorec.evaluation.figures import run_figures
+
+        drawn = run_figures(report["confusion_matrix"], classes, report["roc"], history)
+        saved = {k: v for k, v in report.items() if k != "roc"}  # the curves are drawn
+        runs.log_files({**drawn, "reports/classification_report.json":
+                        runs.json_text(saved).encode()})
 
     def log_model(self, engine, model, cfg, classes, prep, example) -> None:
-        reason = self.skip_model and self.skip_model(
-            {m.key: m.value for m in self._final_metrics})
+        reason = self.skip_model and self.skip_model(self._final_metrics)
         if reason:
             runs.set_tags({"model_not_logged": reason})
             return
-        logged_models.log_trained_model(engine, model, cfg, classes, prep, example,
-                                        self._final_metrics,
-                                        self._epochs.keys if self._epochs else ())
+        logged_models.log_trained_model(engine, model, classes, prep, cfg.framework, example)

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from emorec import report as report_mod
-from emorec.study import StudyOptions, StudyResult, run_study
+from emorec.errors import UserError
+from emorec.evaluation import report as report_mod
+from emorec.study.options import StudyOptions, StudyResult
+from emorec.study.run import run_study
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def benchmark_all(models: list[str], datasets: list[str], *,
                   options: StudyOptions = StudyOptions(), out: str = "outputs/compare",
                   cross: bool = False, progress: bool = True) -> BenchmarkResult:
     if options.study_name:
-        raise ValueError("benchmark-all names one study per pair; drop --study-name")
+        raise UserError("benchmark-all names one study per pair; drop --study-name")
     data_dirs = data_dirs or {}
     result = BenchmarkResult()
     pairs = [(m, d) for d in datasets for m in models]

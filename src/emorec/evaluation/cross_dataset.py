@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from emorec import plots, tracking
+from emorec import tracking
+from emorec.errors import UserError
+from emorec.evaluation import figures
 
 log = logging.getLogger(__name__)
 MIN_SHARED = 2  # with one shared class every prediction is trivially right
@@ -66,7 +66,7 @@ def _champion_per_dataset(rows: list[dict]) -> list[dict]:
                 or (r["test_accuracy"] or 0) > (best[r["dataset"]]["test_accuracy"] or 0)):
             best[r["dataset"]] = r
     if len(best) < 2:
-        raise ValueError("--cross needs registered champions on at least two datasets; found "
+        raise UserError("--cross needs registered champions on at least two datasets; found "
                          f"{', '.join(best) or 'none'}")
     return [best[d] for d in sorted(best)]
 
@@ -82,9 +82,7 @@ def test_split(target: dict, source: dict) -> tuple[np.ndarray, np.ndarray]:
     from emorec.data.preprocess import Preprocessing
     from emorec.data.splits import make_split
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig.from_mapping({k: v for k, v in target.items() if k in fields})
-    src = TrainConfig.from_mapping({k: v for k, v in source.items() if k in fields})
+    cfg, src = TrainConfig.from_logged(target), TrainConfig.from_logged(source)
     prep = Preprocessing(src.input_size, src.channels, src.face_detect)
     ds = load_dataset(cfg.dataset, cfg.data_dir, prep, options=cfg.dataset_options(),
                       strict=cfg.strict, progress=False)
@@ -138,25 +136,7 @@ def write(result: dict, folder: Path) -> list[Path]:
         writer.writerow(["trained_on", "model", *names])
         for i, name in enumerate(names):
             writer.writerow([name, result["models"][i], *[f"{v:.6f}" for v in acc[i]]])
-    return [md, table, plots.save_figure(heatmap(acc, labels, names), folder / "cross_dataset.png")]
-
-
-def heatmap(acc: np.ndarray, row_labels: list[str], col_labels: list[str]) -> Figure:
-    size = 3 + 1.1 * len(col_labels)
-    # Room for the row labels ("fer2013 (cnn_torch)") beside square cells.
-    label_room = 0.09 * max(len(label) for label in row_labels)
-    fig = Figure(figsize=(size + 1.5 + label_room, size), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(np.nan_to_num(acc, nan=0.0), cmap="viridis", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="Accuracy over shared classes")
-    for i in range(acc.shape[0]):
-        for j in range(acc.shape[1]):
-            text = "n/a" if np.isnan(acc[i, j]) else f"{acc[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center",
-                    color="black" if acc[i, j] > 0.6 else "white")
-    ax.set_xticks(range(len(col_labels)), col_labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(row_labels)), row_labels)
-    ax.set_xlabel("Tested on")
-    ax.set_ylabel("Trained on")
-    ax.set_title("Cross-dataset accuracy")
-    return fig
+    heatmap = figures.heatmap_figure(acc, labels, names, "Cross-dataset accuracy",
+                                     "Accuracy over shared classes")
+    heatmap.axes[0].set(xlabel="Tested on", ylabel="Trained on")
+    return [md, table, figures.save(heatmap, folder / "cross_dataset.png")]

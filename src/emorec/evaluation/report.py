@@ -5,7 +5,7 @@ and, for pairs without one, the best finished run by validation accuracy; it wri
 ``results.md`` and ``results.csv`` (accuracy, macro F1, AUC ROC, training and
 evaluation time, peak RSS, parameter count, hyperparameters, run link), one
 bar chart per metric, and with ``cross`` the cross-dataset matrix
-(``emorec.cross_dataset``); the folder is then logged as a run of the
+(``emorec.evaluation.cross_dataset``); the folder is then logged as a run of the
 ``emorec-comparison`` experiment. Numbers are read back from the runs, never
 recomputed, so the report shows what MLflow recorded.
 """
@@ -18,11 +18,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from matplotlib.figure import Figure
-
-from emorec import plots, tracking
+from emorec import tracking
 from emorec.config import REPORTED
+from emorec.errors import UserError
+from emorec.evaluation import figures
 from emorec.tracking import queries
 
 log = logging.getLogger(__name__)
@@ -57,16 +56,16 @@ def compare(datasets: list[str] | None = None, out: str | Path = "outputs/compar
     """Write the report for ``datasets`` (all when empty) into ``out``; log it to MLflow."""
     rows = collect_rows(datasets)
     if not rows:
-        raise ValueError("nothing to compare: no registered champion or finished run"
+        raise UserError("nothing to compare: no registered champion or finished run"
                          + (f" for dataset(s) {', '.join(datasets)}" if datasets else "")
                          + "; run `emorec tune` or `emorec train` first")
     report = Report(Path(out), rows)
     report.folder.mkdir(parents=True, exist_ok=True)
     report.files += write_tables(rows, report.folder)
-    report.files += [plots.save_figure(bar_chart(rows, key, title), report.folder / f"{key}.png")
+    report.files += [figures.save(bar_chart(rows, key, title), report.folder / f"{key}.png")
                      for key, title in CHARTS]
     if cross:
-        from emorec import cross_dataset
+        from emorec.evaluation import cross_dataset
 
         report.cross = cross_dataset.evaluate(rows)
         report.files += cross_dataset.write(report.cross, report.folder)
@@ -118,26 +117,11 @@ def write_tables(rows: list[dict], folder: Path) -> list[Path]:
     return [md, table]
 
 
-def bar_chart(rows: list[dict], key: str, title: str) -> Figure:
+def bar_chart(rows: list[dict], key: str, title: str):
     """Grouped bars: one group per model, one bar per dataset."""
     models = sorted({r["model"] for r in rows})
     datasets = sorted({r["dataset"] for r in rows})
     values = {(r["model"], r["dataset"]): r.get(key) for r in rows}
-    x = np.arange(len(models))
-    width = 0.8 / len(datasets)
-    fig = Figure(figsize=(max(5.0, 1.4 * len(models) * max(len(datasets), 1) ** 0.5 + 2), 4.2),
-                 layout="constrained")
-    ax = fig.add_subplot()
-    for i, dataset in enumerate(datasets):
-        heights = [values.get((m, dataset)) for m in models]
-        heights = [np.nan if h is None else float(h) for h in heights]
-        bars = ax.bar(x + (i - (len(datasets) - 1) / 2) * width, heights, width, label=dataset)
-        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
-    ax.set_xticks(x, models)
-    ax.set_ylabel(title)
-    ax.set_title(f"{title} per model")
-    ax.margins(y=0.15)
-    ax.grid(axis="y", alpha=0.3)
-    if len(datasets) > 1:
-        ax.legend(title="Dataset", fontsize=8)
-    return fig
+    return figures.grouped_bars(models, {d: [values.get((m, d)) for m in models]
+                                         for d in datasets},
+                                title, f"{title} per model", legend="Dataset")

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from emorec.tracking import logged_models, store
+from emorec.tracking.runs import training_facts
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,8 @@ def decide(new: dict, champion: dict | None, metric: str) -> tuple[str, str]:
 
 
 def _facts(client: MlflowClient, run_id: str, metric: str) -> dict:
-    run = client.get_run(run_id)
-    inputs = run.inputs.dataset_inputs if run.inputs else []
-    return {"run_id": run_id, "value": float(run.data.metrics.get(metric, float("-inf"))),
-            "split_digest": run.data.params.get("split_digest", "unknown"),
-            "dataset_digest": inputs[0].dataset.digest if inputs else "unknown"}
+    facts = training_facts(run_id)
+    return {**facts, "value": float(facts["metrics"].get(metric, float("-inf")))}
 
 
 def current(client: MlflowClient, name: str, alias: str):

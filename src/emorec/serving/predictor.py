@@ -8,22 +8,24 @@
 Each photo is searched for faces with the detector training uses
 (``emorec.data.faces``): every face found gives one prediction; a photo
 where none is found is classified whole and flagged (``face_found=False``).
-The crop is then prepared by the model's own eval preprocessing, read from
-the logged model (``EmotionModel.prep``), never re-guessed. Arrays and PIL
-images are checked like files (``emorec.data.images.as_pixels``): integers
-0..255 (uint16 scaled) or floats in [0, 1], 8 px to 40 megapixels.
+The crop is then prepared by the model's own preprocessing (``prep``), never
+re-guessed. Arrays and PIL images are checked like files
+(``emorec.data.images.as_pixels``): integers 0..255 (uint16 scaled) or floats
+in [0, 1], 8 px to 40 megapixels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emorec.data import faces
 from emorec.data.images import ImageError, as_pixels, decode_image
-from emorec.data.preprocess import Preprocessing
+from emorec.data.preprocess import prepare_batch
+from emorec.errors import UserError
+
 # What ``load`` raises for a URI that names nothing; defined where models are loaded.
 from emorec.tracking.logged_models import ModelNotFound  # noqa: F401
 
@@ -40,16 +42,14 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, emotion_model, uri: str):
-        self.uri = uri
-        # an emorec.emotion_model.EmotionModel with its model loaded, or an
-        # emorec.onnx_export.OnnxEmotionModel (same classes, prep, predict_proba)
-        self._model = emotion_model
-        self.classes: list[str] = list(emotion_model.classes)
-        self.prep = Preprocessing.from_dict(emotion_model.prep)
-        # Faces are cropped here (``predict_pixels``), so the model's own detector must not
-        # run again; set once, not on every call (a single face is a fraction of a ms).
-        emotion_model.prep = replace(self.prep, face_detect=False).to_dict()
+    """Faces found, cropped and classified by ``model``: anything with the serving
+    contract (``classes``, ``prep``, ``probabilities(crops)``), a logged model's
+    ``EmotionModel`` or an ``OnnxModel``."""
+
+    def __init__(self, model, uri: str):
+        self.uri, self.model = uri, model
+        self.classes: list[str] = list(model.classes)
+        self.prep = model.prep
 
     def check_classes(self, expected) -> None:
         """Raise ValueError when the model's class set differs from ``expected`` (order
@@ -69,11 +69,12 @@ class Predictor:
             return
         missing = [c for c in expected if named[c] not in self.classes]
         extra = [c for c in self.classes if c not in named.values()]
-        raise ValueError(f"model {self.uri} was trained on classes {self.classes}, but "
+        raise UserError(f"model {self.uri} was trained on classes {self.classes}, but "
                          f"{expected} were expected (not in the model: {missing or 'none'}; "
                          f"only in the model: {extra or 'none'})")
 
-    def predict(self, images, *, detect_faces: bool = True, batch_size: int = 256) -> list[Prediction]:
+    def predict(self, images, *, detect_faces: bool = True,
+                batch_size: int = 256) -> list[Prediction]:
         """One prediction per face (or per image without a face), in input order."""
         items = images if isinstance(images, (list, tuple)) else [images]
         return self.predict_pixels([_as_pixels(image, i) for i, image in enumerate(items)],
@@ -97,8 +98,10 @@ class Predictor:
                 for (src, face, box, found), p in zip(meta, proba)]
 
     def predict_proba(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
-        """Probabilities for already-cropped faces, through the eval preprocessing."""
-        out = [self._model.predict_proba(crops[s:s + batch_size])
+        """Probabilities (N, K) for face crops of any size (no detection: they are faces
+        already), through the model's preprocessing."""
+        out = [self.model.probabilities(prepare_batch(crops[s:s + batch_size], self.prep,
+                                                      detect=False))
                for s in range(0, len(crops), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -121,15 +124,16 @@ def load(model_uri: str, *, expect_classes=None) -> Predictor:
     ``expect_classes``: the class names the caller relies on; a model trained on another
     class set raises ValueError naming both (see ``Predictor.check_classes``).
     """
-    if str(model_uri).lower().endswith(".onnx") and "://" not in str(model_uri) \
-            and not str(model_uri).startswith(("runs:/", "models:/")):
-        from emorec.onnx_export import OnnxEmotionModel
+    uri = str(model_uri)
+    if uri.lower().endswith(".onnx") and "://" not in uri \
+            and not uri.startswith(("runs:/", "models:/")):
+        from emorec.serving.onnx_model import OnnxModel
 
-        predictor = Predictor(OnnxEmotionModel(model_uri), str(model_uri))
+        predictor = Predictor(OnnxModel(uri), uri)
     else:
         from emorec import tracking
 
-        predictor = Predictor(tracking.load_emotion_model(model_uri), model_uri)
+        predictor = Predictor(tracking.load_emotion_model(uri), uri)
     if expect_classes is not None:
         predictor.check_classes(expect_classes)
     return predictor

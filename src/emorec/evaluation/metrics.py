@@ -3,7 +3,8 @@
 Every engine hands over integer labels and class probabilities as numpy arrays;
 this module turns them into the numbers logged to MLflow (accuracy, macro and
 weighted F1, one-vs-rest macro AUC ROC), the per-class breakdown, the confusion
-matrix and the per-class ROC curves that ``emorec.evaluation_figures`` draws.
+matrix and the per-class ROC curves (computed once: the AUC is their area, and
+``emorec.evaluation.figures`` draws them).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def classification_metrics(
         ``per_class``: ``{name: {precision, recall, f1, support}}``;
         ``confusion_matrix``: K x K nested list, rows true, columns predicted,
             including rows/columns of absent classes;
-        ``classification_report``: sklearn's ``output_dict`` report.
+        ``classification_report``: sklearn's ``output_dict`` report;
+        ``roc``: ``{class index: (fpr, tpr, auc)}`` for the classes in the AUC.
     """
     y_true, proba = _check_inputs(y_true, proba)
     k = proba.shape[1]
@@ -88,14 +90,11 @@ def classification_metrics(
         for i, name in enumerate(class_names)
     }
 
-    auc_classes = _auc_classes(y_true, k)
-    excluded = [class_names[c] for c in labels if c not in auc_classes]
-    if len(auc_classes) < 2:
-        auc = float("nan")
-    else:
-        # Per class rather than roc_auc_score(multi_class="ovr"), which refuses
-        # label sets that do not cover every probability column.
-        auc = float(np.mean([_roc(y_true == c, proba[:, c])[2] for c in auc_classes]))
+    # Per class rather than roc_auc_score(multi_class="ovr"), which refuses label sets
+    # that do not cover every probability column.
+    roc = {c: _roc(y_true == c, proba[:, c]) for c in _auc_classes(y_true, k)}
+    excluded = [class_names[c] for c in labels if c not in roc]
+    auc = float(np.mean([a for _, _, a in roc.values()])) if len(roc) >= 2 else float("nan")
 
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -111,6 +110,7 @@ def classification_metrics(
             y_true, y_pred, labels=labels, target_names=list(class_names),
             output_dict=True, zero_division=0,
         ),
+        "roc": roc,
     }
 
 
@@ -123,23 +123,10 @@ def scalar_metrics(result: dict[str, Any], prefix: str = "") -> dict[str, float]
     return {f"{prefix}{key}": float(result[key]) for key in SCALAR_KEYS if key in result}
 
 
-def roc_curves(
-    y_true: np.ndarray, proba: np.ndarray
-) -> dict[int, tuple[np.ndarray, np.ndarray, float]]:
-    """One-vs-rest ROC curve per class: ``{class_index: (fpr, tpr, auc)}``.
-
-    Only classes with a defined curve (present in ``y_true`` alongside at least
-    one other class) are returned, matching ``auc_roc_macro``.
-    """
-    y_true, proba = _check_inputs(y_true, proba)
-    return {c: _roc(y_true == c, proba[:, c]) for c in _auc_classes(y_true, proba.shape[1])}
-
-
 def _roc(positives: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(fpr, tpr, auc) of one binary problem: the points and area sklearn's ``roc_curve``
-    (``drop_intermediate=True``) and ``roc_auc_score`` give, computed directly. sklearn's
-    validation of its arguments took ~5 ms a class here, ~35 ms of every run's end for
-    the figure's curves and again for the logged AUC; this takes ~0.1 ms."""
+    (``drop_intermediate=True``) and ``roc_auc_score`` give, computed directly (sklearn's
+    argument checks cost more than the curve itself)."""
     order = np.argsort(-scores, kind="mergesort")
     ranked, hits = scores[order], positives[order].astype(np.int64)
     # The last position of each distinct score: one point per threshold.

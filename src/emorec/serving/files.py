@@ -1,7 +1,7 @@
 """Files and folders for ``emorec predict``: finding the images, predicting them in batches,
 and writing annotated copies beside (never over) the user's inputs.
 
-The predictions themselves come from ``emorec.inference.Predictor``; this module only
+The predictions themselves come from ``emorec.serving.predictor.Predictor``; this module only
 decides which files, in which order, and where each annotated copy may safely go.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from emorec.data.images import ImageError, decode_image
-from emorec.inference import Prediction, Predictor
+from emorec.errors import MissingFile, UserError
+from emorec.serving.predictor import Prediction, Predictor
 
 
 def collect_images(inputs) -> list[tuple[Path, Path]]:
@@ -29,7 +30,7 @@ def collect_images(inputs) -> list[tuple[Path, Path]]:
         elif item.exists():
             found.append((item, Path(item.name)))  # given by name: kept even if the suffix is odd
         else:
-            raise FileNotFoundError(f"no such file or folder: {item}")
+            raise MissingFile(f"no such file or folder: {item}")
     return found
 
 
@@ -109,18 +110,18 @@ def _check_target(out_dir: Path, target: Path, source: Path, inputs: dict) -> No
     below = target.relative_to(out_dir)
     for part in [out_dir.joinpath(*below.parts[:i]) for i in range(1, len(below.parts) + 1)]:
         if part.is_symlink():
-            raise ValueError(f"--annotate {out_dir}: {part} is a symbolic link; emorec does "
+            raise UserError(f"--annotate {out_dir}: {part} is a symbolic link; emorec does "
                              "not write through links, remove it or choose another folder")
         if part != target and part.exists() and not part.is_dir():
-            raise ValueError(f"--annotate {out_dir}: cannot write {target}, {part} is a file, "
+            raise UserError(f"--annotate {out_dir}: cannot write {target}, {part} is a file, "
                              "not a folder")
     if target.is_dir():
-        raise ValueError(f"--annotate {out_dir}: cannot write {target}, it is a folder")
+        raise UserError(f"--annotate {out_dir}: cannot write {target}, it is a folder")
     if target.exists():
         st = target.stat()
         clash = inputs.get((st.st_dev, st.st_ino))
         if clash is not None:
-            raise ValueError(f"--annotate {out_dir}: the copy of {source} would replace the "
+            raise UserError(f"--annotate {out_dir}: the copy of {source} would replace the "
                              f"input {clash}; choose an output folder apart from the inputs")
 
 
