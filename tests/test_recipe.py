@@ -12,6 +12,7 @@ import fixtures
 from conftest import TINY
 from emorec.cli import main
 from emorec.config import TrainConfig
+from emorec.data.preprocess import normalize
 from emorec.data.splits import Split
 from emorec.data.types import Dataset
 from emorec.engines.schedule import ONECYCLE_START, LearningRate, TrainingClock, onecycle_factor
@@ -201,3 +202,52 @@ def test_preset_mistakes_are_one_line(flags, expected, capsys):
     assert main(["tune", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
+
+
+def test_mixup_and_cutmix_blend_images_and_labels_by_one_share():
+    from emorec.data.augment import mix_batch
+
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (16, 8, 8, 1)).astype(np.float32)
+    y = np.arange(16) % 4
+    same, onehot = mix_batch(batch, y, 4, rng)
+    assert same is batch and np.array_equal(onehot, np.eye(4)[y])
+    for kind in ("mixup", "cutmix"):
+        mixed, soft = mix_batch(batch, y, 4, rng, **{kind: 1.0})
+        assert mixed.shape == batch.shape and np.allclose(soft.sum(axis=1), 1.0)
+        # One share for the whole batch: every label weight is lam, 1 - lam, or 1 (a pair
+        # of the same class).
+        assert len(np.unique(np.round(soft[soft > 0], 6))) <= 3
+        assert ((soft > 0).sum(axis=1) <= 2).all()
+    # CutMix pastes whole pixels: every pixel comes from one image or the other.
+    mixed, _ = mix_batch(batch, y, 4, np.random.default_rng(1), cutmix=1.0)
+    assert np.isin(mixed[0], batch).all()
+
+
+def test_ema_keeps_the_averaged_weights():
+    """The averaged weights lag behind the trained ones; they are what is evaluated and
+    what the fit keeps."""
+    import torch
+
+    from emorec.engines import get_engine
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (64, 16, 16, 1), np.uint8), np.arange(64) % 4
+    cfg = TrainConfig(**{**TINY, "batch_size": 8}, lr=0.01, ema=0.99, early_stopping=0)
+    engine = get_engine("torch")
+    model = engine.build(cfg, num_classes=4)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    session = engine.fit_session(model, cfg, y)
+    soft = np.eye(4, dtype=np.float32)[y]
+    for i in range(0, 64, 8):
+        session.step(normalize(x[i:i + 8]), soft[i:i + 8])
+    averaged = session.snapshot()
+
+    def distance(state):
+        return sum(float(torch.abs(state[k] - start[k]).sum()) for k in start
+                   if start[k].dtype.is_floating_point)
+
+    assert 0 < distance(averaged) < distance(model.state_dict())
+    fitted = engine.build(cfg, num_classes=4)
+    engine.fit(fitted, (x, y), (x[:8], y[:8]), cfg, [])
+    assert not torch.equal(next(fitted.parameters()), next(engine.build(cfg, 4).parameters()))

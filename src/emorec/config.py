@@ -97,6 +97,14 @@ class TrainConfig:
                            "and zoom, brightness.")
     random_erasing: float = option(0.0, "Share of training images with a random rectangle "
                                    "erased, in [0, 1].")
+    mixup: float = option(0.0, "Mixup: blend each training image with another by a share "
+                          "drawn from Beta(alpha, alpha); this is alpha, 0 for off.")
+    cutmix: float = option(0.0, "CutMix: paste a rectangle of another training image, its "
+                           "area drawn from Beta(alpha, alpha); this is alpha, 0 for off (with "
+                           "mixup too, each batch gets one of the two).")
+    ema: float = option(0.0, "Exponential moving average of the weights, its decay per step "
+                        "in [0, 1) (e.g. 0.999), 0 for off: validation, the kept epoch and "
+                        "the logged model use the averaged weights.", needs="ema")
     tta: str = option("none", "Test-time augmentation, used by evaluation and every serving "
                       "path alike: none, or flip (the mean of the probabilities of the image "
                       "and its mirror image).", choices=TTA_MODES, needs="tta")
@@ -171,6 +179,9 @@ class TrainConfig:
                f"time_budget_min must be >= 0 (0 = no budget), got {self.time_budget_min}")
         _check(0 <= self.random_erasing <= 1,
                f"random_erasing must be in [0, 1], got {self.random_erasing}")
+        _check(self.mixup >= 0 and self.cutmix >= 0,
+               f"mixup and cutmix must be >= 0 (0 = off), got {self.mixup}, {self.cutmix}")
+        _check(0 <= self.ema < 1, f"ema must be in [0, 1) (0 = off), got {self.ema}")
         _check(self.freeze_epochs >= 0, f"freeze_epochs must be >= 0, got {self.freeze_epochs}")
         _check(not self.freeze_epochs or bool(self.init_from),
                "freeze_epochs needs init_from (the model whose backbone to keep)")

@@ -55,3 +55,30 @@ def erase_rectangles(batch: np.ndarray, rng: np.random.Generator, share: float) 
         y, x = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
         batch[i, y:y + eh, x:x + ew] = rng.integers(0, 256, (eh, ew, c), dtype=np.uint8)
     return batch
+
+
+def mix_batch(batch: np.ndarray, targets: np.ndarray, num_classes: int,
+              rng: np.random.Generator, mixup: float = 0.0,
+              cutmix: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019), one of the two per batch
+    when both are on: each image blended with (or a rectangle pasted from) another of the
+    batch, by a share drawn from Beta(alpha, alpha). Returns the float32 batch and soft
+    targets (N, K) that mix the two labels by the same share."""
+    onehot = np.eye(num_classes, dtype=np.float32)[targets]
+    kinds = [k for k, alpha in (("mixup", mixup), ("cutmix", cutmix)) if alpha > 0]
+    if not kinds:
+        return batch, onehot
+    kind = kinds[rng.integers(len(kinds))]
+    alpha = mixup if kind == "mixup" else cutmix
+    lam = float(rng.beta(alpha, alpha))
+    other = rng.permutation(len(targets))
+    if kind == "mixup":
+        mixed = lam * batch + (1 - lam) * batch[other]
+    else:
+        n, h, w, c = batch.shape
+        ch, cw = int(round(h * np.sqrt(1 - lam))), int(round(w * np.sqrt(1 - lam)))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        mixed = batch.copy()
+        mixed[:, y:y + ch, x:x + cw] = batch[other, y:y + ch, x:x + cw]
+        lam = 1 - ch * cw / (h * w)  # the share actually kept
+    return mixed.astype(np.float32), lam * onehot + (1 - lam) * onehot[other]

@@ -93,6 +93,13 @@ def normalize(batch: np.ndarray) -> np.ndarray:
     return batch.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
+def network_input(batch: np.ndarray, layout: str = "NHWC") -> np.ndarray:
+    """uint8 (N, H, W, C) -> the float32 input of a network taking ``layout`` (NHWC or
+    NCHW): ``normalize``, then the layout, contiguous."""
+    x = normalize(batch)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)
+
+
 def prepare_batch(images, prep: Preprocessing, *, detect: bool | None = None) -> np.ndarray:
     """Raw images (any-size uint8 arrays) -> uint8 (N, S, S, C), as ``prepare_image``."""
     prepared = [prepare_image(np.asarray(img), prep, detect=detect)[0] for img in images]

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from emorec.config import TrainConfig
-from emorec.data.augment import augment_batch
+from emorec.data.augment import augment_batch, mix_batch
 from emorec.data.preprocess import normalize
 from emorec.engines.callbacks import Callback, StopTraining, TrainingDiverged, interactive
 from emorec.engines.schedule import EarlyStopping, LearningRate, TrainingClock
@@ -47,8 +47,8 @@ class FitSession(ABC):
 
     @abstractmethod
     def step(self, batch: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
-        """One optimisation step on a normalised float32 NHWC batch: (its mean loss, how
-        many of its images the model classified right)."""
+        """One optimisation step on a normalised float32 NHWC batch and its soft targets
+        (N, K): its mean loss, and how many images the model gave their dominant class."""
 
     @abstractmethod
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -105,7 +105,8 @@ class Engine(ABC):
             for xb, yb in bar:
                 rate = lr.at(clock.progress(steps))
                 session.set_lr(rate)
-                loss, hits = session.step(xb, yb)
+                xb, soft = mix_batch(xb, yb, session.num_classes, rng, cfg.mixup, cfg.cutmix)
+                loss, hits = session.step(xb, soft)
                 check_finite(loss, epoch)
                 steps, seen = steps + 1, seen + len(yb)
                 loss_sum, correct = loss_sum + loss * len(yb), correct + hits

@@ -38,10 +38,8 @@ class _KerasFit(FitSession):
     def __init__(self, model, cfg: TrainConfig, train_targets: np.ndarray):
         self.model, self.num_classes = model, int(model.output_shape[-1])
         keras.utils.set_random_seed(cfg.seed)
-        self.onehot = np.eye(self.num_classes, dtype=np.float32)
-        weights = class_weights(train_targets, self.num_classes)
-        self.class_weight = (dict(enumerate(weights.tolist())) if cfg.class_weighting
-                             else None)
+        self.class_weights = (class_weights(train_targets, self.num_classes)
+                              if cfg.class_weighting else None)
         model.compile(optimizer=_optimizer(cfg), metrics=["accuracy"],
                       loss=keras.losses.CategoricalCrossentropy(
                           label_smoothing=cfg.label_smoothing))
@@ -50,9 +48,12 @@ class _KerasFit(FitSession):
         self.model.optimizer.learning_rate = lr
 
     def step(self, batch: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
-        self.model.reset_metrics()  # this batch's loss and accuracy, not a running mean
-        logs = self.model.train_on_batch(batch, self.onehot[targets],
-                                         class_weight=self.class_weight, return_dict=True)
+        self.model.reset_metrics()  # this batch's loss and accuracy, not running means
+        # Class weights as sample weights: Keras' class_weight wants integer targets.
+        weights = (self.class_weights[targets.argmax(1)] if self.class_weights is not None
+                   else None)
+        logs = self.model.train_on_batch(batch, targets, sample_weight=weights,
+                                         return_dict=True)
         return float(logs["loss"]), int(round(float(logs["accuracy"]) * len(targets)))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

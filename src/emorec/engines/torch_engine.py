@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from emorec.config import TrainConfig
-from emorec.data.preprocess import normalize
+from emorec.data.preprocess import network_input
 from emorec.engines.base import Engine, FitSession, class_weights
 from emorec.engines.torch_setup import (
     autocast_dtype,
@@ -62,6 +62,9 @@ class _TorchFit(FitSession):
         self.opt = make_optimizer(model, cfg)
         self.amp = autocast_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
+        # The averaged copy is what validation sees and what is kept.
+        self.ema_decay, self.ema_steps = cfg.ema, 0
+        self.evaluated = copy.deepcopy(model) if cfg.ema else model
 
     def set_lr(self, lr: float) -> None:
         for group in self.opt.param_groups:
@@ -70,25 +73,40 @@ class _TorchFit(FitSession):
     def step(self, batch: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
         self.model.train()
         xb = to_tensor(batch, self.device)
-        yb = torch.from_numpy(targets).to(self.device)
+        yb = torch.from_numpy(targets).to(self.device)  # class probabilities
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             logits = self.model(xb)
-            loss = self.loss_fn(logits, yb)
+            loss = self.loss_fn(logits.float(), yb)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
-        return loss.item(), int((logits.argmax(1) == yb).sum().item())
+        if self.ema_decay:
+            self._average()
+        return loss.item(), int((logits.argmax(1) == yb.argmax(1)).sum().item())
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        """One step of the exponential moving average, its decay warmed up (as timm's
+        ModelEma does) so that the first steps' average is not the random start."""
+        self.ema_steps += 1
+        decay = min(self.ema_decay, (1 + self.ema_steps) / (10 + self.ema_steps))
+        averaged = self.evaluated.state_dict()
+        for key, value in self.model.state_dict().items():
+            if value.dtype.is_floating_point:
+                averaged[key].lerp_(value, 1 - decay)
+            else:  # BN's batch counter
+                averaged[key].copy_(value)
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        self.model.eval()
+        self.evaluated.eval()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            logits = self.model(to_tensor(batch, self.device))
+            logits = self.evaluated(to_tensor(batch, self.device))
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def snapshot(self):
-        return copy.deepcopy(self.model.state_dict())
+        return copy.deepcopy(self.evaluated.state_dict())
 
     def restore(self, snapshot) -> None:
         self.model.load_state_dict(snapshot)
@@ -156,7 +174,7 @@ class TorchEngine(Engine):
         from mlflow.models import infer_signature
 
         model = model.cpu().eval()
-        x = np.ascontiguousarray(normalize(example).transpose(0, 3, 1, 2))
+        x = network_input(example, "NCHW")
         with torch.inference_mode():
             y = model(torch.from_numpy(x)).numpy()
         # Pickle (with our code beside it) rather than MLflow's default torch.export

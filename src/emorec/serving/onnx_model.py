@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emorec.data.preprocess import Preprocessing, normalize
+from emorec.data.preprocess import Preprocessing, network_input
 from emorec.errors import MissingFile, UserError
 from emorec.serving.pyfunc import NATIVE, EmotionModel
 
@@ -67,13 +67,7 @@ class OnnxModel:
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.run(graph_input(crops, self.layout))
-
-
-def graph_input(crops: np.ndarray, layout: str) -> np.ndarray:
-    """uint8 NHWC crops -> the graph's float32 input (``normalize``, then its layout)."""
-    batch = normalize(crops)
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if layout == "NCHW" else batch)
+        return self.run(network_input(crops, self.layout))
 
 
 class OnnxPyfunc(EmotionModel):

@@ -160,9 +160,10 @@ def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     the source run under ``onnx/`` and as the pyfunc ``emotion_model_int8`` (or
     ``emotion_model_int8_no_tta`` for ``tta=False``, see ``export_onnx``)."""
     from emorec import tracking
+    from emorec.data.preprocess import network_input
     from emorec.models import get_spec
     from emorec.serving.onnx_export import export_onnx, writable_output
-    from emorec.serving.onnx_model import OnnxModel, graph_input
+    from emorec.serving.onnx_model import OnnxModel
 
     out = writable_output(out_path)
     run_id = tracking.run_id_of(model_uri)
@@ -174,7 +175,7 @@ def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
                                  tta=tta)
         float_model = OnnxModel(float_path)
         calib, check = training_sample(run_id, float_model.prep, calibration_images)
-        quantize_file(float_path, out, graph_input(calib, float_model.layout))
+        quantize_file(float_path, out, network_input(calib, float_model.layout))
         facts = {"scheme": "int8", "method": "static", "format": "QDQ",
                  "activations": "uint8", "weights": "int8", "per_channel": PER_CHANNEL,
                  "reduce_range": REDUCE_RANGE, "calibration": "MinMax",
@@ -184,7 +185,7 @@ def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
         meta = {**float_model.metadata, "quantization": facts}
         _write_metadata(out, meta)
         facts["check"] = agreement(float_model, OnnxModel(out),
-                                   graph_input(check, float_model.layout))
+                                   network_input(check, float_model.layout))
         facts["int8_bytes"] = out.stat().st_size
     _write_metadata(out, meta)  # now with the check
     log.info("quantized %s to %s: %s", model_uri, out, facts)
