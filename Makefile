@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 # more steps: after 6 epochs on these 980 faces it was still at chance (14 %).
 MODEL ?= cnn_torch
 
-.PHONY: setup run test ui clean
+.PHONY: setup run test lint ui clean
 
 setup: $(VENV)/.installed
 
@@ -27,8 +27,13 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mlflow run . -P model=$(MODEL) --env-manager local --experiment-name emorec-synthetic
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
+
+# ruff's lint and format rules are in pyproject.toml; `ruff format` fixes the formatting.
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 # One uvicorn worker and no job runners: see docker/compose.yaml's tracking server.
 ui: setup

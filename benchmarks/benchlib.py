@@ -32,18 +32,27 @@ DEFAULT_RESULTS = HERE / "results"
 UNPACK_DIR = HERE / "data"  # gitignored
 
 # archive -> folder it unpacks to (inside the archive)
-ARCHIVES = {"ckplus": ("ckplus48.tar.gz", "CK+48"),
-            "fer2013": ("fer2013-train-publictest.tar.gz", "fer2013")}
+ARCHIVES = {
+    "ckplus": ("ckplus48.tar.gz", "CK+48"),
+    "fer2013": ("fer2013-train-publictest.tar.gz", "fer2013"),
+}
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA),
-                   help="folder with the shared archives or their unpacked folders "
-                        "(default: ../shared/data)")
-    p.add_argument("--results-dir", default=str(DEFAULT_RESULTS),
-                   help="where <name>.json goes (RESULTS.md is regenerated beside it)")
+    p = argparse.ArgumentParser(
+        description=doc.strip().splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_DATA),
+        help="folder with the shared archives or their unpacked folders (default: ../shared/data)",
+    )
+    p.add_argument(
+        "--results-dir",
+        default=str(DEFAULT_RESULTS),
+        help="where <name>.json goes (RESULTS.md is regenerated beside it)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported")
     return p
 
@@ -71,8 +80,10 @@ def require(data: str, name: str) -> Path:
     path = dataset_dir(data, name)
     if path is None:
         archive, folder = ARCHIVES[name]
-        print(f"SKIPPED: {name} not found: neither {Path(data) / archive} nor "
-              f"{Path(data) / folder}/ exists (pass --data)")
+        print(
+            f"SKIPPED: {name} not found: neither {Path(data) / archive} nor "
+            f"{Path(data) / folder}/ exists (pass --data)"
+        )
         sys.exit(0)
     return path
 
@@ -129,6 +140,7 @@ def parse_or_run_child(p: argparse.ArgumentParser, option: str, run) -> argparse
 
 # --- measurement helpers -----------------------------------------------------------------------
 
+
 def median(values) -> float:
     return float(statistics.median(values))
 
@@ -155,8 +167,10 @@ def temporary_store(root: str | None = None):
     folder = Path(root) if root else Path(tempfile.mkdtemp(prefix="emorec-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with environment(MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
-                         EMOREC_OPTUNA_STORAGE=f"sqlite:///{folder / 'optuna.db'}"):
+        with environment(
+            MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
+            EMOREC_OPTUNA_STORAGE=f"sqlite:///{folder / 'optuna.db'}",
+        ):
             yield folder
     finally:
         if not root:
@@ -180,12 +194,19 @@ def environment(**values: str):
 
 def run_json(cmd: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:
     """Run a child process whose last stdout line is a JSON object; return that object."""
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, **(env or {})}, cwd=REPO)
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({out.returncode}):\n"
-                           f"{out.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd[:4])} ... failed ({out.returncode}):\n{out.stderr[-3000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -212,6 +233,7 @@ def matmul_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
 
 # --- machine facts -----------------------------------------------------------------------------
 
+
 def machine() -> dict:
     import platform
 
@@ -233,8 +255,9 @@ def git_commit() -> str:
     runs this script with that checkout's src/ on PYTHONPATH, else this checkout's."""
     emorec = sys.modules.get("emorec")
     where = Path(emorec.__file__).parent if emorec is not None else REPO
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=where)
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=where
+    )
     return out.stdout.strip() or "unknown"
 
 
@@ -263,28 +286,44 @@ def previous(name: str, args: argparse.Namespace) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def save(name: str, title: str, args: argparse.Namespace, *, targets: list[dict],
-         figures: dict, notes: list[str] = (), tables: dict[str, str] | None = None,
-         started: float | None = None) -> Path:
+def save(
+    name: str,
+    title: str,
+    args: argparse.Namespace,
+    *,
+    targets: list[dict],
+    figures: dict,
+    notes: list[str] = (),
+    tables: dict[str, str] | None = None,
+    started: float | None = None,
+) -> Path:
     """Write ``<results-dir>/<name>.json``, print the figures, regenerate RESULTS.md."""
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     # The script that ran, which a mode of a script writing a file of its own
     # (tracking_overhead.py --server-workers) does not name.
-    payload = {"name": name, "title": title,
-               "script": f"benchmarks/{Path(sys.argv[0]).name}",
-               "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-               "git_commit": git_commit(),
-               "wall_time_s": round(time.time() - started, 1) if started else None,
-               "args": {k: v for k, v in vars(args).items()},
-               "machine": machine(), "targets": targets, "figures": figures,
-               "tables": tables or {}, "notes": list(notes)}
+    payload = {
+        "name": name,
+        "title": title,
+        "script": f"benchmarks/{Path(sys.argv[0]).name}",
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "wall_time_s": round(time.time() - started, 1) if started else None,
+        "args": {k: v for k, v in vars(args).items()},
+        "machine": machine(),
+        "targets": targets,
+        "figures": figures,
+        "tables": tables or {},
+        "notes": list(notes),
+    }
     path = results / f"{name}.json"
     path.write_text(json.dumps(_finite(payload), indent=2, default=str) + "\n")
     print(f"\n== {title} ==")
     for t in targets:
-        print(f"  {t['name']}: {_fmt(t['measured'])}{t['unit']}  (goal {t['goal']}) -> "
-              f"{_verdict(t['met'])}")
+        print(
+            f"  {t['name']}: {_fmt(t['measured'])}{t['unit']}  (goal {t['goal']}) -> "
+            f"{_verdict(t['met'])}"
+        )
     for k, v in figures.items():
         if not isinstance(v, (dict, list)):
             print(f"  {k}: {_fmt(v)}")
@@ -296,6 +335,7 @@ def save(name: str, title: str, args: argparse.Namespace, *, targets: list[dict]
 
 
 # --- RESULTS.md --------------------------------------------------------------------------------
+
 
 def _fmt(v) -> str:
     if isinstance(v, float):
@@ -310,37 +350,59 @@ def _verdict(met) -> str:
 def render(results: Path) -> Path:
     """RESULTS.md from every JSON in ``results`` (beside it for the default folder)."""
     results = Path(results)
-    out = (HERE / "RESULTS.md") if results.resolve() == DEFAULT_RESULTS.resolve() \
+    out = (
+        (HERE / "RESULTS.md")
+        if results.resolve() == DEFAULT_RESULTS.resolve()
         else results / "RESULTS.md"
+    )
     runs = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
-    lines = ["# Benchmark results", "",
-             "Generated by `benchmarks/benchlib.py` from the JSON files in `benchmarks/results/`; "
-             "do not edit by hand. Rerun any script to refresh its section "
-             "(see `benchmarks/README.md`).", ""]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `benchmarks/benchlib.py` from the JSON files in `benchmarks/results/`; "
+        "do not edit by hand. Rerun any script to refresh its section "
+        "(see `benchmarks/README.md`).",
+        "",
+    ]
     if runs:
         m = runs[-1]["machine"]
-        lines += ["## Machine", "",
-                  f"- CPU: {m.get('cpu_model')} ({m.get('cpu_cores_physical')} physical / "
-                  f"{m.get('cpu_cores_logical')} logical cores), RAM {m.get('ram_total_gb')} GB, "
-                  f"GPU: {m.get('gpu_name') or 'none'}",
-                  f"- {m.get('platform')}, Python {m.get('python')}",
-                  "- The 2 cores were shared with another engineer running tests during these "
-                  "runs (load average at each script's end is in its JSON), so absolute "
-                  "timings are noisy; ratios were measured side by side, interleaved, as "
-                  "medians of repeats.", ""]
-        lines += ["## Targets", "", "| script | target | measured | goal | verdict |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## Machine",
+            "",
+            f"- CPU: {m.get('cpu_model')} ({m.get('cpu_cores_physical')} physical / "
+            f"{m.get('cpu_cores_logical')} logical cores), RAM {m.get('ram_total_gb')} GB, "
+            f"GPU: {m.get('gpu_name') or 'none'}",
+            f"- {m.get('platform')}, Python {m.get('python')}",
+            "- The 2 cores were shared with another engineer running tests during these "
+            "runs (load average at each script's end is in its JSON), so absolute "
+            "timings are noisy; ratios were measured side by side, interleaved, as "
+            "medians of repeats.",
+            "",
+        ]
+        lines += [
+            "## Targets",
+            "",
+            "| script | target | measured | goal | verdict |",
+            "|---|---|---|---|---|",
+        ]
         for r in runs:
             for t in r["targets"]:
-                lines.append(f"| `{r['name']}` | {t['name']} | {_fmt(t['measured'])}{t['unit']} "
-                             f"| {t['goal']} | {_verdict(t['met'])} |")
+                lines.append(
+                    f"| `{r['name']}` | {t['name']} | {_fmt(t['measured'])}{t['unit']} "
+                    f"| {t['goal']} | {_verdict(t['met'])} |"
+                )
         lines.append("")
     for r in runs:
-        lines += [f"## {r['title']} (`{r['script']}`)", "",
-                  f"Run {r['date']} at commit {r['git_commit']}, {r.get('wall_time_s')} s wall, "
-                  f"load average {r['machine'].get('load_average_1m')}; arguments: "
-                  + ", ".join(f"`{k}={v}`" for k, v in r["args"].items()
-                              if k not in ("data", "results_dir")), ""]
+        lines += [
+            f"## {r['title']} (`{r['script']}`)",
+            "",
+            f"Run {r['date']} at commit {r['git_commit']}, {r.get('wall_time_s')} s wall, "
+            f"load average {r['machine'].get('load_average_1m')}; arguments: "
+            + ", ".join(
+                f"`{k}={v}`" for k, v in r["args"].items() if k not in ("data", "results_dir")
+            ),
+            "",
+        ]
         scalars = {k: v for k, v in r["figures"].items() if not isinstance(v, (dict, list))}
         if scalars:
             lines += ["| figure | value |", "|---|---|"]

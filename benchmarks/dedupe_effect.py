@@ -33,9 +33,17 @@ def recipe(preset: str, fer_dir: Path, minutes: float):
     path, names = read_preset(preset)
     space = load(path)
     first = {name: values[0] for name, values in space.grid.items()}
-    return TrainConfig.from_mapping({**names, **space.fixed, **first, "data_dir": str(fer_dir),
-                                     "time_budget_min": minutes, "progress": False,
-                                     "log_model": False})
+    return TrainConfig.from_mapping(
+        {
+            **names,
+            **space.fixed,
+            **first,
+            "data_dir": str(fer_dir),
+            "time_budget_min": minutes,
+            "progress": False,
+            "log_model": False,
+        }
+    )
 
 
 def leaked_images(ds, split) -> dict[str, np.ndarray]:
@@ -44,8 +52,9 @@ def leaked_images(ds, split) -> dict[str, np.ndarray]:
     from emorec.data.dedupe import duplicate_groups
 
     group, _ = duplicate_groups(ds.images)
-    return {part: np.isin(group[getattr(split, part)], group[split.train])
-            for part in ("val", "test")}
+    return {
+        part: np.isin(group[getattr(split, part)], group[split.train]) for part in ("val", "test")
+    }
 
 
 def one_run(cfg, ds, split, leaked: dict[str, np.ndarray]) -> dict:
@@ -59,10 +68,15 @@ def one_run(cfg, ds, split, leaked: dict[str, np.ndarray]) -> dict:
     result = train(cfg, tracker=NoTracker())
     seconds = time.perf_counter() - start
     m = result.metrics
-    out = {"dedupe": cfg.dedupe, "seconds": seconds, "epochs_run": m["epochs_run"],
-           "accuracy": m["test_accuracy"], "f1_macro": m["test_f1_macro"],
-           "val_accuracy": m["val_final_accuracy"],
-           "train_images": m.get("dedupe_train_images", len(split.train))}
+    out = {
+        "dedupe": cfg.dedupe,
+        "seconds": seconds,
+        "epochs_run": m["epochs_run"],
+        "accuracy": m["test_accuracy"],
+        "f1_macro": m["test_f1_macro"],
+        "val_accuracy": m["val_final_accuracy"],
+        "train_images": m.get("dedupe_train_images", len(split.train)),
+    }
     for part, mask in leaked.items():
         idx = getattr(split, part)
         proba = get_engine(cfg.framework).predict_proba(result.model, ds.images[idx])
@@ -76,8 +90,12 @@ def main() -> None:
     p = benchlib.parser(__doc__)
     p.set_defaults(repeats=1)
     p.add_argument("--preset", default="fer2013")
-    p.add_argument("--minutes", type=float, default=12.0,
-                   help="each run's training time budget (the preset's schedule follows it)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=12.0,
+        help="each run's training time budget (the preset's schedule follows it)",
+    )
     args = p.parse_args()
     started = time.time()
     fer_dir = benchlib.require(args.data, "fer2013")
@@ -89,36 +107,72 @@ def main() -> None:
     leaked = leaked_images(ds, split)
     runs = []
     for r in range(args.repeats):
-        for dedupe in ((True, False) if r % 2 == 0 else (False, True)):
+        for dedupe in (True, False) if r % 2 == 0 else (False, True):
             runs.append(one_run(base.replace(dedupe=dedupe), ds, split, leaked))
-            print(f"repeat {r + 1}, dedupe {dedupe}: " + ", ".join(
-                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in runs[-1].items()), flush=True)
+            print(
+                f"repeat {r + 1}, dedupe {dedupe}: "
+                + ", ".join(
+                    f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in runs[-1].items()
+                ),
+                flush=True,
+            )
     by = {flag: [x for x in runs if x["dedupe"] is flag] for flag in (True, False)}
-    med = {flag: {k: benchlib.median([x[k] for x in xs]) for k in
-                  ("accuracy", "f1_macro", "val_accuracy", "val_leaked_accuracy",
-                   "val_clean_accuracy", "test_leaked_accuracy", "test_clean_accuracy",
-                   "epochs_run") if xs[0][k] is not None}
-           for flag, xs in by.items()}
-    figures = {"minutes": args.minutes, "runs": runs,
-               **{f"leaked_{part}_images": int(mask.sum()) for part, mask in leaked.items()},
-               **{f"{part}_images": int(mask.size) for part, mask in leaked.items()},
-               "with_dedupe": med[True], "without_dedupe": med[False],
-               "test_accuracy_change": med[True]["accuracy"] - med[False]["accuracy"],
-               "val_accuracy_change": med[True]["val_accuracy"] - med[False]["val_accuracy"]}
-    notes = [f"{args.preset} recipe, {args.minutes:g}-minute training budget per run, "
-             f"{args.repeats} run(s) of each, same seed; of the images the run does not train "
-             f"on, {int(leaked['val'].sum())} of {leaked['val'].size} validation and "
-             f"{int(leaked['test'].sum())} of {leaked['test'].size} PublicTest images have a "
-             "pixel twin in the training part.",
-             "A difference of a few tenths of a point between two single runs is within "
-             "run-to-run noise; the leaked/clean split shows where any difference comes from."]
+    med = {
+        flag: {
+            k: benchlib.median([x[k] for x in xs])
+            for k in (
+                "accuracy",
+                "f1_macro",
+                "val_accuracy",
+                "val_leaked_accuracy",
+                "val_clean_accuracy",
+                "test_leaked_accuracy",
+                "test_clean_accuracy",
+                "epochs_run",
+            )
+            if xs[0][k] is not None
+        }
+        for flag, xs in by.items()
+    }
+    figures = {
+        "minutes": args.minutes,
+        "runs": runs,
+        **{f"leaked_{part}_images": int(mask.sum()) for part, mask in leaked.items()},
+        **{f"{part}_images": int(mask.size) for part, mask in leaked.items()},
+        "with_dedupe": med[True],
+        "without_dedupe": med[False],
+        "test_accuracy_change": med[True]["accuracy"] - med[False]["accuracy"],
+        "val_accuracy_change": med[True]["val_accuracy"] - med[False]["val_accuracy"],
+    }
+    notes = [
+        f"{args.preset} recipe, {args.minutes:g}-minute training budget per run, "
+        f"{args.repeats} run(s) of each, same seed; of the images the run does not train "
+        f"on, {int(leaked['val'].sum())} of {leaked['val'].size} validation and "
+        f"{int(leaked['test'].sum())} of {leaked['test'].size} PublicTest images have a "
+        "pixel twin in the training part.",
+        "A difference of a few tenths of a point between two single runs is within "
+        "run-to-run noise; the leaked/clean split shows where any difference comes from.",
+    ]
     change = 100 * figures["test_accuracy_change"]
-    targets = [benchlib.target("PublicTest accuracy with dedupe minus without", change,
-                               ">= -0.5 pt (dropping duplicates costs no accuracy)",
-                               change >= -0.5, " pt")]
-    benchlib.save("dedupe_effect", "What --dedupe changes on FER2013", args, targets=targets,
-                  figures=figures, notes=notes, started=started)
+    targets = [
+        benchlib.target(
+            "PublicTest accuracy with dedupe minus without",
+            change,
+            ">= -0.5 pt (dropping duplicates costs no accuracy)",
+            change >= -0.5,
+            " pt",
+        )
+    ]
+    benchlib.save(
+        "dedupe_effect",
+        "What --dedupe changes on FER2013",
+        args,
+        targets=targets,
+        figures=figures,
+        notes=notes,
+        started=started,
+    )
 
 
 if __name__ == "__main__":

@@ -38,18 +38,31 @@ def epoch(model: str, root: Path, precision: str, images: int | None = None) -> 
     from emorec.tracking import NoTracker
     from emorec.training import load_data, train
 
-    cfg = TrainConfig(model=model, dataset="folder", data_dir=str(root), epochs=1,
-                      batch_size=64, image_size=48, early_stopping=0, lr_schedule="none",
-                      augment=True, precision=precision, progress=False)
+    cfg = TrainConfig(
+        model=model,
+        dataset="folder",
+        data_dir=str(root),
+        epochs=1,
+        batch_size=64,
+        image_size=48,
+        early_stopping=0,
+        lr_schedule="none",
+        augment=True,
+        precision=precision,
+        progress=False,
+    )
     n = len(load_data(cfg).targets)
     rng = np.random.default_rng(0)
     held_out = rng.choice(n, size=min(64, n), replace=False)
-    trained = np.arange(n) if images is None else rng.choice(n, size=min(images, n),
-                                                                replace=False)
-    m = train(cfg, tracker=NoTracker(),
-              split=Split(trained, held_out, held_out, strategy="stratified")).metrics
-    return {"ms_per_image": 1e3 / m["train_images_per_s"], "epoch_s": m["train_time_s"],
-            "precision_used": get_engine(cfg.framework).run_tags(cfg)["precision_used"]}
+    trained = np.arange(n) if images is None else rng.choice(n, size=min(images, n), replace=False)
+    m = train(
+        cfg, tracker=NoTracker(), split=Split(trained, held_out, held_out, strategy="stratified")
+    ).metrics
+    return {
+        "ms_per_image": 1e3 / m["train_images_per_s"],
+        "epoch_s": m["train_time_s"],
+        "precision_used": get_engine(cfg.framework).run_tags(cfg)["precision_used"],
+    }
 
 
 def main() -> None:
@@ -66,37 +79,77 @@ def main() -> None:
     for m in models:
         epoch(m, root, "auto", images=128)  # warm-up: kernels, caches, the decoded folder
         for r in range(args.repeats):
-            for label in (("before", "after") if r % 2 == 0 else ("after", "before")):
+            for label in ("before", "after") if r % 2 == 0 else ("after", "before"):
                 runs[m][label].append(epoch(m, root, "fp32" if label == "before" else "auto"))
-            print(f"{m}: " + ", ".join(f"{k} {v[-1]['ms_per_image']:.2f} ms/img "
-                                         f"({v[-1]['precision_used']})" for k, v in runs[m].items()),
-                  flush=True)
+            print(
+                f"{m}: "
+                + ", ".join(
+                    f"{k} {v[-1]['ms_per_image']:.2f} ms/img ({v[-1]['precision_used']})"
+                    for k, v in runs[m].items()
+                ),
+                flush=True,
+            )
     figures, rows = {}, []
     for m, by in runs.items():
         before = benchlib.median([x["ms_per_image"] for x in by["before"]])
         after = benchlib.median([x["ms_per_image"] for x in by["after"]])
         used = by["after"][0]["precision_used"]
-        figures[m] = {"before_ms_per_image": before, "after_ms_per_image": after,
-                      "speedup": before / after, "after_precision": used,
-                      "runs": by}
-        rows.append([m, f"{before:.2f}", f"{after:.2f} ({used})", f"{before / after:.2f}x",
-                     f"{before * FER2013_TRAIN_IMAGES / 1e3:.0f} -> "
-                     f"{after * FER2013_TRAIN_IMAGES / 1e3:.0f}"])
+        figures[m] = {
+            "before_ms_per_image": before,
+            "after_ms_per_image": after,
+            "speedup": before / after,
+            "after_precision": used,
+            "runs": by,
+        }
+        rows.append(
+            [
+                m,
+                f"{before:.2f}",
+                f"{after:.2f} ({used})",
+                f"{before / after:.2f}x",
+                f"{before * FER2013_TRAIN_IMAGES / 1e3:.0f} -> "
+                f"{after * FER2013_TRAIN_IMAGES / 1e3:.0f}",
+            ]
+        )
     slowest = min(figures, key=lambda m: figures[m]["speedup"])
     # auto must pick what is fastest here: never measurably slower than float32.
-    targets = [benchlib.target(f"auto vs fp32 speed-up, slowest model ({slowest})",
-                               figures[slowest]["speedup"], ">= 0.95x (auto never slower)",
-                               figures[slowest]["speedup"] >= 0.95, "x")]
-    notes = [f"One epoch of {args.train_images} FER2013 train/ images per run, 48x48, batch 64, "
-             f"augmentation on, {args.repeats} repeat(s) after a 128-image warm-up; CPU flags "
-             "in machine.cpu_flags.",
-             "Last column: what that rate means for one epoch of FER2013's ~23.6k training "
-             "images (seconds), the figure a time-boxed study spends its budget on."]
-    benchlib.save("epoch_speed", "CPU epoch time per model, before (fp32) and after (auto)",
-                  args, targets=targets, figures=figures, notes=notes, started=started,
-                  tables={"epoch_speed": benchlib.markdown_table(
-                      ["model", "before: fp32 (ms/img)", "after: auto (ms/img)", "speed-up",
-                       "FER2013 epoch (s)"], rows)})
+    targets = [
+        benchlib.target(
+            f"auto vs fp32 speed-up, slowest model ({slowest})",
+            figures[slowest]["speedup"],
+            ">= 0.95x (auto never slower)",
+            figures[slowest]["speedup"] >= 0.95,
+            "x",
+        )
+    ]
+    notes = [
+        f"One epoch of {args.train_images} FER2013 train/ images per run, 48x48, batch 64, "
+        f"augmentation on, {args.repeats} repeat(s) after a 128-image warm-up; CPU flags "
+        "in machine.cpu_flags.",
+        "Last column: what that rate means for one epoch of FER2013's ~23.6k training "
+        "images (seconds), the figure a time-boxed study spends its budget on.",
+    ]
+    benchlib.save(
+        "epoch_speed",
+        "CPU epoch time per model, before (fp32) and after (auto)",
+        args,
+        targets=targets,
+        figures=figures,
+        notes=notes,
+        started=started,
+        tables={
+            "epoch_speed": benchlib.markdown_table(
+                [
+                    "model",
+                    "before: fp32 (ms/img)",
+                    "after: auto (ms/img)",
+                    "speed-up",
+                    "FER2013 epoch (s)",
+                ],
+                rows,
+            )
+        },
+    )
 
 
 if __name__ == "__main__":

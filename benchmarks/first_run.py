@@ -55,32 +55,57 @@ def main() -> None:
     reader = (
         "import json, mlflow;"
         "r = mlflow.search_runs(search_all_experiments=True, output_format='list')[0];"
-        "print(json.dumps({**r.data.metrics, 'params': r.data.params, 'tags': r.data.tags}))")
+        "print(json.dumps({**r.data.metrics, 'params': r.data.params, 'tags': r.data.tags}))"
+    )
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlruns' / 'mlflow.db'}"}
     run = benchlib.run_json([str(clone / ".venv" / "bin" / "python"), "-c", reader], env=env)
     acc, train_s = run["test_accuracy"], run["train_time_s"]
-    print(f"test accuracy {acc:.3f}, macro F1 {run['test_f1_macro']:.3f}, "
-          f"training {train_s:.0f} s", flush=True)
+    print(
+        f"test accuracy {acc:.3f}, macro F1 {run['test_f1_macro']:.3f}, training {train_s:.0f} s",
+        flush=True,
+    )
     params = run["params"]
-    figures = {"install_wall_s": install_s, "make_run_wall_s": run_s, "train_time_s": train_s,
-               "test_accuracy": acc, "test_f1_macro": run["test_f1_macro"],
-               "model": params.get("model"), "epochs": params.get("epochs"),
-               "batch_size": params.get("batch_size"), "samples": params.get("samples"),
-               "precision_used": run["tags"].get("precision_used"),
-               "load_average_5m_after_run": load}
-    notes = [f"`make setup` {install_s:.0f} s with pip's download cache warm; `make run` "
-             f"{run_s:.0f} s wall, of which the training loop {train_s:.0f} s; load average "
-             f"{load:.1f} over the run's last 5 minutes on {os.cpu_count()} cores (above "
-             f"{os.cpu_count()}, other work shared the cores and the times are inflated).",
-             "Chance is 1/7 (0.143): seven emotions, balanced; the test faces are subjects "
-             "no training image shows."]
-    benchlib.save("first_run", "A first run: make run on a fresh clone", args,
-                  started=started, figures=figures, notes=notes,
-                  targets=[benchlib.target("test accuracy of make run", acc,
-                                           f">= {GOAL_ACCURACY}", acc >= GOAL_ACCURACY),
-                           benchlib.target("its training time", train_s,
-                                           f"<= {GOAL_TRAIN_S:.0f}", train_s <= GOAL_TRAIN_S,
-                                           " s")])
+    figures = {
+        "install_wall_s": install_s,
+        "make_run_wall_s": run_s,
+        "train_time_s": train_s,
+        "test_accuracy": acc,
+        "test_f1_macro": run["test_f1_macro"],
+        "model": params.get("model"),
+        "epochs": params.get("epochs"),
+        "batch_size": params.get("batch_size"),
+        "samples": params.get("samples"),
+        "precision_used": run["tags"].get("precision_used"),
+        "load_average_5m_after_run": load,
+    }
+    notes = [
+        f"`make setup` {install_s:.0f} s with pip's download cache warm; `make run` "
+        f"{run_s:.0f} s wall, of which the training loop {train_s:.0f} s; load average "
+        f"{load:.1f} over the run's last 5 minutes on {os.cpu_count()} cores (above "
+        f"{os.cpu_count()}, other work shared the cores and the times are inflated).",
+        "Chance is 1/7 (0.143): seven emotions, balanced; the test faces are subjects "
+        "no training image shows.",
+    ]
+    benchlib.save(
+        "first_run",
+        "A first run: make run on a fresh clone",
+        args,
+        started=started,
+        figures=figures,
+        notes=notes,
+        targets=[
+            benchlib.target(
+                "test accuracy of make run", acc, f">= {GOAL_ACCURACY}", acc >= GOAL_ACCURACY
+            ),
+            benchlib.target(
+                "its training time",
+                train_s,
+                f"<= {GOAL_TRAIN_S:.0f}",
+                train_s <= GOAL_TRAIN_S,
+                " s",
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

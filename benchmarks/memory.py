@@ -77,8 +77,14 @@ def child(model: str, data_dir: str, epochs: int) -> None:
     from emorec.training import load_data, train
 
     steps["emorec_training"] = benchlib.rss_mb()
-    cfg = TrainConfig(model=model, dataset="ckplus", data_dir=data_dir, epochs=epochs,
-                      progress=False, experiment="bench-memory")
+    cfg = TrainConfig(
+        model=model,
+        dataset="ckplus",
+        data_dir=data_dir,
+        epochs=epochs,
+        progress=False,
+        experiment="bench-memory",
+    )
     images_mb = load_data(cfg).images.nbytes / 2**20  # decoded (or read from the cache)
     steps["data_decoded"] = benchlib.rss_mb()
     before = process.memory_info()
@@ -88,27 +94,41 @@ def child(model: str, data_dir: str, epochs: int) -> None:
     after = process.memory_info()  # file-backed (library code) vs anonymous
     file_growth = (after.shared - before.shared) / 2**20
     share = window.peak_rss_mb - window.baseline_rss_mb
-    print(json.dumps({"model": model, "framework_version": fw.__version__,
-                      "end_rss_mb": after.rss / 2**20, "end_file_backed_mb": after.shared / 2**20,
-                      "import_rss_mb": steps, "peak_rss_mb": result.metrics["peak_rss_mb"],
-                      "max_rss_lifetime_mb": max_rss_lifetime_mb(),
-                      "before_train_rss_mb": window.baseline_rss_mb,
-                      "train_peak_rss_mb": window.peak_rss_mb, "train_share_mb": share,
-                      "train_share_file_backed_mb": file_growth,
-                      "train_share_anonymous_mb": share - file_growth,
-                      "image_array_mb": images_mb, "batch_size": cfg.batch_size,
-                      "matplotlib_in_run_process": "matplotlib" in sys.modules,
-                      "test_accuracy": result.metrics["test_accuracy"],
-                      "train_time_s": result.metrics["train_time_s"],
-                      "wall_s": time.perf_counter() - start}))
+    print(
+        json.dumps(
+            {
+                "model": model,
+                "framework_version": fw.__version__,
+                "end_rss_mb": after.rss / 2**20,
+                "end_file_backed_mb": after.shared / 2**20,
+                "import_rss_mb": steps,
+                "peak_rss_mb": result.metrics["peak_rss_mb"],
+                "max_rss_lifetime_mb": max_rss_lifetime_mb(),
+                "before_train_rss_mb": window.baseline_rss_mb,
+                "train_peak_rss_mb": window.peak_rss_mb,
+                "train_share_mb": share,
+                "train_share_file_backed_mb": file_growth,
+                "train_share_anonymous_mb": share - file_growth,
+                "image_array_mb": images_mb,
+                "batch_size": cfg.batch_size,
+                "matplotlib_in_run_process": "matplotlib" in sys.modules,
+                "test_accuracy": result.metrics["test_accuracy"],
+                "train_time_s": result.metrics["train_time_s"],
+                "wall_s": time.perf_counter() - start,
+            }
+        )
+    )
 
 
 def main() -> None:
     p = benchlib.parser(__doc__)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--cpu-torch-python", default=None,
-                   help="interpreter with a CPU-only torch that can import emorec")
+    p.add_argument(
+        "--cpu-torch-python",
+        default=None,
+        help="interpreter with a CPU-only torch that can import emorec",
+    )
     args = benchlib.parse_or_run_child(p, "child", lambda model, a: child(model, a.data, a.epochs))
     started = time.time()
     ck = benchlib.require(args.data, "ckplus")
@@ -118,95 +138,172 @@ def main() -> None:
         interpreters.append((args.cpu_torch_python, "cnn_torch"))
     with benchlib.temporary_store() as store:
         for python, model in interpreters:
-            cmd = [python, __file__, "--child", model, "--data", str(ck),
-                   "--epochs", str(args.epochs)]
-            for r in range(args.repeats):
-                runs.append({"python": python, **benchlib.run_json(cmd, env={
-                    "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"})})
-                print(f"{model} ({Path(python).parts[-3]}): whole process "
-                      f"{runs[-1]['max_rss_lifetime_mb']:.0f} MB, train() share "
-                      f"{runs[-1]['train_share_mb']:.0f} MB", flush=True)
+            cmd = [
+                python,
+                __file__,
+                "--child",
+                model,
+                "--data",
+                str(ck),
+                "--epochs",
+                str(args.epochs),
+            ]
+            for _ in range(args.repeats):
+                runs.append(
+                    {
+                        "python": python,
+                        **benchlib.run_json(
+                            cmd, env={"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
+                        ),
+                    }
+                )
+                print(
+                    f"{model} ({Path(python).parts[-3]}): whole process "
+                    f"{runs[-1]['max_rss_lifetime_mb']:.0f} MB, train() share "
+                    f"{runs[-1]['train_share_mb']:.0f} MB",
+                    flush=True,
+                )
     rows, per_model = [], {}
     for python, model in interpreters:
         mine = [r for r in runs if r["python"] == python and r["model"] == model]
         key = model if python == sys.executable else f"{model}@cpu_torch"
-        med = {k: benchlib.median([r[k] for r in mine])
-               for k in ("peak_rss_mb", "max_rss_lifetime_mb", "train_time_s", "end_rss_mb",
-                         "end_file_backed_mb", "before_train_rss_mb", "train_share_mb",
-                         "train_share_file_backed_mb", "train_share_anonymous_mb")}
-        imports = {k: benchlib.median([r["import_rss_mb"][k] for r in mine])
-                   for k in mine[0]["import_rss_mb"]}
+        med = {
+            k: benchlib.median([r[k] for r in mine])
+            for k in (
+                "peak_rss_mb",
+                "max_rss_lifetime_mb",
+                "train_time_s",
+                "end_rss_mb",
+                "end_file_backed_mb",
+                "before_train_rss_mb",
+                "train_share_mb",
+                "train_share_file_backed_mb",
+                "train_share_anonymous_mb",
+            )
+        }
+        imports = {
+            k: benchlib.median([r["import_rss_mb"][k] for r in mine])
+            for k in mine[0]["import_rss_mb"]
+        }
         fw = "tensorflow" if model == "cnn_tf" else "torch"
         framework_cost = imports[fw] - imports["numpy_opencv"]
-        per_model[key] = {**med, "import_rss_mb": imports, "framework_import_mb": framework_cost,
-                          "framework_version": mine[0]["framework_version"],
-                          "framework_lazy_import_mb": imports["framework_lazy"] - imports[fw],
-                          "image_array_mb": mine[0]["image_array_mb"]}
-        rows.append([key, mine[0]["framework_version"], med["max_rss_lifetime_mb"],
-                     imports["python"], framework_cost, imports["framework_lazy"] - imports[fw],
-                     imports["mlflow"] - imports["framework_lazy"],
-                     imports["emorec_training"] - imports["mlflow"], med["before_train_rss_mb"],
-                     med["train_share_mb"], med["train_share_anonymous_mb"],
-                     med["train_share_file_backed_mb"]])
+        per_model[key] = {
+            **med,
+            "import_rss_mb": imports,
+            "framework_import_mb": framework_cost,
+            "framework_version": mine[0]["framework_version"],
+            "framework_lazy_import_mb": imports["framework_lazy"] - imports[fw],
+            "image_array_mb": mine[0]["image_array_mb"],
+        }
+        rows.append(
+            [
+                key,
+                mine[0]["framework_version"],
+                med["max_rss_lifetime_mb"],
+                imports["python"],
+                framework_cost,
+                imports["framework_lazy"] - imports[fw],
+                imports["mlflow"] - imports["framework_lazy"],
+                imports["emorec_training"] - imports["mlflow"],
+                med["before_train_rss_mb"],
+                med["train_share_mb"],
+                med["train_share_anonymous_mb"],
+                med["train_share_file_backed_mb"],
+            ]
+        )
     torch_rows = {k: v for k, v in per_model.items() if k.startswith("cnn_torch")}
     # The target is the project's own environment (the pinned wheel) when it was measured.
-    main = per_model.get("cnn_torch") or min(torch_rows.values(),
-                                             key=lambda v: v["train_share_mb"])
+    main = per_model.get("cnn_torch") or min(torch_rows.values(), key=lambda v: v["train_share_mb"])
     share, best_whole = main["train_share_mb"], main["max_rss_lifetime_mb"]
     table = benchlib.markdown_table(
-        ["model", "framework", "whole process: peak RSS (MB)", "bare Python (MB)",
-         "+ framework import (MB)", "+ its lazy imports (MB)", "+ mlflow, store open (MB)",
-         "+ emorec (MB)",
-         "before train(), data decoded (MB)", "train() own share (MB)", "of which anonymous",
-         "of which file-backed"], rows)
+        [
+            "model",
+            "framework",
+            "whole process: peak RSS (MB)",
+            "bare Python (MB)",
+            "+ framework import (MB)",
+            "+ its lazy imports (MB)",
+            "+ mlflow, store open (MB)",
+            "+ emorec (MB)",
+            "before train(), data decoded (MB)",
+            "train() own share (MB)",
+            "of which anonymous",
+            "of which file-backed",
+        ],
+        rows,
+    )
     batch = runs[0]["batch_size"]
-    notes = [f"CK+48, {args.epochs} epoch(s) per run at the default batch size ({batch}), each "
-             f"model in a fresh process, {args.repeats} repeat(s), medians. Whole process: the "
-             "kernel's ru_maxrss (imports, training, evaluation, plots and model logging). Own "
-             "share: the RSS peak during train() (10 ms samples) above the process just "
-             "before it.",
-             "Copies of the image array a run holds (CK+48 at 48x48: "
-             f"{main['image_array_mb']:.1f} MB each; FER2013's 28,709 images: 63 MB each): "
-             "the array load_dataset returns (read from the cache) and the train/val/test "
-             "parts train() gathers from it; once the dataset is logged train() drops the "
-             "first, so 2 while the run starts and 1 (the parts) through training, evaluation "
-             f"and logging. Batches ({batch} images, augmented and normalised) and "
-             "evaluation chunks (64) are transient. Before this change: 2 through the "
-             "whole run, plus a third while the dataset digest hashed tobytes().",
-             "torch's optimizers import torch._dynamo (~900 modules) the first time they take "
-             "parameters (torch._disable_dynamo on add_param_group), compiled or not: that "
-             "import is counted as the framework's ('its lazy imports'), not the training's.",
-             "The seed's best (345.85 MB) was a whole-process figure; the pinned torch 2.14.1 "
-             "wheel is the CUDA build, whose import alone maps its CUDA libraries into RSS; "
-             "the cpu_torch row (if present) runs the same code on a CPU-only wheel."]
+    notes = [
+        f"CK+48, {args.epochs} epoch(s) per run at the default batch size ({batch}), each "
+        f"model in a fresh process, {args.repeats} repeat(s), medians. Whole process: the "
+        "kernel's ru_maxrss (imports, training, evaluation, plots and model logging). Own "
+        "share: the RSS peak during train() (10 ms samples) above the process just "
+        "before it.",
+        "Copies of the image array a run holds (CK+48 at 48x48: "
+        f"{main['image_array_mb']:.1f} MB each; FER2013's 28,709 images: 63 MB each): "
+        "the array load_dataset returns (read from the cache) and the train/val/test "
+        "parts train() gathers from it; once the dataset is logged train() drops the "
+        "first, so 2 while the run starts and 1 (the parts) through training, evaluation "
+        f"and logging. Batches ({batch} images, augmented and normalised) and "
+        "evaluation chunks (64) are transient. Before this change: 2 through the "
+        "whole run, plus a third while the dataset digest hashed tobytes().",
+        "torch's optimizers import torch._dynamo (~900 modules) the first time they take "
+        "parameters (torch._disable_dynamo on add_param_group), compiled or not: that "
+        "import is counted as the framework's ('its lazy imports'), not the training's.",
+        "The seed's best (345.85 MB) was a whole-process figure; the pinned torch 2.14.1 "
+        "wheel is the CUDA build, whose import alone maps its CUDA libraries into RSS; "
+        "the cpu_torch row (if present) runs the same code on a CPU-only wheel.",
+    ]
     for key, v in torch_rows.items():
-        notes.append(f"{key}: the imports and the opened store reach "
-                     f"{v['import_rss_mb']['emorec_training']:.0f} MB before any data or model "
-                     f"(torch {v['framework_import_mb']:.0f} MB, its compiler stack "
-                     f"{v['framework_lazy_import_mb']:.0f} MB); train() then adds "
-                     f"{v['train_share_mb']:.0f} MB: {v['train_share_anonymous_mb']:.0f} MB "
-                     f"anonymous (autograd activations of a {batch}-image batch, weights, "
-                     "gradients and optimizer state, the allocator's cached blocks, "
-                     "evaluation batches, MLflow's system-metrics thread) and "
-                     f"{v['train_share_file_backed_mb']:.0f} MB of library code touched for "
-                     "the first time (the framework's CPU kernels: shared and reclaimable).")
+        notes.append(
+            f"{key}: the imports and the opened store reach "
+            f"{v['import_rss_mb']['emorec_training']:.0f} MB before any data or model "
+            f"(torch {v['framework_import_mb']:.0f} MB, its compiler stack "
+            f"{v['framework_lazy_import_mb']:.0f} MB); train() then adds "
+            f"{v['train_share_mb']:.0f} MB: {v['train_share_anonymous_mb']:.0f} MB "
+            f"anonymous (autograd activations of a {batch}-image batch, weights, "
+            "gradients and optimizer state, the allocator's cached blocks, "
+            "evaluation batches, MLflow's system-metrics thread) and "
+            f"{v['train_share_file_backed_mb']:.0f} MB of library code touched for "
+            "the first time (the framework's CPU kernels: shared and reclaimable)."
+        )
     if "cnn_tf" in per_model:
         tf = per_model["cnn_tf"]
-        notes.append(f"TensorFlow costs {tf['framework_import_mb']:.0f} MB on import; cnn_tf's "
-                     f"whole process peaks at {tf['max_rss_lifetime_mb']:.0f} MB.")
-    benchlib.save("memory", "Memory (RSS) per model on CK+48: whole process and train()'s share",
-                  args, started=started,
-                  figures={"seed_best_mb": SEED_BEST_MB, "cnn_torch_train_share_mb": share,
-                           "cnn_torch_best_whole_process_mb": best_whole,
-                           "models": per_model, "runs": runs},
-                  notes=notes, tables={"memory": table},
-                  targets=[benchlib.target("cnn_torch train() own share above the loaded "
-                                           "process, CK+48", share,
-                                           f"<= 346 MB (seed {SEED_BEST_MB})", share <= 346,
-                                           " MB"),
-                           benchlib.target("cnn_torch whole process peak RSS (for reference)",
-                                           best_whole, f"<= 346 MB (seed {SEED_BEST_MB})",
-                                           best_whole <= 346, " MB")])
+        notes.append(
+            f"TensorFlow costs {tf['framework_import_mb']:.0f} MB on import; cnn_tf's "
+            f"whole process peaks at {tf['max_rss_lifetime_mb']:.0f} MB."
+        )
+    benchlib.save(
+        "memory",
+        "Memory (RSS) per model on CK+48: whole process and train()'s share",
+        args,
+        started=started,
+        figures={
+            "seed_best_mb": SEED_BEST_MB,
+            "cnn_torch_train_share_mb": share,
+            "cnn_torch_best_whole_process_mb": best_whole,
+            "models": per_model,
+            "runs": runs,
+        },
+        notes=notes,
+        tables={"memory": table},
+        targets=[
+            benchlib.target(
+                "cnn_torch train() own share above the loaded process, CK+48",
+                share,
+                f"<= 346 MB (seed {SEED_BEST_MB})",
+                share <= 346,
+                " MB",
+            ),
+            benchlib.target(
+                "cnn_torch whole process peak RSS (for reference)",
+                best_whole,
+                f"<= 346 MB (seed {SEED_BEST_MB})",
+                best_whole <= 346,
+                " MB",
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
-COLUMNS = ["model", "dataset", "accuracy", "F1 (macro)", "AUC ROC (macro)", "training time (s)",
-           "evaluation time (s)", "peak RSS (MB)"]
+COLUMNS = [
+    "model",
+    "dataset",
+    "accuracy",
+    "F1 (macro)",
+    "AUC ROC (macro)",
+    "training time (s)",
+    "evaluation time (s)",
+    "peak RSS (MB)",
+]
 
 
 def fer_tree(fer_dir: Path, train_images: int) -> Path:
@@ -48,26 +56,48 @@ def fer_study(fer_dir: Path, args) -> dict:
     from emorec.study import StudyOptions, run_study
 
     space, preset = read_preset(args.preset)
-    values = {**preset, "data_dir": str(fer_tree(fer_dir, args.train_images)),
-              "log_model": True, "progress": False, "experiment": "bench-quality",
-              **parse_sets(args.set)}
+    values = {
+        **preset,
+        "data_dir": str(fer_tree(fer_dir, args.train_images)),
+        "log_model": True,
+        "progress": False,
+        "experiment": "bench-quality",
+        **parse_sets(args.set),
+    }
     start = time.perf_counter()
-    study = run_study(values, StudyOptions(sampler="grid", space_file=str(space),
-                                           timeout=60 * args.budget_minutes, register=True,
-                                           plots=False, study_name=f"bench-fer-{int(time.time())}"))
+    study = run_study(
+        values,
+        StudyOptions(
+            sampler="grid",
+            space_file=str(space),
+            timeout=60 * args.budget_minutes,
+            register=True,
+            plots=False,
+            study_name=f"bench-fer-{int(time.time())}",
+        ),
+    )
     seconds = time.perf_counter() - start
     if not study.best:
         raise RuntimeError(f"the FER2013 study finished no trial in {seconds:.0f} s")
     best = study.best[0]
     m = mlflow.get_run(best["run_id"]).data.metrics
-    return {"study_seconds": seconds, "trials": study.states, "best_trial": best["number"],
-            "best_config": best["config"], "val_accuracy": best["values"][0],
-            "accuracy": m["test_accuracy"], "f1_macro": m["test_f1_macro"],
-            "auc_roc_macro": m.get("test_auc_roc_macro"), "train_time_s": m["train_time_s"],
-            "eval_time_s": m["eval_time_s"], "peak_rss_mb": m["peak_rss_mb"],
-            "epochs_run": m.get("epochs_run"), "run_id": best["run_id"],
-            "registered": study.registration.uri if study.registration else None,
-            "dedupe": {k: m[k] for k in m if k.startswith("dedupe_")}}
+    return {
+        "study_seconds": seconds,
+        "trials": study.states,
+        "best_trial": best["number"],
+        "best_config": best["config"],
+        "val_accuracy": best["values"][0],
+        "accuracy": m["test_accuracy"],
+        "f1_macro": m["test_f1_macro"],
+        "auc_roc_macro": m.get("test_auc_roc_macro"),
+        "train_time_s": m["train_time_s"],
+        "eval_time_s": m["eval_time_s"],
+        "peak_rss_mb": m["peak_rss_mb"],
+        "epochs_run": m.get("epochs_run"),
+        "run_id": best["run_id"],
+        "registered": study.registration.uri if study.registration else None,
+        "dedupe": {k: m[k] for k in m if k.startswith("dedupe_")},
+    }
 
 
 def cross_dataset(ck_dir: Path, model_uri: str) -> dict:
@@ -84,8 +114,7 @@ def cross_dataset(ck_dir: Path, model_uri: str) -> dict:
     trained_on = list(model.unwrap_python_model().classes)
     shared = [c for c in ds.classes if c in trained_on]
     accuracy, n = shared_accuracy(model, ds.images, np.asarray(ds.classes)[ds.targets], shared)
-    return {"model_uri": model_uri, "shared_classes": shared, "images": n,
-            "accuracy": accuracy}
+    return {"model_uri": model_uri, "shared_classes": shared, "images": n, "accuracy": accuracy}
 
 
 def preset_values(name: str) -> dict:
@@ -109,8 +138,14 @@ def ck_folds(ck_dir: Path, args) -> dict:
     from emorec.tracking import NoTracker
     from emorec.training import load_data, train
 
-    cfg = TrainConfig.from_mapping({**preset_values(args.ck_preset), "data_dir": str(ck_dir),
-                                    "progress": False, **parse_sets(args.ck_set)})
+    cfg = TrainConfig.from_mapping(
+        {
+            **preset_values(args.ck_preset),
+            "data_dir": str(ck_dir),
+            "progress": False,
+            **parse_sets(args.ck_set),
+        }
+    )
     ds = load_data(cfg)
     y, groups = ds.targets, ds.groups
     folds = []
@@ -122,40 +157,79 @@ def ck_folds(ck_dir: Path, args) -> dict:
         assert not set(groups[test]) & set(groups[rest]), "a subject on both sides"
         # Each fold starts afresh from cfg.init_from (e.g. the FER2013 champion).
         m = train(cfg, tracker=NoTracker(), split=split).metrics
-        folds.append({"fold": k, "train": len(split.train), "val": len(split.val),
-                      "test": len(test), "accuracy": m["test_accuracy"],
-                      "f1_macro": m["test_f1_macro"], "auc_roc_macro": m["test_auc_roc_macro"],
-                      "train_time_s": m["train_time_s"], "eval_time_s": m["eval_time_s"],
-                      "peak_rss_mb": m["peak_rss_mb"], "epochs_run": int(m["epochs_run"])})
-        print(f"CK+ fold {k + 1}/{args.folds}: accuracy {m['test_accuracy']:.4f} "
-              f"({int(m['epochs_run'])} epochs, {m['train_time_s']:.0f} s)", flush=True)
-    keys = ("accuracy", "f1_macro", "auc_roc_macro", "train_time_s", "eval_time_s",
-            "peak_rss_mb")
-    return {"folds": folds, "model": cfg.model, "init_from": cfg.init_from,
-            "epochs": cfg.epochs,
-            **{k: float(np.mean([f[k] for f in folds])) for k in keys},
-            **{f"{k}_std": benchlib.spread([f[k] for f in folds]) for k in keys}}
+        folds.append(
+            {
+                "fold": k,
+                "train": len(split.train),
+                "val": len(split.val),
+                "test": len(test),
+                "accuracy": m["test_accuracy"],
+                "f1_macro": m["test_f1_macro"],
+                "auc_roc_macro": m["test_auc_roc_macro"],
+                "train_time_s": m["train_time_s"],
+                "eval_time_s": m["eval_time_s"],
+                "peak_rss_mb": m["peak_rss_mb"],
+                "epochs_run": int(m["epochs_run"]),
+            }
+        )
+        print(
+            f"CK+ fold {k + 1}/{args.folds}: accuracy {m['test_accuracy']:.4f} "
+            f"({int(m['epochs_run'])} epochs, {m['train_time_s']:.0f} s)",
+            flush=True,
+        )
+    keys = ("accuracy", "f1_macro", "auc_roc_macro", "train_time_s", "eval_time_s", "peak_rss_mb")
+    return {
+        "folds": folds,
+        "model": cfg.model,
+        "init_from": cfg.init_from,
+        "epochs": cfg.epochs,
+        **{k: float(np.mean([f[k] for f in folds])) for k in keys},
+        **{f"{k}_std": benchlib.spread([f[k] for f in folds]) for k in keys},
+    }
 
 
 def main() -> None:
     p = benchlib.parser(__doc__)
     p.add_argument("--preset", default="fer2013", help="the FER2013 recipe (tuning/<name>.yaml)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override the preset's values (e.g. time_budget_min=5 for a trial run)")
-    p.add_argument("--budget-minutes", type=float, default=120.0,
-                   help="FER2013 study time box: no trial starts after it")
-    p.add_argument("--train-images", type=int, default=0,
-                   help="random FER2013 train/ images to use (0 = all 28,709)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the preset's values (e.g. time_budget_min=5 for a trial run)",
+    )
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=120.0,
+        help="FER2013 study time box: no trial starts after it",
+    )
+    p.add_argument(
+        "--train-images",
+        type=int,
+        default=0,
+        help="random FER2013 train/ images to use (0 = all 28,709)",
+    )
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--ck-preset", default="ckplus",
-                   help="the CK+ recipe each fold trains (tuning/<name>.yaml); it starts from "
-                        "the FER2013 champion of the same store")
-    p.add_argument("--ck-set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override the CK+ recipe (e.g. epochs=1, or init_from= to train "
-                        "from scratch)")
-    p.add_argument("--store", default="",
-                   help="keep the MLflow/Optuna store in this folder (default: a temporary one)"
-                        "; a later run with --skip-fer can start CK+ from its champion")
+    p.add_argument(
+        "--ck-preset",
+        default="ckplus",
+        help="the CK+ recipe each fold trains (tuning/<name>.yaml); it starts from "
+        "the FER2013 champion of the same store",
+    )
+    p.add_argument(
+        "--ck-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the CK+ recipe (e.g. epochs=1, or init_from= to train from scratch)",
+    )
+    p.add_argument(
+        "--store",
+        default="",
+        help="keep the MLflow/Optuna store in this folder (default: a temporary one)"
+        "; a later run with --skip-fer can start CK+ from its champion",
+    )
     p.add_argument("--skip-fer", action="store_true")
     p.add_argument("--skip-ck", action="store_true")
     args = p.parse_args()
@@ -173,60 +247,115 @@ def main() -> None:
             fer_rows, fer_targets, fer_notes = fer_report(fer, args)
         elif "fer2013" in previous.get("figures", {}):  # a CK+-only run keeps the FER figures
             figures["fer2013"] = fer = previous["figures"]["fer2013"]
-            fer_rows, fer_targets, fer_notes = fer_report(fer, argparse.Namespace(
-                **{**vars(args), **previous["args"]}))
-            fer_notes.append(f"FER2013 figures carried over from the run of {previous['date']} "
-                             f"(commit {previous['git_commit']}).")
+            fer_rows, fer_targets, fer_notes = fer_report(
+                fer, argparse.Namespace(**{**vars(args), **previous["args"]})
+            )
+            fer_notes.append(
+                f"FER2013 figures carried over from the run of {previous['date']} "
+                f"(commit {previous['git_commit']})."
+            )
         else:
             fer, fer_rows, fer_targets, fer_notes = None, [], [], ["FER2013 not run."]
         rows, targets, notes = fer_rows, fer_targets, fer_notes
         if ck_dir is not None:
             ck = figures["ckplus_cv"] = ck_folds(ck_dir, args)
-            rows.append([ck["model"], f"CK+48 {args.folds}-fold subject-independent CV"
-                         + (f" (from {ck['init_from']})" if ck["init_from"] else ""),
-                         f"{ck['accuracy']:.4f} ± {ck['accuracy_std']:.4f}",
-                         f"{ck['f1_macro']:.4f} ± {ck['f1_macro_std']:.4f}",
-                         f"{ck['auc_roc_macro']:.4f} ± {ck['auc_roc_macro_std']:.4f}",
-                         ck["train_time_s"], ck["eval_time_s"], ck["peak_rss_mb"]])
-            targets.append(benchlib.target(f"CK+48 {args.folds}-fold subject-independent mean "
-                                           "accuracy", 100 * ck["accuracy"], ">= 95 %",
-                                           ck["accuracy"] >= 0.95, " %"))
+            rows.append(
+                [
+                    ck["model"],
+                    f"CK+48 {args.folds}-fold subject-independent CV"
+                    + (f" (from {ck['init_from']})" if ck["init_from"] else ""),
+                    f"{ck['accuracy']:.4f} ± {ck['accuracy_std']:.4f}",
+                    f"{ck['f1_macro']:.4f} ± {ck['f1_macro_std']:.4f}",
+                    f"{ck['auc_roc_macro']:.4f} ± {ck['auc_roc_macro_std']:.4f}",
+                    ck["train_time_s"],
+                    ck["eval_time_s"],
+                    ck["peak_rss_mb"],
+                ]
+            )
+            targets.append(
+                benchlib.target(
+                    f"CK+48 {args.folds}-fold subject-independent mean accuracy",
+                    100 * ck["accuracy"],
+                    ">= 95 %",
+                    ck["accuracy"] >= 0.95,
+                    " %",
+                )
+            )
             if fer and fer.get("registered"):
                 cross = figures["fer2013_on_ckplus"] = cross_dataset(ck_dir, fer["registered"])
-                rows.append(["cnn_torch", f"FER2013 champion on all of CK+48, "
-                             f"{len(cross['shared_classes'])} shared classes (cross-dataset, "
-                             "no CK+ training)", cross["accuracy"], "", "", "", "", ""])
-            notes.append(f"CK+48: --ck-preset {args.ck_preset} {' '.join(args.ck_set)} "
-                         f"({ck['epochs']} epochs a fold); fold accuracy std "
-                         f"{100 * ck['accuracy_std']:.1f} points. Times and RSS are per fold "
-                         "(means).")
+                rows.append(
+                    [
+                        "cnn_torch",
+                        f"FER2013 champion on all of CK+48, "
+                        f"{len(cross['shared_classes'])} shared classes (cross-dataset, "
+                        "no CK+ training)",
+                        cross["accuracy"],
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+            notes.append(
+                f"CK+48: --ck-preset {args.ck_preset} {' '.join(args.ck_set)} "
+                f"({ck['epochs']} epochs a fold); fold accuracy std "
+                f"{100 * ck['accuracy_std']:.1f} points. Times and RSS are per fold "
+                "(means)."
+            )
         else:
             notes.append("CK+48 not found or skipped: no cross-validation result.")
-    benchlib.save("quality", "Quality on real data (seed's table form)", args, started=started,
-                  targets=targets, figures=figures, notes=notes,
-                  tables={"quality": benchlib.markdown_table(COLUMNS, rows)})
+    benchlib.save(
+        "quality",
+        "Quality on real data (seed's table form)",
+        args,
+        started=started,
+        targets=targets,
+        figures=figures,
+        notes=notes,
+        tables={"quality": benchlib.markdown_table(COLUMNS, rows)},
+    )
 
 
 def fer_report(fer: dict, args) -> tuple[list, list, list]:
     """The FER2013 study's table row, target and notes."""
-    rows = [["cnn_torch", "FER2013 PublicTest (the preset's study)", fer["accuracy"],
-             fer["f1_macro"], fer["auc_roc_macro"], fer["train_time_s"], fer["eval_time_s"],
-             fer["peak_rss_mb"]]]
+    rows = [
+        [
+            "cnn_torch",
+            "FER2013 PublicTest (the preset's study)",
+            fer["accuracy"],
+            fer["f1_macro"],
+            fer["auc_roc_macro"],
+            fer["train_time_s"],
+            fer["eval_time_s"],
+            fer["peak_rss_mb"],
+        ]
+    ]
     # The target's run: all of train/, the whole study (its last trial included) within
     # 2 hours of wall-clock time.
     minutes = fer["study_seconds"] / 60
     full = not args.train_images and minutes <= 120
-    targets = [benchlib.target(
-        f"FER2013 PublicTest accuracy, study of {minutes:.0f} min"
-        + (" on all train/ images" if full else
-           f" on {args.train_images or 'all'} train images (NOT the target's run: "
-           "2 hours at most on all of train/)"),
-        100 * fer["accuracy"], ">= 68 % (2-hour study)",
-        fer["accuracy"] >= 0.68 if full else None, " %")]
-    notes = [f"FER2013 study (--preset {args.preset} {' '.join(args.set)}): {fer['trials']} "
-             f"trials in {fer['study_seconds']:.0f} s; best trial {fer['best_trial']} ran "
-             f"{fer['epochs_run']} epochs (validation accuracy {fer['val_accuracy']:.4f}); "
-             f"dedupe {fer['dedupe']}; registered {fer['registered']}."]
+    targets = [
+        benchlib.target(
+            f"FER2013 PublicTest accuracy, study of {minutes:.0f} min"
+            + (
+                " on all train/ images"
+                if full
+                else f" on {args.train_images or 'all'} train images (NOT the target's run: "
+                "2 hours at most on all of train/)"
+            ),
+            100 * fer["accuracy"],
+            ">= 68 % (2-hour study)",
+            fer["accuracy"] >= 0.68 if full else None,
+            " %",
+        )
+    ]
+    notes = [
+        f"FER2013 study (--preset {args.preset} {' '.join(args.set)}): {fer['trials']} "
+        f"trials in {fer['study_seconds']:.0f} s; best trial {fer['best_trial']} ran "
+        f"{fer['epochs_run']} epochs (validation accuracy {fer['val_accuracy']:.4f}); "
+        f"dedupe {fer['dedupe']}; registered {fer['registered']}."
+    ]
     return rows, targets, notes
 
 

@@ -47,23 +47,45 @@ def emorec_epoch(root: Path, batch_size: int, precision: str = "auto") -> dict:
     start = time.perf_counter()
     ds = load_dataset("folder", root, Preprocessing(48, 1), use_cache=False, progress=False)
     decode = time.perf_counter() - start
-    cfg = TrainConfig(model="cnn_torch", dataset="folder", data_dir=str(root), epochs=1,
-                      batch_size=batch_size, early_stopping=0, lr_schedule="none",
-                      precision=precision, progress=False)
+    cfg = TrainConfig(
+        model="cnn_torch",
+        dataset="folder",
+        data_dir=str(root),
+        epochs=1,
+        batch_size=batch_size,
+        early_stopping=0,
+        lr_schedule="none",
+        precision=precision,
+        progress=False,
+    )
     n = len(ds.targets)
     held_out = np.random.default_rng(0).choice(n, size=min(64, n), replace=False)
-    m = train(cfg, tracker=NoTracker(), split=Split(np.arange(n), held_out, held_out,
-                                                     strategy="stratified")).metrics
-    return {"images_per_s": m["train_images_per_s"], "epoch_s": m["train_time_s"],
-            "decode_s": decode, "images": round(m["train_images_per_s"] * m["train_time_s"])}
+    m = train(
+        cfg,
+        tracker=NoTracker(),
+        split=Split(np.arange(n), held_out, held_out, strategy="stratified"),
+    ).metrics
+    return {
+        "images_per_s": m["train_images_per_s"],
+        "epoch_s": m["train_time_s"],
+        "decode_s": decode,
+        "images": round(m["train_images_per_s"] * m["train_time_s"]),
+    }
 
 
 def naive_transforms():
     from torchvision import transforms as T
 
-    return T.Compose([T.Grayscale(1), T.RandomHorizontalFlip(),
-                      T.RandomAffine(10, translate=(0.08, 0.08), scale=(0.92, 1.08)),
-                      T.ColorJitter(brightness=0.2), T.ToTensor(), T.Normalize([0.5], [0.5])])
+    return T.Compose(
+        [
+            T.Grayscale(1),
+            T.RandomHorizontalFlip(),
+            T.RandomAffine(10, translate=(0.08, 0.08), scale=(0.92, 1.08)),
+            T.ColorJitter(brightness=0.2),
+            T.ToTensor(),
+            T.Normalize([0.5], [0.5]),
+        ]
+    )
 
 
 def naive_loader(root: Path, batch_size: int, workers: int):
@@ -155,9 +177,13 @@ def train_step_flops(name: str, batch_size: int, steps: int, bf16: bool = False)
         step()
         times.append(time.perf_counter() - start)
     seconds = benchlib.median(times)
-    return {"image_size": size, "flops_per_image": flops / batch_size,
-            "step_s": seconds, "images_per_s": batch_size / seconds,
-            "gflops_per_s": flops / seconds / 1e9}
+    return {
+        "image_size": size,
+        "flops_per_image": flops / batch_size,
+        "step_s": seconds,
+        "images_per_s": batch_size / seconds,
+        "gflops_per_s": flops / seconds / 1e9,
+    }
 
 
 def main() -> None:
@@ -179,9 +205,12 @@ def main() -> None:
         emorec_runs.append(emorec_epoch(root, args.batch_size))
         bf16_runs.append(emorec_epoch(root, args.batch_size, "bf16"))
         naive_runs.append(naive_epoch(root, args.batch_size, args.workers))
-        print(f"repeat {r + 1}: emorec {emorec_runs[-1]['images_per_s']:.1f} img/s, "
-              f"emorec bf16 {bf16_runs[-1]['images_per_s']:.1f} img/s, "
-              f"naive {naive_runs[-1]['images_per_s']:.1f} img/s", flush=True)
+        print(
+            f"repeat {r + 1}: emorec {emorec_runs[-1]['images_per_s']:.1f} img/s, "
+            f"emorec bf16 {bf16_runs[-1]['images_per_s']:.1f} img/s, "
+            f"naive {naive_runs[-1]['images_per_s']:.1f} img/s",
+            flush=True,
+        )
     ips_e = benchlib.median([r["images_per_s"] for r in emorec_runs])
     ips_b = benchlib.median([r["images_per_s"] for r in bf16_runs])
     ips_n = benchlib.median([r["images_per_s"] for r in naive_runs])
@@ -195,21 +224,41 @@ def main() -> None:
     for name in [m for m in args.models.split(",") if m]:
         f = train_step_flops(name, args.batch_size, args.flops_steps)
         flops[name] = {**f, "fraction_of_matmul_peak": f["gflops_per_s"] / peak}
-        rows.append([name, f["image_size"], f["flops_per_image"] / 1e9, f["images_per_s"],
-                     f["gflops_per_s"], f"{100 * f['gflops_per_s'] / peak:.0f} %"])
+        rows.append(
+            [
+                name,
+                f["image_size"],
+                f["flops_per_image"] / 1e9,
+                f["images_per_s"],
+                f["gflops_per_s"],
+                f"{100 * f['gflops_per_s'] / peak:.0f} %",
+            ]
+        )
         print(f"{name}: {f['gflops_per_s']:.1f} GFLOP/s", flush=True)
     if "cnn_torch" in flops:  # what mixed precision would buy (not used by the engine on CPU)
         bf16 = train_step_flops("cnn_torch", args.batch_size, args.flops_steps, bf16=True)
         flops["cnn_torch_bf16_autocast"] = bf16
-        rows.append(["cnn_torch, bf16 autocast", bf16["image_size"],
-                     bf16["flops_per_image"] / 1e9, bf16["images_per_s"], bf16["gflops_per_s"],
-                     "(bf16)"])
+        rows.append(
+            [
+                "cnn_torch, bf16 autocast",
+                bf16["image_size"],
+                bf16["flops_per_image"] / 1e9,
+                bf16["images_per_s"],
+                bf16["gflops_per_s"],
+                "(bf16)",
+            ]
+        )
     ratio, ratio_bf16 = ips_e / ips_n, ips_b / ips_n
     figures = {
-        "images_per_epoch": n_images, "batch_size": args.batch_size,
-        "naive_workers": args.workers, "torch_threads": torch.get_num_threads(),
-        "emorec_images_per_s": ips_e, "naive_images_per_s": ips_n, "ratio": ratio,
-        "emorec_bf16_images_per_s": ips_b, "ratio_bf16": ratio_bf16,
+        "images_per_epoch": n_images,
+        "batch_size": args.batch_size,
+        "naive_workers": args.workers,
+        "torch_threads": torch.get_num_threads(),
+        "emorec_images_per_s": ips_e,
+        "naive_images_per_s": ips_n,
+        "ratio": ratio,
+        "emorec_bf16_images_per_s": ips_b,
+        "ratio_bf16": ratio_bf16,
         "emorec_one_off_decode_s": decode_s,
         "ratio_with_decode_in_first_epoch": (n_images / (epoch_e + decode_s)) / ips_n,
         "naive_data_ms_per_image": 1e3 * naive_data,
@@ -217,13 +266,17 @@ def main() -> None:
         "naive_ms_per_image": 1e3 / ips_n,
         "naive_data_share_of_step": naive_data * ips_n,
         "matmul_peak_gflops": peak,
-        "emorec_cnn_torch_gflops_per_s_in_fit": (ips_e * flops["cnn_torch"]["flops_per_image"] / 1e9
-                                                 if "cnn_torch" in flops else float("nan")),
+        "emorec_cnn_torch_gflops_per_s_in_fit": (
+            ips_e * flops["cnn_torch"]["flops_per_image"] / 1e9
+            if "cnn_torch" in flops
+            else float("nan")
+        ),
         "flops": flops,
         "repeats": {"emorec": emorec_runs, "emorec_bf16": bf16_runs, "naive": naive_runs},
     }
     table = benchlib.markdown_table(
-        ["model", "px", "GFLOP/img (fwd+bwd)", "img/s", "GFLOP/s", "of matmul peak"], rows)
+        ["model", "px", "GFLOP/img (fwd+bwd)", "img/s", "GFLOP/s", "of matmul peak"], rows
+    )
     notes = [
         f"{n_images} FER2013 train images, batch {args.batch_size}, one epoch per pipeline per "
         f"repeat, {args.repeats} interleaved repeats; ratio of medians.",
@@ -236,18 +289,35 @@ def main() -> None:
     ]
     if "cnn_torch_bf16_autocast" in flops:
         fp32, bf16 = flops["cnn_torch"], flops["cnn_torch_bf16_autocast"]
-        notes.append(f"What moves it: fewer or cheaper FLOPs, not a faster loader. "
-                     f"bfloat16 autocast (this CPU has AVX512-BF16) runs a bare cnn_torch step at "
-                     f"{bf16['images_per_s']:.0f} img/s vs {fp32['images_per_s']:.0f} in float32 "
-                     f"({bf16['images_per_s'] / fp32['images_per_s']:.2f}x); through the engine "
-                     f"(precision=bf16, opt-in) a whole epoch ran at {ips_b:.0f} img/s, "
-                     f"{ratio_bf16:.2f}x the naive float32 pipeline.")
-    benchlib.save("throughput", "Training throughput and FLOP/s", args, started=started,
-                  targets=[benchlib.target("emorec / naive images/s (cnn_torch, FER2013, CPU)",
-                                           ratio, ">= 3", ratio >= 3, "x"),
-                           benchlib.target("the same with emorec's precision=bf16 (opt-in)",
-                                           ratio_bf16, ">= 3", ratio_bf16 >= 3, "x")],
-                  figures=figures, notes=notes, tables={"flops": table})
+        notes.append(
+            f"What moves it: fewer or cheaper FLOPs, not a faster loader. "
+            f"bfloat16 autocast (this CPU has AVX512-BF16) runs a bare cnn_torch step at "
+            f"{bf16['images_per_s']:.0f} img/s vs {fp32['images_per_s']:.0f} in float32 "
+            f"({bf16['images_per_s'] / fp32['images_per_s']:.2f}x); through the engine "
+            f"(precision=bf16, opt-in) a whole epoch ran at {ips_b:.0f} img/s, "
+            f"{ratio_bf16:.2f}x the naive float32 pipeline."
+        )
+    benchlib.save(
+        "throughput",
+        "Training throughput and FLOP/s",
+        args,
+        started=started,
+        targets=[
+            benchlib.target(
+                "emorec / naive images/s (cnn_torch, FER2013, CPU)", ratio, ">= 3", ratio >= 3, "x"
+            ),
+            benchlib.target(
+                "the same with emorec's precision=bf16 (opt-in)",
+                ratio_bf16,
+                ">= 3",
+                ratio_bf16 >= 3,
+                "x",
+            ),
+        ],
+        figures=figures,
+        notes=notes,
+        tables={"flops": table},
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ def isolated_store(tmp_path, monkeypatch):
 
 
 # A tiny cnn_torch run on synthetic faces: small enough to train in seconds.
-TINY = dict(epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=False,
-            progress=False)
+TINY = dict(
+    epochs=1, samples=70, image_size=16, batch_size=16, system_metrics=False, progress=False
+)
 
 
 def run_failed_by(monkeypatch, owner, name: str):

@@ -18,16 +18,23 @@ from emorec.labels import CKPLUS_CODES, FER2013_CODES, KDEF_CODES
 # Kaggle FER2013 folder names, in FER2013 code order.
 FER_FOLDERS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CK48_FOLDERS = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
-NHF_FOLDERS = ("anger", "contempt", "disgust", "fear", "happiness", "neutrality",
-               "sadness", "surprise")
+NHF_FOLDERS = (
+    "anger",
+    "contempt",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutrality",
+    "sadness",
+    "surprise",
+)
 KDEF_ANGLES = ("FL", "HL", "S", "HR", "FR")
 FER_USAGES = ("Training", "PublicTest", "PrivateTest")
 # Bytes that no image decoder accepts, written under an image name.
 CORRUPT_BYTES = b"this is not an image, only text with an image suffix\n"
 
 
-def write_image(path: Path, rng: np.random.Generator, size: int = 16,
-                color: bool = False) -> Path:
+def write_image(path: Path, rng: np.random.Generator, size: int = 16, color: bool = False) -> Path:
     """A size x size noise image at ``path``; the suffix picks the format."""
     shape = (size, size, 3) if color else (size, size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,8 +54,14 @@ def fer_pixels(rng: np.random.Generator) -> str:
     return " ".join(map(str, rng.integers(0, 256, 48 * 48)))
 
 
-def write_fer2013_csv(directory: Path, n_per_class: int = 2, *, usage: bool = True,
-                      bad_row: bool = True, seed: int = 0) -> Path:
+def write_fer2013_csv(
+    directory: Path,
+    n_per_class: int = 2,
+    *,
+    usage: bool = True,
+    bad_row: bool = True,
+    seed: int = 0,
+) -> Path:
     """``directory/fer2013.csv``: ``n_per_class`` rows per class and Usage, in that order.
 
     With ``bad_row`` (and ``usage``) a malformed row (three pixels) is inserted
@@ -68,8 +81,9 @@ def write_fer2013_csv(directory: Path, n_per_class: int = 2, *, usage: bool = Tr
     return directory
 
 
-def write_fer2013_folders(directory: Path, n_train: int = 3, n_test: int = 2, *,
-                          seed: int = 0) -> Path:
+def write_fer2013_folders(
+    directory: Path, n_train: int = 3, n_test: int = 2, *, seed: int = 0
+) -> Path:
     """Kaggle layout ``train/<class>/Training_*.jpg`` and ``test/<class>/PublicTest_*.jpg``."""
     rng = np.random.default_rng(seed)
     for split, prefix, n in (("train", "Training", n_train), ("test", "PublicTest", n_test)):
@@ -79,8 +93,9 @@ def write_fer2013_folders(directory: Path, n_train: int = 3, n_test: int = 2, *,
     return directory
 
 
-def write_ckplus48(directory: Path, subjects: int = 2, *, odd_name: bool = True,
-                   seed: int = 0) -> Path:
+def write_ckplus48(
+    directory: Path, subjects: int = 2, *, odd_name: bool = True, seed: int = 0
+) -> Path:
     """CK+48: per class, ``subjects`` subjects x one sequence x its last 3 frames.
 
     Subjects are ``S010``, ``S011`` ...; class ``k`` uses sequence ``k+1``. With
@@ -99,16 +114,15 @@ def write_ckplus48(directory: Path, subjects: int = 2, *, odd_name: bool = True,
 
 # (subject, sequence, number of frames, CK+ code or None for no label)
 CKPLUS_SEQUENCES = (
-    ("S005", "001", 6, 3),     # disgust
+    ("S005", "001", 6, 3),  # disgust
     ("S005", "002", 5, None),  # unlabelled
-    ("S010", "001", 7, 5),     # happiness
-    ("S010", "004", 4, 7),     # surprise
-    ("S010", "006", 3, 2),     # contempt, too short for a separate neutral frame
+    ("S010", "001", 7, 5),  # happiness
+    ("S010", "004", 4, 7),  # surprise
+    ("S010", "006", 3, 2),  # contempt, too short for a separate neutral frame
 )
 
 
-def write_ckplus_original(directory: Path, sequences=CKPLUS_SEQUENCES, *,
-                          seed: int = 0) -> Path:
+def write_ckplus_original(directory: Path, sequences=CKPLUS_SEQUENCES, *, seed: int = 0) -> Path:
     """Original CK+: ``cohn-kanade-images/`` frames plus ``Emotion/`` label files.
 
     Each sequence in ``sequences`` gets its frames; labelled ones get an
@@ -120,8 +134,9 @@ def write_ckplus_original(directory: Path, sequences=CKPLUS_SEQUENCES, *,
         stem = ""
         for frame in range(1, n_frames + 1):
             stem = f"{subject}_{sequence}_{frame:08d}"
-            write_image(directory / "cohn-kanade-images" / subject / sequence / f"{stem}.png",
-                        rng, 32)
+            write_image(
+                directory / "cohn-kanade-images" / subject / sequence / f"{stem}.png", rng, 32
+            )
         label_dir = directory / "Emotion" / subject / sequence
         label_dir.mkdir(parents=True, exist_ok=True)  # the release has empty folders too
         if code is not None:
@@ -129,9 +144,15 @@ def write_ckplus_original(directory: Path, sequences=CKPLUS_SEQUENCES, *,
     return directory
 
 
-def write_kdef(directory: Path, identities: tuple[str, ...] = ("F01", "M02"), *,
-               sessions: str = "AB", angles: tuple[str, ...] = KDEF_ANGLES,
-               extras: bool = True, seed: int = 0) -> Path:
+def write_kdef(
+    directory: Path,
+    identities: tuple[str, ...] = ("F01", "M02"),
+    *,
+    sessions: str = "AB",
+    angles: tuple[str, ...] = KDEF_ANGLES,
+    extras: bool = True,
+    seed: int = 0,
+) -> Path:
     """KDEF sitting folders (``AF01/AF01ANS.JPG``) for every expression and angle.
 
     With ``extras``: one ``HRX``-style name, a loose image directly under the
@@ -143,8 +164,9 @@ def write_kdef(directory: Path, identities: tuple[str, ...] = ("F01", "M02"), *,
             sitting = directory / f"{session}{identity}"
             for code in KDEF_CODES:
                 for angle in angles:
-                    write_image(sitting / f"{session}{identity}{code}{angle}.JPG", rng, 24,
-                                color=True)
+                    write_image(
+                        sitting / f"{session}{identity}{code}{angle}.JPG", rng, 24, color=True
+                    )
     if extras:
         write_image(directory / "AF01" / "AF01SUHRX.JPG", rng, 24, color=True)  # HR angle
         write_image(directory / "BM02HAS.jpg", rng, 24, color=True)  # loose, lower-case suffix
@@ -163,9 +185,15 @@ def write_nhf(directory: Path, n_per_class: int = 2, *, seed: int = 0) -> Path:
     return directory
 
 
-def write_folder_set(directory: Path, classes: tuple[str, ...] = ("angry", "happy", "sad"),
-                     n_per_class: int = 3, *, corrupt: bool = True, extras: bool = True,
-                     seed: int = 0) -> Path:
+def write_folder_set(
+    directory: Path,
+    classes: tuple[str, ...] = ("angry", "happy", "sad"),
+    n_per_class: int = 3,
+    *,
+    corrupt: bool = True,
+    extras: bool = True,
+    seed: int = 0,
+) -> Path:
     """Generic folder-per-class set with synonym folder names.
 
     With ``corrupt`` the first class gets one more file, ``broken.png``, that is

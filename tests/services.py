@@ -30,8 +30,14 @@ def _admin():
     from sqlalchemy.engine import make_url
 
     url = make_url(f"{PG_SERVER}/postgres")
-    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username,
-                            password=url.password, dbname="postgres", connect_timeout=5)
+    conn = psycopg2.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
+        dbname="postgres",
+        connect_timeout=5,
+    )
     conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
     return conn
 
@@ -56,8 +62,11 @@ def postgres_database(prefix: str = "emorec_test"):
         yield f"{PG_SERVER}/{name}"
     finally:
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.close()
 
@@ -75,12 +84,24 @@ def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 120, worke
     it); yields its URL and stops it with its process group afterwards."""
     port = free_port()
     log = artifacts.parent / f"mlflow-server-{port}.log"
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--backend-store-uri", backend_uri,
-           "--artifacts-destination", str(artifacts)]
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(artifacts),
+    ]
     with open(log, "w") as out:
-        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # its workers die with the group
+        server = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )  # its workers die with the group
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
@@ -113,20 +134,40 @@ def model_server(model_uri: str, tracking_uri: str, folder: Path, timeout: float
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     log = folder / f"serve-{port}.log"
     # The server runs `uvicorn` from PATH (as with an activated virtualenv).
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-           "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(mlflow_cli), "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True)
+            [
+                str(mlflow_cli),
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=folder,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: "
-                                   f"{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"server exited with {proc.returncode}: {log.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(url + "/ping", timeout=2) as response:
                     if response.status == 200:
@@ -134,8 +175,9 @@ def model_server(model_uri: str, tracking_uri: str, folder: Path, timeout: float
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {timeout:.0f} s: "
-                                   f"{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"server not ready after {timeout:.0f} s: {log.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield proc, url
     finally:

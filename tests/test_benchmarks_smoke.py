@@ -20,17 +20,61 @@ import fixtures
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = {
-    "throughput": ["--images", "32", "--batch-size", "16", "--repeats", "1",
-                   "--models", "cnn_torch", "--flops-steps", "1", "--peak-seconds", "0.1"],
+    "throughput": [
+        "--images",
+        "32",
+        "--batch-size",
+        "16",
+        "--repeats",
+        "1",
+        "--models",
+        "cnn_torch",
+        "--flops-steps",
+        "1",
+        "--peak-seconds",
+        "0.1",
+    ],
     "tracking_overhead": ["--epochs", "1", "--repeats", "1", "--warmup", "0"],
-    "tuning_efficiency": ["--lrs", "0.001", "--dropouts", "0.25", "--batch-sizes", "32",
-                          "--epochs", "1",
-                          "--tpe-trials", "1", "--image-size", "16"],
+    "tuning_efficiency": [
+        "--lrs",
+        "0.001",
+        "--dropouts",
+        "0.25",
+        "--batch-sizes",
+        "32",
+        "--epochs",
+        "1",
+        "--tpe-trials",
+        "1",
+        "--image-size",
+        "16",
+    ],
     "memory": ["--models", "cnn_torch", "--epochs", "1", "--repeats", "1"],
-    "inference": ["--train-images", "40", "--epochs", "1", "--single", "3", "--batch", "8",
-                  "--eval-images", "14", "--fer-python", ""],
-    "quality": ["--train-images", "70", "--set", "epochs=1", "time_budget_min=0",
-                "--folds", "2", "--ck-set", "epochs=1"],
+    "inference": [
+        "--train-images",
+        "40",
+        "--epochs",
+        "1",
+        "--single",
+        "3",
+        "--batch",
+        "8",
+        "--eval-images",
+        "14",
+        "--fer-python",
+        "",
+    ],
+    "quality": [
+        "--train-images",
+        "70",
+        "--set",
+        "epochs=1",
+        "time_budget_min=0",
+        "--folds",
+        "2",
+        "--ck-set",
+        "epochs=1",
+    ],
     "epoch_speed": ["--train-images", "20", "--models", "cnn_torch"],
     "dedupe_effect": ["--minutes", "0.005"],
 }
@@ -64,8 +108,7 @@ def finite_numbers(obj):
 @pytest.mark.parametrize("name", list(TINY))
 def test_script_writes_finite_results(name, data, tmp_path, monkeypatch):
     results = tmp_path / "results"
-    run_script(name, ["--data", str(data), "--results-dir", str(results), *TINY[name]],
-               monkeypatch)
+    run_script(name, ["--data", str(data), "--results-dir", str(results), *TINY[name]], monkeypatch)
     payload = json.loads((results / f"{name}.json").read_text())
     assert {"name", "machine", "targets", "figures", "notes", "args"} <= set(payload)
     assert payload["targets"], "every script states at least one target"
@@ -82,8 +125,7 @@ def test_script_skips_without_data(name, tmp_path, monkeypatch, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SystemExit) as exit_info:
-        run_script(name, ["--data", str(empty), "--results-dir", str(tmp_path / "r")],
-                   monkeypatch)
+        run_script(name, ["--data", str(empty), "--results-dir", str(tmp_path / "r")], monkeypatch)
         raise SystemExit(0)  # quality returns instead of exiting
     assert exit_info.value.code in (0, None)
     assert "SKIPPED" in capsys.readouterr().out
@@ -93,13 +135,24 @@ def test_script_skips_without_data(name, tmp_path, monkeypatch, capsys):
 def test_tracking_overhead_against_a_real_server(data, tmp_path, monkeypatch):
     # A real `mlflow server` started by the script, one worker: a run logged to it, clocked.
     results = tmp_path / "results"
-    run_script("tracking_overhead", ["--data", str(data), "--results-dir", str(results),
-                                     *TINY["tracking_overhead"], "--server-workers", "1"],
-               monkeypatch)
+    run_script(
+        "tracking_overhead",
+        [
+            "--data",
+            str(data),
+            "--results-dir",
+            str(results),
+            *TINY["tracking_overhead"],
+            "--server-workers",
+            "1",
+        ],
+        monkeypatch,
+    )
     payload = json.loads((results / "tracking_overhead_server.json").read_text())
     server = payload["figures"]["servers"]["1"]
     assert server["request_ms"] > 0 and server["clocked_tracking_s"] > 0
     assert server["finished_runs_on_server"] == 1  # the one timed run went to that server
     assert server["requests_per_run"] > 20 and server["clocked_s_per_site"]["log_trained_model"] > 0
     assert [t["name"] for t in payload["targets"]] == [
-        "tracking overhead clocked, mlflow server --workers 1"]
+        "tracking overhead clocked, mlflow server --workers 1"
+    ]

@@ -46,8 +46,15 @@ def test_train_help_is_each_fields_own_with_its_choices_and_default():
 def test_field_lists_derive_from_the_metadata():
     assert set(NOT_COMPARED) <= set(NOT_TUNABLE)  # what a study shares, it does not vary
     assert {"model", "dataset"} <= set(NOT_TUNABLE) - set(NOT_COMPARED)
-    assert REPORTED == ("lr", "batch_size", "optimizer", "epochs", "dropout", "weight_decay",
-                        "image_size")  # the report's column order
+    assert REPORTED == (
+        "lr",
+        "batch_size",
+        "optimizer",
+        "epochs",
+        "dropout",
+        "weight_decay",
+        "image_size",
+    )  # the report's column order
 
 
 def test_every_needed_feature_is_declared_by_some_framework():
@@ -64,8 +71,10 @@ def test_a_feature_the_model_lacks_is_refused_naming_the_valid_values():
     TrainConfig(model="cnn_tf", lr_schedule="onecycle", time_budget_min=5)
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("Yes", True), ("1", True),
-                                         ("off", False), ("0", False), ("FALSE", False)])
+@pytest.mark.parametrize(
+    "text, value",
+    [("true", True), ("Yes", True), ("1", True), ("off", False), ("0", False), ("FALSE", False)],
+)
 def test_one_boolean_parser_for_the_config_and_the_flags(text, value):
     assert parse_bool(text) is as_bool(text) is value
     assert TrainConfig.from_mapping({"augment": text}).augment is value

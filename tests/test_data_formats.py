@@ -35,12 +35,15 @@ def assert_sorted_paths(listing) -> None:
 @pytest.fixture
 def no_image_opening(monkeypatch):
     """Fail any attempt to decode an image: scanners must only list files."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a scanner opened an image file")
+
     monkeypatch.setattr(Image, "open", refuse)
 
 
 # ------------------------------------------------------------------ errors ---
+
 
 def test_dataset_error_is_value_error():
     assert issubclass(DatasetError, ValueError)
@@ -68,6 +71,7 @@ def test_describe_contents(tmp_path):
 
 # ------------------------------------------------------------------ folder ---
 
+
 def test_folder_scan_maps_synonyms_and_lists_corrupt_files(tmp_path, no_image_opening):
     root = fixtures.write_folder_set(tmp_path / "set")
     listing = folder.scan(root)
@@ -89,8 +93,9 @@ def test_folder_scan_is_deterministic(tmp_path):
 
 
 def test_folder_merges_folders_naming_one_emotion(tmp_path):
-    root = fixtures.write_folder_set(tmp_path / "set", ("happy", "Happiness", "sad"),
-                                     corrupt=False, extras=False)
+    root = fixtures.write_folder_set(
+        tmp_path / "set", ("happy", "Happiness", "sad"), corrupt=False, extras=False
+    )
     listing = folder.scan(root)
     assert names_of(listing) == {"happiness": 6, "sadness": 3}
     assert listing.notes["merged_folders"] == 1
@@ -117,8 +122,11 @@ def test_folder_unknown_class_lists_accepted_names(tmp_path):
 def test_folder_allowed_restricts_folder_names(tmp_path):
     root = fixtures.write_folder_set(tmp_path / "set", ("angry", "happy"))
     assert len(folder.scan(root, allowed=("Angry", "happy")).items) == 7
-    with pytest.raises(DatasetError, match=r"unknown class folder .*angry: expected one of "
-                                           r"anger, happy"):
+    with pytest.raises(
+        DatasetError,
+        match=r"unknown class folder .*angry: expected one of "
+        r"anger, happy",
+    ):
         folder.scan(root, allowed=("anger", "happy"))
 
 
@@ -132,14 +140,18 @@ def test_folder_empty_class_folder(tmp_path):
 
 def test_folder_without_class_folders(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
-    with pytest.raises(DatasetError, match=r"expected one subfolder per emotion class .*"
-                                           r"found: a\.png"):
+    with pytest.raises(
+        DatasetError,
+        match=r"expected one subfolder per emotion class .*"
+        r"found: a\.png",
+    ):
         folder.scan(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         folder.scan(tmp_path / "missing")
 
 
 # ----------------------------------------------------------------- FER2013 ---
+
 
 def test_fer2013_csv(tmp_path):
     root = fixtures.write_fer2013_csv(tmp_path / "fer", n_per_class=2)
@@ -167,24 +179,31 @@ def test_fer2013_csv_file_path_and_no_usage(tmp_path):
 
 def test_fer2013_csv_strict_names_the_bad_row(tmp_path):
     root = fixtures.write_fer2013_csv(tmp_path / "fer", n_per_class=2)
-    with pytest.raises(DatasetError, match=r"row 15 \(line 16\) is malformed: pixels holds 3 "
-                                           r"values, expected 2304"):
+    with pytest.raises(
+        DatasetError,
+        match=r"row 15 \(line 16\) is malformed: pixels holds 3 "
+        r"values, expected 2304",
+    ):
         fer2013.scan(root, strict=True)
 
 
-@pytest.mark.parametrize("row, reason", [
-    ("9,{px},Training", "emotion '9'"),
-    ("x,{px},Training", "emotion 'x'"),
-    ("1,{px},Holdout", "Usage 'Holdout'"),
-    ("1,1 2 x,Training", "other than space-separated integers"),
-    ("1,{big},Training", "outside 0-255"),
-])
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ("9,{px},Training", "emotion '9'"),
+        ("x,{px},Training", "emotion 'x'"),
+        ("1,{px},Holdout", "Usage 'Holdout'"),
+        ("1,1 2 x,Training", "other than space-separated integers"),
+        ("1,{big},Training", "outside 0-255"),
+    ],
+)
 def test_fer2013_csv_bad_rows(tmp_path, row, reason):
     px = " ".join(["7"] * 2304)
     big = " ".join(["300"] * 2304)
     path = tmp_path / "mine.csv"
-    path.write_text("emotion,pixels,Usage\n" + f"3,{px},Training\n"
-                    + row.format(px=px, big=big) + "\n")
+    path.write_text(
+        "emotion,pixels,Usage\n" + f"3,{px},Training\n" + row.format(px=px, big=big) + "\n"
+    )
     listing = fer2013.scan(path)
     assert len(listing.items) == 1 and listing.notes["bad_rows"] == 1
     with pytest.raises(DatasetError, match=f"row 2 .*{reason}"):
@@ -195,9 +214,9 @@ def test_fer2013_csv_dialect_variants(tmp_path):
     # CRLF endings, a BOM, quoted cells, a blank line and another column order.
     px = " ".join(str(i % 256) for i in range(2304))
     path = tmp_path / "fer2013.csv"
-    path.write_bytes(("\ufeffUsage,emotion,pixels\r\n"
-                      f'PrivateTest,5,"{px}"\r\n\r\n'
-                      f"Training,0,{px}\r\n").encode())
+    path.write_bytes(
+        (f'\ufeffUsage,emotion,pixels\r\nPrivateTest,5,"{px}"\r\n\r\nTraining,0,{px}\r\n').encode()
+    )
     listing = fer2013.scan(tmp_path)
     assert list(listing.usage) == ["test", "train"]
     assert [EMOTIONS[i] for i in listing.labels] == ["surprise", "anger"]
@@ -208,8 +227,10 @@ def test_fer2013_csv_dialect_variants(tmp_path):
 def test_fer2013_csv_wrong_columns_and_no_rows(tmp_path):
     path = tmp_path / "fer2013.csv"
     path.write_text("label,image\n1,2\n")
-    with pytest.raises(DatasetError, match="expected FER2013 CSV columns emotion,pixels.*"
-                                           "found columns: label, image"):
+    with pytest.raises(
+        DatasetError,
+        match="expected FER2013 CSV columns emotion,pixels.*found columns: label, image",
+    ):
         fer2013.scan(tmp_path)
     path.write_text("emotion,pixels,Usage\n3,1 2,Training\n")
     with pytest.raises(DatasetError, match="no usable row"):
@@ -237,8 +258,11 @@ def test_fer2013_prefers_csv_when_both_layouts_exist(tmp_path):
 def test_fer2013_wrong_layouts(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "data.txt").write_text("x")
-    with pytest.raises(DatasetError, match=r"expected fer2013\.csv or train/ and test/ folders "
-                                           r".*found: data\.txt, train/"):
+    with pytest.raises(
+        DatasetError,
+        match=r"expected fer2013\.csv or train/ and test/ folders "
+        r".*found: data\.txt, train/",
+    ):
         fer2013.scan(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         fer2013.scan(tmp_path / "missing")
@@ -254,6 +278,7 @@ def test_fer2013_folders_unknown_class(tmp_path):
 
 
 # --------------------------------------------------------------------- CK+ ---
+
 
 def test_ckplus48(tmp_path, no_image_opening):
     root = fixtures.write_ckplus48(tmp_path / "CK+48", subjects=2)
@@ -276,8 +301,12 @@ def test_ckplus_original(tmp_path, no_image_opening):
     assert names_of(listing) == {"disgust": 3, "happiness": 3, "surprise": 3, "contempt": 3}
     assert Counter(listing.groups) == {"S005": 3, "S010": 9}
     assert [p.name for p in listing.items[:3]] == [f"S005_001_{f:08d}.png" for f in (4, 5, 6)]
-    assert listing.notes == {"sequences": 5, "labelled_sequences": 4, "bad_label_files": 0,
-                             "labelled_sequences_without_images": 0}
+    assert listing.notes == {
+        "sequences": 5,
+        "labelled_sequences": 4,
+        "bad_label_files": 0,
+        "labelled_sequences_without_images": 0,
+    }
     assert listing.usage is None
 
 
@@ -290,8 +319,7 @@ def test_ckplus_original_neutral_and_last_frames(tmp_path):
     assert all(p.stem.endswith("_00000001") for p in neutral)
     single = ckplus.scan(root, last_frames=1, include_neutral=True)
     assert len(single.items) == 4 + 4
-    assert [p.name for p in single.items[:2]] == ["S005_001_00000001.png",
-                                                  "S005_001_00000006.png"]
+    assert [p.name for p in single.items[:2]] == ["S005_001_00000001.png", "S005_001_00000006.png"]
     with pytest.raises(DatasetError, match="last_frames must be at least 1"):
         ckplus.scan(root, last_frames=0)
 
@@ -318,12 +346,16 @@ def test_ckplus_wrong_layouts(tmp_path):
     with pytest.raises(DatasetError, match="CK\\+48 .* or original CK\\+ .*does not exist"):
         ckplus.scan(tmp_path / "missing")
     (tmp_path / "images").mkdir()
-    with pytest.raises(DatasetError, match=r"expected CK\+48 .*or original CK\+ .*"
-                                           r"unknown class folder"):
+    with pytest.raises(
+        DatasetError,
+        match=r"expected CK\+48 .*or original CK\+ .*"
+        r"unknown class folder",
+    ):
         ckplus.scan(tmp_path)
 
 
 # -------------------------------------------------------------------- KDEF ---
+
 
 def test_kdef_front_facing(tmp_path, no_image_opening):
     root = fixtures.write_kdef(tmp_path / "KDEF")
@@ -334,9 +366,13 @@ def test_kdef_front_facing(tmp_path, no_image_opening):
     assert root / "BM02HAS.jpg" in listing.items
     assert Counter(listing.groups) == {"F01": 14, "M02": 15}
     assert names_of(listing) == {e: 4 for e in EMOTIONS if e != "contempt"} | {"happiness": 5}
-    assert listing.notes == {"unmatched_names": 1, "unknown_expressions": 1,
-                             "other_angles": 2 * 2 * 7 * 4 + 1, "non_image_files": 1,
-                             "ignored_subfolders": 0}
+    assert listing.notes == {
+        "unmatched_names": 1,
+        "unknown_expressions": 1,
+        "other_angles": 2 * 2 * 7 * 4 + 1,
+        "non_image_files": 1,
+        "ignored_subfolders": 0,
+    }
     assert listing.usage is None
 
 
@@ -358,14 +394,18 @@ def test_kdef_unknown_angle_lists_valid_ones(tmp_path):
 
 def test_kdef_without_matching_images(tmp_path):
     root = fixtures.write_kdef(tmp_path / "KDEF", angles=("FL",), extras=False)
-    with pytest.raises(DatasetError, match=r"expected KDEF images named like AF01ANS\.JPG "
-                                           r"with angle S .*found none among: AF01/"):
+    with pytest.raises(
+        DatasetError,
+        match=r"expected KDEF images named like AF01ANS\.JPG "
+        r"with angle S .*found none among: AF01/",
+    ):
         kdef.scan(root)
     with pytest.raises(DatasetError, match="does not exist"):
         kdef.scan(tmp_path / "missing")
 
 
 # --------------------------------------------------------------------- NHF ---
+
 
 def test_nhf(tmp_path, no_image_opening):
     root = fixtures.write_nhf(tmp_path / "nhf", n_per_class=2)
@@ -380,15 +420,20 @@ def test_nhf_accepts_happy_and_rejects_other_names(tmp_path):
     (root / "happiness").rename(root / "happy")
     assert names_of(nhf.scan(root))["happiness"] == 1
     (root / "neutrality").rename(root / "neutral")
-    with pytest.raises(DatasetError, match=r"unknown class folder .*neutral: expected one of "
-                                           r"anger, contempt.*neutrality"):
+    with pytest.raises(
+        DatasetError,
+        match=r"unknown class folder .*neutral: expected one of "
+        r"anger, contempt.*neutrality",
+    ):
         nhf.scan(root)
 
 
 # ------------------------------------------------------------------ fixtures ---
 
+
 def test_fixture_images_differ_and_corrupt_file_does_not_decode(tmp_path):
     from emorec.data.images import ImageError, decode_image
+
     root = fixtures.write_folder_set(tmp_path / "set")
     a, b = decode_image(root / "angry" / "img000.png"), decode_image(root / "happy" / "img000.png")
     assert a.shape == b.shape and not np.array_equal(a, b)

@@ -33,20 +33,42 @@ from emorec.labels import BASIC_EMOTIONS, EMOTION_ID, EMOTIONS
 
 # (dataset name, fixture writer, options, expected counts per canonical class)
 LAYOUTS = {
-    "folder": ("folder", fixtures.write_folder_set, {},
-               {"anger": 3, "happiness": 3, "sadness": 3}),  # + broken.png, skipped
-    "fer_csv": ("fer2013", fixtures.write_fer2013_csv, {},
-                {c: 6 for c in BASIC_EMOTIONS}),  # 2 per class and Usage; 1 bad row
-    "fer_folders": ("fer2013", fixtures.write_fer2013_folders, {},
-                    {c: 5 for c in BASIC_EMOTIONS}),  # 3 train + 2 test per class
-    "ck48": ("ckplus", fixtures.write_ckplus48, {},
-             {**{c: 6 for c in fixtures.CK48_FOLDERS if c != "happy"},
-              "happiness": 7}),  # 2 subjects x 3 frames, + odd_frame.png
-    "ck_original": ("ckplus", fixtures.write_ckplus_original, {"include_neutral": True},
-                    {"disgust": 3, "happiness": 3, "surprise": 3, "contempt": 3,
-                     "neutral": 3}),  # contempt's sequence is too short for a neutral frame
-    "kdef": ("kdef", fixtures.write_kdef, {},
-             {**{c: 4 for c in BASIC_EMOTIONS}, "happiness": 5}),  # 2x2 sittings, + loose HAS
+    "folder": (
+        "folder",
+        fixtures.write_folder_set,
+        {},
+        {"anger": 3, "happiness": 3, "sadness": 3},
+    ),  # + broken.png, skipped
+    "fer_csv": (
+        "fer2013",
+        fixtures.write_fer2013_csv,
+        {},
+        {c: 6 for c in BASIC_EMOTIONS},
+    ),  # 2 per class and Usage; 1 bad row
+    "fer_folders": (
+        "fer2013",
+        fixtures.write_fer2013_folders,
+        {},
+        {c: 5 for c in BASIC_EMOTIONS},
+    ),  # 3 train + 2 test per class
+    "ck48": (
+        "ckplus",
+        fixtures.write_ckplus48,
+        {},
+        {**{c: 6 for c in fixtures.CK48_FOLDERS if c != "happy"}, "happiness": 7},
+    ),  # 2 subjects x 3 frames, + odd_frame.png
+    "ck_original": (
+        "ckplus",
+        fixtures.write_ckplus_original,
+        {"include_neutral": True},
+        {"disgust": 3, "happiness": 3, "surprise": 3, "contempt": 3, "neutral": 3},
+    ),  # contempt's sequence is too short for a neutral frame
+    "kdef": (
+        "kdef",
+        fixtures.write_kdef,
+        {},
+        {**{c: 4 for c in BASIC_EMOTIONS}, "happiness": 5},
+    ),  # 2x2 sittings, + loose HAS
     "nhf": ("nhf", fixtures.write_nhf, {}, {c: 2 for c in EMOTIONS}),
 }
 
@@ -56,8 +78,9 @@ def counts(ds) -> dict[str, int]:
 
 
 def load(name, root, size=32, channels=1, **kwargs):
-    return load_dataset(name, root, Preprocessing(image_size=size, channels=channels),
-                        progress=False, **kwargs)
+    return load_dataset(
+        name, root, Preprocessing(image_size=size, channels=channels), progress=False, **kwargs
+    )
 
 
 def bomb_png(path: Path, width: int, height: int) -> Path:
@@ -77,6 +100,7 @@ def cache_entries() -> list[Path]:
 
 
 # ---------------------------------------------------------------- loading ---
+
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -175,8 +199,10 @@ def test_16bit_images_are_scaled_not_clipped(tmp_path):
 
 
 def test_32bit_and_float_image_files_are_refused(tmp_path):
-    for name, arr in (("i32.tif", np.full((16, 16), 70000, np.int32)),
-                      ("f32.tif", np.full((16, 16), 0.5, np.float32))):
+    for name, arr in (
+        ("i32.tif", np.full((16, 16), 70000, np.int32)),
+        ("f32.tif", np.full((16, 16), 0.5, np.float32)),
+    ):
         Image.fromarray(arr).save(tmp_path / name)
         with pytest.raises(ImageError, match=f"{name}.*8 or 16 bits"):
             decode_image(tmp_path / name)
@@ -196,6 +222,7 @@ def test_broken_links_are_skipped_and_counted(tmp_path, caplog):
 
 
 # ------------------------------------------------------------------ cache ---
+
 
 def test_cache_hit_returns_identical_arrays(tmp_path):
     root = fixtures.write_ckplus48(tmp_path / "ck")
@@ -219,6 +246,7 @@ def test_cache_is_not_used_for_decoding_twice(tmp_path, monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached dataset was decoded again")
+
     monkeypatch.setattr("emorec.data.decode_image", refuse)
     assert load("nhf", root).stats["from_cache"] is True
 
@@ -267,16 +295,19 @@ def test_unreadable_cache_entry_is_a_miss(tmp_path):
 
 # ----------------------------------------------------------------- errors ---
 
+
 def test_unknown_names_list_the_valid_ones(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset 'nope'; valid datasets: " +
-                       ", ".join(FORMATS)):
+    with pytest.raises(
+        ValueError, match="unknown dataset 'nope'; valid datasets: " + ", ".join(FORMATS)
+    ):
         load_dataset("nope", tmp_path)
     root = fixtures.write_kdef(tmp_path / "kdef", extras=False)
     with pytest.raises(ValueError, match="unknown option.*bogus.*valid: angles"):
         load("kdef", root, options={"bogus": 1})
     ds = load("synthetic", None, options={"count": 42})
-    with pytest.raises(ValueError, match="unknown split strategy 'random'; valid: " +
-                       ", ".join(STRATEGIES)):
+    with pytest.raises(
+        ValueError, match="unknown split strategy 'random'; valid: " + ", ".join(STRATEGIES)
+    ):
         make_split(ds, strategy="random")
 
 
@@ -288,6 +319,7 @@ def test_missing_data_dir(tmp_path):
 
 
 # ----------------------------------------------------------------- splits ---
+
 
 def _assert_partition(split, n):
     parts = np.concatenate([split.train, split.val, split.test])
@@ -339,8 +371,9 @@ def test_official_split_honours_usage(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_class_too_small_to_split_is_named(tmp_path):
-    root = fixtures.write_folder_set(tmp_path / "set", classes=("angry", "happy"),
-                                     n_per_class=10, corrupt=False, extras=False)
+    root = fixtures.write_folder_set(
+        tmp_path / "set", classes=("angry", "happy"), n_per_class=10, corrupt=False, extras=False
+    )
     fixtures.write_image(root / "afraid" / "only.png", np.random.default_rng(0))
     ds = load("folder", root)
     with pytest.raises(DatasetError, match=r"fear \(1\)"):
@@ -353,6 +386,7 @@ def test_class_too_small_to_split_is_named(tmp_path):
 
 
 # ----------------------------------------------------- augment, preprocess ---
+
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_augment_batch(channels):
@@ -379,8 +413,9 @@ def test_prepare_image_channels_and_sizes():
     assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
     out, _ = prepare_image(rgb, to1)
     assert out.shape == (48, 48, 1)
-    expected = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (48, 48),
-                          interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA
+    )
     assert np.array_equal(out[..., 0], expected)
     for shape in ((48, 48), (48, 48, 1), (10, 90, 3), (64, 64, 4)):
         img = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -409,17 +444,19 @@ def test_serving_prepares_images_as_the_training_arrays(tmp_path):
     assert x.dtype == np.uint8 and x.shape == (16, 32, 32, 3)
     assert np.array_equal(x, ds.images)  # one eval preprocessing for all
     assert normalize(np.array([[0, 255]], np.uint8)).tolist() == [[-1.0, 1.0]]
-    mixed = prepare_batch([np.zeros((10, 13), np.uint8), np.full((50, 40, 3), 255, np.uint8)],
-                          prep)
+    mixed = prepare_batch([np.zeros((10, 13), np.uint8), np.full((50, 40, 3), 255, np.uint8)], prep)
     assert mixed.shape == (2, 32, 32, 3) and mixed[0].max() == 0 and mixed[1].min() == 255
     assert prepare_batch([], prep).shape == (0, 32, 32, 3)
 
 
 # ------------------------------------------------------- imports, explore ---
 
+
 def test_light_imports_do_not_load_frameworks():
-    code = ("import sys, emorec; import emorec.data, emorec.config, emorec.cli\n"
-            "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
+    code = (
+        "import sys, emorec; import emorec.data, emorec.config, emorec.cli\n"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -432,8 +469,11 @@ def test_explore_writes_three_files(tmp_path):
     for name in ("contempt", "disgust", "fear", "sadness"):  # 3 classes: a faster grid
         shutil.rmtree(root / name)
     summary = explore("ckplus", str(root), out, image_size=32, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["class_distribution.png", "samples.png",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "class_distribution.png",
+        "samples.png",
+        "summary.json",
+    ]
     for png in ("class_distribution.png", "samples.png"):
         with Image.open(out / png) as im:
             assert im.format == "PNG" and im.width > 300 and im.height > 300
@@ -455,8 +495,11 @@ def test_cli_explore_synthetic(tmp_path, capsys):
     assert main(["explore", "--dataset", "synthetic", "--samples", "140", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "synthetic: 140 images" in printed and "wrote" in printed
-    assert {p.name for p in out.iterdir()} == {"class_distribution.png", "samples.png",
-                                               "summary.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "class_distribution.png",
+        "samples.png",
+        "summary.json",
+    }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 140 and len(summary["classes"]) == 7
 
@@ -472,17 +515,32 @@ def test_cli_explore_warns_when_splits_differ_in_sharpness(tmp_path, capsys, blu
     if blur_train:
         for path in (root / "train").glob("*/*.jpg"):
             cv2.imwrite(str(path), cv2.GaussianBlur(cv2.imread(str(path), 0), (0, 0), 3))
-    assert main(["explore", "--dataset", "fer2013", "--data-dir", str(root),
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "explore",
+                "--dataset",
+                "fer2013",
+                "--data-dir",
+                str(root),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert ("WARNING: the splits' median sharpness differs" in err) == blur_train
 
 
-@pytest.mark.parametrize("argv", [
-    ["--dataset", "ckplus", "--data-dir", "{missing}"],
-    ["--dataset", "ckplus"],
-    ["--dataset", "nope"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--dataset", "ckplus", "--data-dir", "{missing}"],
+        ["--dataset", "ckplus"],
+        ["--dataset", "nope"],
+    ],
+)
 def test_cli_explore_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
     from emorec.cli import main
 
@@ -499,8 +557,12 @@ def test_cli_explore_out_on_a_file_exits_2_with_one_line(tmp_path, capsys, where
     from emorec.cli import main
 
     (tmp_path / "out").write_text("a file the user keeps")
-    assert main(["explore", "--dataset", "synthetic", "--samples", "70",
-                 "--out", str(tmp_path / where)]) == 2
+    assert (
+        main(
+            ["explore", "--dataset", "synthetic", "--samples", "70", "--out", str(tmp_path / where)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("emorec: error: --out ") and "not a folder" in err and "\n" not in err
     assert (tmp_path / "out").read_text() == "a file the user keeps"

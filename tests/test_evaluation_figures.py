@@ -37,8 +37,7 @@ def _evaluation(seed: int = 0):
 
 
 def _svgs(report, history=None) -> dict[str, bytes]:
-    return figures.run_figures(report["confusion_matrix"], CLASSES, report["roc"],
-                               history or {})
+    return figures.run_figures(report["confusion_matrix"], CLASSES, report["roc"], history or {})
 
 
 def test_the_confusion_matrix_writes_every_count_and_names_both_axes():
@@ -59,17 +58,20 @@ def test_roc_curves_name_each_class_with_its_auc_and_the_macro_average():
 
 
 def test_learning_curves_say_what_was_not_recorded():
-    full = {"train_loss": [1.2, 0.8, 0.6], "val_loss": [1.3, 1.0, 0.9],
-            "train_accuracy": [0.4, 0.6, 0.7], "val_accuracy": [0.35, 0.5, 0.55]}
+    full = {
+        "train_loss": [1.2, 0.8, 0.6],
+        "val_loss": [1.3, 1.0, 0.9],
+        "train_accuracy": [0.4, 0.6, 0.7],
+        "val_accuracy": [0.35, 0.5, 0.55],
+    }
     texts = _texts(_parsed(_svgs(_evaluation(), full)["plots/learning_curves.svg"]))
     assert {"Loss", "Accuracy", "train", "val"} <= set(texts)
-    one = _texts(_parsed(_svgs(_evaluation(), {"train_loss": [0.9]})
-                         ["plots/learning_curves.svg"]))
+    one = _texts(_parsed(_svgs(_evaluation(), {"train_loss": [0.9]})["plots/learning_curves.svg"]))
     assert "no accuracy recorded" in one and "no loss recorded" not in one
 
 
 def test_class_names_are_text_never_markup():
-    hostile = ['<script>alert(1)</script>', 'a & b', '"quoted"']
+    hostile = ["<script>alert(1)</script>", "a & b", '"quoted"']
     report = classification_metrics(np.arange(3).repeat(2), np.eye(3).repeat(2, axis=0), hostile)
     svgs = figures.run_figures(report["confusion_matrix"], hostile, report["roc"], {})
     for svg in svgs.values():
@@ -83,8 +85,11 @@ def test_a_run_that_fails_after_its_evaluation_keeps_its_figures(monkeypatch):
     run = run_failed_by(monkeypatch, logged_models, "log_trained_model")
     client = mlflow.MlflowClient()
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert logged == {"plots/confusion_matrix.svg", "plots/roc_curves.svg",
-                      "plots/learning_curves.svg"}
+    assert logged == {
+        "plots/confusion_matrix.svg",
+        "plots/roc_curves.svg",
+        "plots/learning_curves.svg",
+    }
     for path in logged:
         _parsed(open(client.download_artifacts(run.info.run_id, path), "rb").read())
 
@@ -111,14 +116,26 @@ def test_a_browser_draws_each_figure_with_its_colours(tmp_path):
     svgs = _svgs(report, {"train_loss": [1.2, 0.9], "val_loss": [1.3, 1.1]})
     for name, svg in svgs.items():
         root = _parsed(svg)
-        width, height = (round(float(root.get(k).removesuffix("pt")) * 4 / 3)
-                         for k in ("width", "height"))
+        width, height = (
+            round(float(root.get(k).removesuffix("pt")) * 4 / 3) for k in ("width", "height")
+        )
         source, shot = tmp_path / name.replace("/", "_"), tmp_path / "shot.png"
         source.write_bytes(svg)
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                        "--hide-scrollbars", f"--screenshot={shot}",
-                        f"--window-size={width},{height}", source.as_uri()],
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--screenshot={shot}",
+                f"--window-size={width},{height}",
+                source.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
         assert (pixels.sum(axis=2) < 200).mean() > 0.002, f"{name}: no text or lines drawn"
         if name == "plots/confusion_matrix.svg":

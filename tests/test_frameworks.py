@@ -18,14 +18,26 @@ import pytest
 from PIL import Image
 
 # One batch of 32 holds a tiny split's training images: no batch of one for BatchNorm.
-TINY = ["epochs=1", "samples=70", "image_size=16", "batch_size=32", "system_metrics=false",
-        "progress=false"]
+TINY = [
+    "epochs=1",
+    "samples=70",
+    "image_size=16",
+    "batch_size=32",
+    "system_metrics=false",
+    "progress=false",
+]
 
 
 def emorec(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread is faster
-    return subprocess.run([sys.executable, "-m", "emorec.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "emorec.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def one_point_grid(folder: Path) -> str:
@@ -38,21 +50,35 @@ def test_triton_counts_as_missing_once_tensorflow_loads(tmp_path):
     """The guard itself, against a stand-in TensorFlow (no real import: fast)."""
     (tmp_path / "tensorflow").mkdir()
     (tmp_path / "tensorflow" / "__init__.py").write_text("")
-    check = ("import importlib.util, sys\n"
-             "{first}\n"
-             "assert importlib.util.find_spec('triton') is None\n"
-             "try:\n    import triton\nexcept ImportError:\n    pass\n"
-             "else:\n    sys.exit('triton imported after tensorflow')\n")
+    check = (
+        "import importlib.util, sys\n"
+        "{first}\n"
+        "assert importlib.util.find_spec('triton') is None\n"
+        "try:\n    import triton\nexcept ImportError:\n    pass\n"
+        "else:\n    sys.exit('triton imported after tensorflow')\n"
+    )
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     for first in ("import emorec, tensorflow", "import tensorflow, emorec"):
-        done = subprocess.run([sys.executable, "-c", check.format(first=first)], cwd=tmp_path,
-                              env={**os.environ, "PYTHONPATH": path},
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", check.format(first=first)],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": path},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
     # Without TensorFlow nothing changes: emorec's import hides no module.
-    done = subprocess.run([sys.executable, "-c", "import emorec, sys; "
-                           "assert sys.modules.get('triton', 0) is not None"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import emorec, sys; assert sys.modules.get('triton', 0) is not None",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -72,14 +98,28 @@ def benchmarked(tmp_path_factory):
     """``emorec benchmark-all --models cnn_tf,cnn_torch`` (Keras first) on the folder set,
     both registered."""
     root = tmp_path_factory.mktemp("frameworks")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db",
-           "EMOREC_CACHE_DIR": str(root / "cache")}
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db",
+        "EMOREC_CACHE_DIR": str(root / "cache"),
+    }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
-        done = emorec("benchmark-all", "--models", "cnn_tf,cnn_torch", "--datasets", "folder",
-                      "--data-dir", f"folder={write_easy(root)}", "--space",
-                      one_point_grid(root), "--no-plots", "--set", *TINY, cwd=root)
+        done = emorec(
+            "benchmark-all",
+            "--models",
+            "cnn_tf,cnn_torch",
+            "--datasets",
+            "folder",
+            "--data-dir",
+            f"folder={write_easy(root)}",
+            "--space",
+            one_point_grid(root),
+            "--no-plots",
+            "--set",
+            *TINY,
+            cwd=root,
+        )
     return done, root, env
 
 

@@ -48,7 +48,7 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             base = node.module or ""
             if node.level:  # relative: from the module's package, up level - 1 more
                 package = name.split(".") if is_package else name.split(".")[:-1]
-                package = package[:len(package) - (node.level - 1)]
+                package = package[: len(package) - (node.level - 1)]
                 base = ".".join([*package, *([base] if base else [])])
             for alias in node.names:
                 # `from emorec.x import y` names the submodule emorec.x.y when there is one.
@@ -71,7 +71,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -92,9 +92,12 @@ def test_the_package_has_no_import_cycle():
 def test_the_walk_sees_lazy_relative_and_submodule_imports(tmp_path):
     """The walker itself: a cycle closed only by an import inside a function, through a
     relative import and a `from package import submodule`, is found."""
-    modules = {"emorec.a": tmp_path / "a.py", "emorec.b": tmp_path / "b.py",
-               "emorec.sub": tmp_path / "sub" / "__init__.py",
-               "emorec.sub.c": tmp_path / "sub" / "c.py"}
+    modules = {
+        "emorec.a": tmp_path / "a.py",
+        "emorec.b": tmp_path / "b.py",
+        "emorec.sub": tmp_path / "sub" / "__init__.py",
+        "emorec.sub.c": tmp_path / "sub" / "c.py",
+    }
     modules["emorec.sub"].parent.mkdir()
     modules["emorec.a"].write_text("from emorec.sub import c\n")
     modules["emorec.sub.c"].write_text("def f():\n    from ..b import g\n")

@@ -36,8 +36,11 @@ def test_predicts_files_pil_and_arrays_alike(predictor, tmp_path):
         assert abs(sum(p.probabilities.values()) - 1) < 1e-5
         assert p.label == max(p.probabilities, key=p.probabilities.get)
     # The same pixels give the same answer whichever way they arrive.
-    np.testing.assert_allclose([list(p.probabilities.values()) for p in out[1:]],
-                               [list(out[0].probabilities.values())] * 2, atol=1e-6)
+    np.testing.assert_allclose(
+        [list(p.probabilities.values()) for p in out[1:]],
+        [list(out[0].probabilities.values())] * 2,
+        atol=1e-6,
+    )
     assert out[0].source == str(path)
 
 
@@ -114,30 +117,39 @@ def test_float_and_16bit_images_are_scaled_not_clipped(predictor):
     """Floats in [0, 1] and 16-bit pixels mean the same photo as its uint8 pixels."""
     pred, _ = predictor
     gray = np.random.default_rng(2).integers(0, 256, (40, 30), dtype=np.uint8)
-    same = [gray / 255.0, (gray / 255.0).astype(np.float32), gray.astype(np.int64),
-            gray.astype(np.uint16) * 257, Image.fromarray(gray.astype(np.uint16) * 257),
-            np.dstack([gray] * 3 + [np.zeros_like(gray)])]  # RGBA: the alpha is dropped
+    same = [
+        gray / 255.0,
+        (gray / 255.0).astype(np.float32),
+        gray.astype(np.int64),
+        gray.astype(np.uint16) * 257,
+        Image.fromarray(gray.astype(np.uint16) * 257),
+        np.dstack([gray] * 3 + [np.zeros_like(gray)]),
+    ]  # RGBA: the alpha is dropped
     out = pred.predict([gray, *same], detect_faces=False)
     for p in out[1:]:
-        np.testing.assert_allclose(list(p.probabilities.values()),
-                                   list(out[0].probabilities.values()), atol=1e-5)
+        np.testing.assert_allclose(
+            list(p.probabilities.values()), list(out[0].probabilities.values()), atol=1e-5
+        )
     with pytest.raises(ImageError, match=r"<array 1>: float pixels must be in \[0, 1\]"):
         pred.predict([gray, gray * 1.0])  # 0..255 floats: refused, not clipped
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.array(0.5), r"shape \(\) is not an image"),
-    (np.zeros(64, np.uint8), r"shape \(64,\) is not an image"),
-    (np.zeros((0, 0), np.uint8), "too small"),
-    (np.zeros((2, 16, 16, 3), np.uint8), r"shape \(2, 16, 16, 3\) is not an image"),
-    (np.zeros((16, 16, 2), np.uint8), r"shape \(16, 16, 2\) is not an image"),
-    (np.zeros((16, 16), complex), "complex128 are not supported"),
-    (np.zeros((16, 16), bool), "bool are not supported"),
-    (np.full((16, 16), np.nan), "NaN"),
-    (np.full((16, 16), 300), r"integer pixels must be in 0\.\.255"),
-    (np.zeros((7, 64), np.uint8), r"7 is too small"),
-    (np.broadcast_to(np.uint8(0), (8, 5_000_001)), "exceeds the limit"),  # 40 MP: no memory
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.array(0.5), r"shape \(\) is not an image"),
+        (np.zeros(64, np.uint8), r"shape \(64,\) is not an image"),
+        (np.zeros((0, 0), np.uint8), "too small"),
+        (np.zeros((2, 16, 16, 3), np.uint8), r"shape \(2, 16, 16, 3\) is not an image"),
+        (np.zeros((16, 16, 2), np.uint8), r"shape \(16, 16, 2\) is not an image"),
+        (np.zeros((16, 16), complex), "complex128 are not supported"),
+        (np.zeros((16, 16), bool), "bool are not supported"),
+        (np.full((16, 16), np.nan), "NaN"),
+        (np.full((16, 16), 300), r"integer pixels must be in 0\.\.255"),
+        (np.zeros((7, 64), np.uint8), r"7 is too small"),
+        (np.broadcast_to(np.uint8(0), (8, 5_000_001)), "exceeds the limit"),  # 40 MP: no memory
+    ],
+)
 def test_arrays_that_are_not_images_are_clear_errors(predictor, array, message):
     pred, _ = predictor
     with pytest.raises(ImageError, match=f"<array 0>: .*{message}"):
@@ -146,9 +158,16 @@ def test_arrays_that_are_not_images_are_clear_errors(predictor, array, message):
 
 def test_expected_classes_accept_the_loaders_aliases(predictor):
     pred, result = predictor
-    alias = {"anger": "angry", "happiness": "Happy", "sadness": "sad", "surprise": "surprised",
-             "fear": "scared", "disgust": "disgusted", "contempt": "contemptuous",
-             "neutral": "calm"}
+    alias = {
+        "anger": "angry",
+        "happiness": "Happy",
+        "sadness": "sad",
+        "surprise": "surprised",
+        "fear": "scared",
+        "disgust": "disgusted",
+        "contempt": "contemptuous",
+        "neutral": "calm",
+    }
     pred.check_classes([alias[c] for c in result.classes])
     with pytest.raises(ValueError, match=r"not in the model: \['joyful'\]"):
         pred.check_classes([alias[c] for c in result.classes] + ["joyful"])
@@ -169,6 +188,10 @@ def test_logged_signature_is_what_the_pyfunc_serves(trained, monkeypatch):
     assert signature.inputs.input_names() == ["image"]
     png = cv2.imencode(".png", np.full((16, 16), 90, np.uint8))[1].tobytes()
     served = mlflow.pyfunc.load_model(model_uri).predict(
-        pd.DataFrame({"image": [base64.b64encode(png).decode()]}))
-    assert signature.outputs.input_names() == list(served.columns) == [
-        *result.classes, "label", "confidence"]
+        pd.DataFrame({"image": [base64.b64encode(png).decode()]})
+    )
+    assert (
+        signature.outputs.input_names()
+        == list(served.columns)
+        == [*result.classes, "label", "confidence"]
+    )

@@ -64,28 +64,56 @@ def logged(tmp_path_factory):
         sanet_run = train(TrainConfig(model="sanet", **TINY)).run_id
         printed = io.StringIO()  # the CLI, as users export: it prints the logged model's URI
         with contextlib.redirect_stdout(printed):
-            assert main(["export", "--model-uri", f"runs:/{torch_run}/emotion_model",
-                         "--quantize", "int8", str(root / "int8.onnx")]) == 0
+            assert (
+                main(
+                    [
+                        "export",
+                        "--model-uri",
+                        f"runs:/{torch_run}/emotion_model",
+                        "--quantize",
+                        "int8",
+                        str(root / "int8.onnx"),
+                    ]
+                )
+                == 0
+            )
         int8_uri = re.search(r"mlflow models serve -m (runs:/\S+)", printed.getvalue()).group(1)
-        uris = {"torch pyfunc": f"runs:/{torch_run}/emotion_model",
-                "pytorch": f"runs:/{sanet_run}/model",
-                "keras pyfunc": f"runs:/{keras_run}/emotion_model", "int8 pyfunc": int8_uri}
-        return {kind: mlflow.artifacts.download_artifacts(u, dst_path=str(root / f"copy{k}"))
-                for k, (kind, u) in enumerate(uris.items())}
+        uris = {
+            "torch pyfunc": f"runs:/{torch_run}/emotion_model",
+            "pytorch": f"runs:/{sanet_run}/model",
+            "keras pyfunc": f"runs:/{keras_run}/emotion_model",
+            "int8 pyfunc": int8_uri,
+        }
+        return {
+            kind: mlflow.artifacts.download_artifacts(u, dst_path=str(root / f"copy{k}"))
+            for k, (kind, u) in enumerate(uris.items())
+        }
 
 
 @pytest.mark.parametrize("kind", ["torch pyfunc", "pytorch", "keras pyfunc", "int8 pyfunc"])
 def test_a_logged_model_runs_on_the_code_it_carries(logged, kind, tmp_path):
     path = Path(logged[kind])
-    done = subprocess.run([sys.executable, "-c", LOAD_AND_USE, str(path),
-                           "pytorch" if kind == "pytorch" else "pyfunc"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_AND_USE,
+            str(path),
+            "pytorch" if kind == "pytorch" else "pyfunc",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["used"] == (["ShuffleAttention"] if kind == "pytorch" else 1)
     assert answer["files"], "the model imported no emorec code"
-    outside = {name: f for name, f in answer["files"].items()
-               if f is None or not Path(f).is_relative_to(path)}
+    outside = {
+        name: f
+        for name, f in answer["files"].items()
+        if f is None or not Path(f).is_relative_to(path)
+    }
     assert not outside, f"emorec modules not from the model's own code: {outside}"
 
 
@@ -94,9 +122,13 @@ def test_a_logged_model_carries_the_served_code_only(logged):
 
     code = Path(logged["torch pyfunc"]) / "code" / "emorec"
     carried = {p.relative_to(code).as_posix() for p in code.rglob("*.py")}
-    served = {p.relative_to(PACKAGE_DIR).as_posix() for entry in SERVED_CODE
-              for p in ([PACKAGE_DIR / entry] if entry.endswith(".py")
-                        else (PACKAGE_DIR / entry).rglob("*.py"))}
+    served = {
+        p.relative_to(PACKAGE_DIR).as_posix()
+        for entry in SERVED_CODE
+        for p in (
+            [PACKAGE_DIR / entry] if entry.endswith(".py") else (PACKAGE_DIR / entry).rglob("*.py")
+        )
+    }
     assert carried == served
     assert {"serving/pyfunc.py", "models/sanet.py", "engines/torch_engine.py"} <= carried
     assert not {"training.py", "cli/__init__.py", "study/run.py", "data/fer2013.py"} & carried
@@ -106,12 +138,15 @@ def test_the_rest_of_emorec_stays_importable_after_a_model_is_loaded(logged, tmp
     # A notebook that loads a model first, then trains: the model's partial emorec must
     # not hide the installed one.
     path = Path(logged["torch pyfunc"])
-    script = ("import sys, mlflow.pyfunc; mlflow.pyfunc.load_model(sys.argv[1]); "
-              "import emorec, emorec.training; from emorec.config import TrainConfig; "
-              "TrainConfig(); print(emorec.serving.pyfunc.__file__); "
-              "print(emorec.training.__file__)")
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
-                          text=True, cwd=tmp_path)
+    script = (
+        "import sys, mlflow.pyfunc; mlflow.pyfunc.load_model(sys.argv[1]); "
+        "import emorec, emorec.training; from emorec.config import TrainConfig; "
+        "TrainConfig(); print(emorec.serving.pyfunc.__file__); "
+        "print(emorec.training.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     served, installed = done.stdout.strip().splitlines()[-2:]
     assert Path(served).is_relative_to(path)

@@ -28,6 +28,7 @@ def _one_hot_proba(pred: list[int], k: int, confidence: float = 0.8) -> np.ndarr
 
 # --- metrics ------------------------------------------------------------------
 
+
 def test_perfect_predictions():
     y = np.array([0, 1, 2, 0, 1, 2, 2])
     r = classification_metrics(y, _one_hot_proba(y.tolist(), 3), NAMES3)
@@ -119,6 +120,7 @@ def test_shape_mismatch_raises():
 
 # --- resources ----------------------------------------------------------------
 
+
 def test_peak_memory_sampler_sees_allocation():
     with PeakMemorySampler(interval_s=0.02) as sampler:
         block = np.ones(100 * 1024 * 1024, dtype=np.uint8)  # np.ones touches every page
@@ -151,6 +153,7 @@ def test_modules_do_not_import_frameworks():
 
 # --- figures --------------------------------------------------------------------
 
+
 def _check_png(path):
     assert path.stat().st_size > 0
     with Image.open(path) as image:
@@ -175,12 +178,15 @@ FIGURES = {
         {"train": {"anger": 30, "happiness": 50}, "val": {"anger": 5, "neutral": 7}}
     ),
     "dist_1_split": lambda *_: figures.class_distribution_figure(
-        {"all": {"anger": 3, "happiness": 8}}),
-    "grid": lambda y, p, cm, g, c: figures.sample_grid_figure({"anger": g, "happiness": c},
-                                                              n_per_class=6),
+        {"all": {"anger": 3, "happiness": 8}}
+    ),
+    "grid": lambda y, p, cm, g, c: figures.sample_grid_figure(
+        {"anger": g, "happiness": c}, n_per_class=6
+    ),
     "confusion": lambda y, p, cm, g, c: figures.confusion_figure(cm, NAMES3),
-    "heatmap": lambda *_: figures.heatmap_figure(np.array([[0.9, np.nan], [0.4, 0.7]]),
-                                                 ["a", "b"], ["a", "b"], "t", "share"),
+    "heatmap": lambda *_: figures.heatmap_figure(
+        np.array([[0.9, np.nan], [0.4, 0.7]]), ["a", "b"], ["a", "b"], "t", "share"
+    ),
 }
 
 

@@ -66,8 +66,9 @@ CASES = [(name, 1) for name in models.list_models()] + [("cnn_torch", 3)]
 
 @pytest.mark.parametrize("name,in_channels", CASES)
 def test_forward_backward(name, in_channels):
-    model = models.build_model(name, num_classes=NUM_CLASSES, in_channels=in_channels,
-                               image_size=SIZE)
+    model = models.build_model(
+        name, num_classes=NUM_CLASSES, in_channels=in_channels, image_size=SIZE
+    )
     if models.get_spec(name).framework == "torch":
         assert isinstance(model, torch.nn.Module)
         check_torch(model, in_channels)
@@ -115,6 +116,8 @@ def test_missing_pretrained_weights_fail_offline(tmp_path, monkeypatch):
 
 
 def test_building_a_torch_model_does_not_import_tensorflow():
-    code = ("import emorec.models as m, sys; m.build_model('cnn_torch', num_classes=7); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import emorec.models as m, sys; m.build_model('cnn_torch', num_classes=7); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -54,14 +54,21 @@ def test_export_matches_pytorch_and_carries_its_settings(model):
 def test_onnx_predictor_agrees_with_the_torch_predictor(model):
     result, uri, path = model
     rng = np.random.default_rng(5)
-    images = [rng.integers(0, 256, (40, 30), np.uint8), rng.integers(0, 256, (16, 16), np.uint8),
-              rng.integers(0, 256, (50, 50, 3), np.uint8)]
+    images = [
+        rng.integers(0, 256, (40, 30), np.uint8),
+        rng.integers(0, 256, (16, 16), np.uint8),
+        rng.integers(0, 256, (50, 50, 3), np.uint8),
+    ]
     by_torch = emorec.load(uri).predict(images)
     by_onnx = emorec.load(str(path), expect_classes=result.classes).predict(images)
-    assert [(p.source, p.box, p.label) for p in by_onnx] == \
-        [(p.source, p.box, p.label) for p in by_torch]
-    np.testing.assert_allclose([list(p.probabilities.values()) for p in by_onnx],
-                               [list(p.probabilities.values()) for p in by_torch], atol=1e-4)
+    assert [(p.source, p.box, p.label) for p in by_onnx] == [
+        (p.source, p.box, p.label) for p in by_torch
+    ]
+    np.testing.assert_allclose(
+        [list(p.probabilities.values()) for p in by_onnx],
+        [list(p.probabilities.values()) for p in by_torch],
+        atol=1e-4,
+    )
     assert emorec.load(path).predict_proba([]).shape == (0, len(result.classes))
 
 
@@ -80,8 +87,19 @@ def test_export_is_logged_to_the_run(model):
 def test_cli_export_no_tta_on_a_model_without_tta_changes_nothing(model, tmp_path, capsys):
     result, _, _ = model
     out = tmp_path / "plain.onnx"
-    assert main(["export", "--model-uri", f"runs:/{result.run_id}/emotion_model", "--no-tta",
-                 "--no-log", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model-uri",
+                f"runs:/{result.run_id}/emotion_model",
+                "--no-tta",
+                "--no-log",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "--no-tta changed nothing" in capsys.readouterr().out
     assert not OnnxModel(out).tta_left_out
 
@@ -128,18 +146,23 @@ def test_keras_model_exports_with_parity_and_predicts_like_keras(tmp_path, capsy
     result = train(TrainConfig(model="cnn_tf", **TINY))
     uri, out = f"runs:/{result.run_id}/emotion_model", tmp_path / "keras.onnx"
     assert main(["export", "--model-uri", uri, "--format", "onnx", str(out)]) == 0
-    assert "input NHWC batchx16x16x1, max probability difference from keras" in \
-        capsys.readouterr().out
+    assert (
+        "input NHWC batchx16x16x1, max probability difference from keras" in capsys.readouterr().out
+    )
     exported = OnnxModel(out)
     assert exported.layout == "NHWC" and exported.metadata["parity_max_abs_diff"] < 1e-4
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (30, 20), np.uint8), rng.integers(0, 256, (16, 16, 3), np.uint8)]
-    np.testing.assert_allclose(emorec.load(str(out)).predict_proba(images),
-                               emorec.load(uri).predict_proba(images), atol=1e-4)
+    np.testing.assert_allclose(
+        emorec.load(str(out)).predict_proba(images),
+        emorec.load(uri).predict_proba(images),
+        atol=1e-4,
+    )
 
 
-def test_unsupported_framework_is_refused_with_a_clear_message(model, tmp_path, monkeypatch,
-                                                               capsys):
+def test_unsupported_framework_is_refused_with_a_clear_message(
+    model, tmp_path, monkeypatch, capsys
+):
     from emorec import tracking
     from emorec.serving.pyfunc import EmotionModel
 
@@ -147,8 +170,9 @@ def test_unsupported_framework_is_refused_with_a_clear_message(model, tmp_path, 
     monkeypatch.setattr(tracking, "load_emotion_model", lambda uri: other)
     uri = "models:/emorec-jax-synthetic@champion"
     assert main(["export", "--model-uri", uri, "--format", "onnx", str(tmp_path / "j.onnx")]) == 2
-    assert f"ONNX export supports torch, keras models; {uri} is a jax model" in \
-        capsys.readouterr().err
+    assert (
+        f"ONNX export supports torch, keras models; {uri} is a jax model" in capsys.readouterr().err
+    )
     assert not (tmp_path / "j.onnx").exists()
 
 
@@ -162,12 +186,17 @@ def test_not_an_emorec_onnx_file(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     path = tmp_path / "other.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                                ir_version=8), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        str(path),
+    )
     with pytest.raises(ValueError, match="not an emorec ONNX export"):
         emorec.load(str(path))
     garbage = tmp_path / "garbage.onnx"

@@ -20,8 +20,18 @@ def test_conda_yaml_pins_match_pyproject():
 
 
 def test_fixed_top_level_exists():
-    for name in ("src", "mlruns", "MLproject", "conda.yaml", "tuning", "tests", "docker",
-                 "README.md", ".ci/run", "Makefile"):
+    for name in (
+        "src",
+        "mlruns",
+        "MLproject",
+        "conda.yaml",
+        "tuning",
+        "tests",
+        "docker",
+        "README.md",
+        ".ci/run",
+        "Makefile",
+    ):
         assert (REPO / name).exists(), name
 
 
@@ -48,9 +58,11 @@ def test_mlproject_main_maps_every_config_field():
 
 
 def test_import_emorec_loads_no_framework():
-    code = ("import sys, emorec, emorec.config, emorec.data, emorec.models, emorec.cli;"
-            "heavy = {'torch', 'tensorflow', 'keras', 'mlflow'} & set(sys.modules);"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, emorec, emorec.config, emorec.data, emorec.models, emorec.cli;"
+        "heavy = {'torch', 'tensorflow', 'keras', 'mlflow'} & set(sys.modules);"
+        "assert not heavy, heavy"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

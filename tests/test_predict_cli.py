@@ -44,8 +44,11 @@ def test_json_lines_over_a_folder(model, photos, capsys):
     uri, classes = model
     assert main(["predict", "--model-uri", uri, "--json", "--batch-size", "2", str(photos)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["file"].removeprefix(str(photos) + "/") for r in rows] == ["a.png", "b.jpg",
-                                                                          "sub/c.bmp"]
+    assert [r["file"].removeprefix(str(photos) + "/") for r in rows] == [
+        "a.png",
+        "b.jpg",
+        "sub/c.bmp",
+    ]
     for r in rows:
         assert set(r["probabilities"]) == set(classes) and r["face_found"] is False
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-4
@@ -55,8 +58,10 @@ def test_json_lines_over_a_folder(model, photos, capsys):
 def test_annotate_writes_copies(model, photos, tmp_path, capsys):
     uri, _ = model
     out = tmp_path / "annotated"
-    assert main(["predict", "--model-uri", uri, "--annotate", str(out), "--no-detect",
-                 str(photos)]) == 0
+    assert (
+        main(["predict", "--model-uri", uri, "--annotate", str(out), "--no-detect", str(photos)])
+        == 0
+    )
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == ["a.png", "b.jpg", "sub/c.bmp"]
     copy = np.asarray(Image.open(out / "a.png"))
@@ -103,13 +108,35 @@ def test_missing_path_exits_2(model, tmp_path, capsys):
 
 def test_expect_classes_refuses_another_class_set(model, photos, capsys):
     uri, classes = model
-    assert main(["predict", "--model-uri", uri, "--expect-classes", "happiness,sadness,pain",
-                 str(photos / "a.png")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--model-uri",
+                uri,
+                "--expect-classes",
+                "happiness,sadness,pain",
+                str(photos / "a.png"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "pain" in err and "emorec: error:" in err
     # The same set in any order is accepted.
-    assert main(["predict", "--model-uri", uri, "--expect-classes",
-                 ",".join(reversed(classes)), str(photos / "a.png")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model-uri",
+                uri,
+                "--expect-classes",
+                ",".join(reversed(classes)),
+                str(photos / "a.png"),
+            ]
+        )
+        == 0
+    )
 
 
 def _tree(folder):
@@ -120,8 +147,19 @@ def _tree(folder):
 def test_annotate_never_writes_over_an_input(model, photos, tmp_path, capsys, out, given):
     uri, _ = model
     before = _tree(photos)
-    assert main(["predict", "--model-uri", uri, "--annotate", str(tmp_path / out),
-                 str(tmp_path / given)]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--model-uri",
+                uri,
+                "--annotate",
+                str(tmp_path / out),
+                str(tmp_path / given),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "would replace the input" in err and "\n" not in err and "Traceback" not in err
     assert _tree(photos) == before  # nothing written, nothing replaced
@@ -136,21 +174,37 @@ def test_annotate_gives_inputs_of_one_name_their_own_copies(model, tmp_path, cap
     Image.new("L", (20, 20), 200).save(folder / "face.png")
     Image.new("L", (20, 20), 50).save(folder / "x" / "face.png")
     Image.new("L", (20, 20), 90).save(other / "face.png")
-    assert main(["predict", "--model-uri", uri, "--annotate", str(out), "--no-detect",
-                 str(folder), str(other / "face.png")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model-uri",
+                uri,
+                "--annotate",
+                str(out),
+                "--no-detect",
+                str(folder),
+                str(other / "face.png"),
+            ]
+        )
+        == 0
+    )
     assert sorted(_tree(out)) == ["face-2.png", "face-3.png", "face.png", "x/face.png"]
     # The PNG keeps its own name; the GIF (whose copy becomes a PNG) and the same name
     # given again from another folder get the next free ones, and the user is told.
-    fill = {name: np.median(np.asarray(Image.open(out / name))[..., 0])
-              for name in ("face.png", "face-2.png", "face-3.png")}
+    fill = {
+        name: np.median(np.asarray(Image.open(out / name))[..., 0])
+        for name in ("face.png", "face-2.png", "face-3.png")
+    }
     assert fill == {"face.png": 200, "face-2.png": 90, "face-3.png": 10}
     err = capsys.readouterr().err
     assert f"its annotated copy is {out / 'face-3.png'}" in err
 
 
 @pytest.mark.parametrize("link", ["a.png", "sub"])
-def test_annotate_does_not_follow_a_link_in_the_output_folder(model, photos, tmp_path, capsys,
-                                                                link):
+def test_annotate_does_not_follow_a_link_in_the_output_folder(
+    model, photos, tmp_path, capsys, link
+):
     uri, _ = model
     out, victim = tmp_path / "out", tmp_path / "victim"
     victim.mkdir()
@@ -166,8 +220,9 @@ def test_annotate_does_not_follow_a_link_in_the_output_folder(model, photos, tmp
 def test_annotate_on_a_file_exits_2_with_one_line(model, photos, tmp_path, capsys):
     uri, _ = model
     (tmp_path / "out").write_text("mine")
-    assert main(["predict", "--model-uri", uri, "--annotate", str(tmp_path / "out"),
-                 str(photos)]) == 2
+    assert (
+        main(["predict", "--model-uri", uri, "--annotate", str(tmp_path / "out"), str(photos)]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("emorec: error: --annotate ") and "not a folder" in err
     assert "\n" not in err and (tmp_path / "out").read_text() == "mine"
@@ -178,5 +233,6 @@ def test_expect_classes_takes_the_loaders_aliases(model, photos, capsys):
     alias = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprise": "surprised"}
     given = ",".join(alias.get(c, c) for c in classes)
     assert "happy" in given
-    assert main(["predict", "--model-uri", uri, "--expect-classes", given,
-                 str(photos / "a.png")]) == 0
+    assert (
+        main(["predict", "--model-uri", uri, "--expect-classes", given, str(photos / "a.png")]) == 0
+    )

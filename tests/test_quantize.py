@@ -36,16 +36,23 @@ def int8(tiny_run, tmp_path_factory):
         f32 = export_onnx(uri, folder / "f32.onnx", log_to_run=False)
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            assert main(["export", "--model-uri", uri, "--quantize", "int8",
-                         str(folder / "int8.onnx")]) == 0
+            assert (
+                main(
+                    ["export", "--model-uri", uri, "--quantize", "int8", str(folder / "int8.onnx")]
+                )
+                == 0
+            )
     return result, store, f32, folder / "int8.onnx", printed.getvalue()
 
 
 @pytest.fixture
 def images():
     rng = np.random.default_rng(11)
-    return [rng.integers(0, 256, (40, 30), np.uint8), rng.integers(0, 256, (16, 16), np.uint8),
-            rng.integers(0, 256, (50, 50, 3), np.uint8)]
+    return [
+        rng.integers(0, 256, (40, 30), np.uint8),
+        rng.integers(0, 256, (16, 16), np.uint8),
+        rng.integers(0, 256, (50, 50, 3), np.uint8),
+    ]
 
 
 def _png(img: np.ndarray) -> str:
@@ -69,8 +76,9 @@ def test_int8_file_is_smaller_keeps_classes_and_stays_close(int8, images):
 
     kinds = {t.data_type for t in onnx.load(str(path)).graph.initializer}
     assert onnx.TensorProto.INT8 in kinds
-    np.testing.assert_allclose(int8_model.predict_proba(images),
-                               float_model.predict_proba(images), atol=ATOL)
+    np.testing.assert_allclose(
+        int8_model.predict_proba(images), float_model.predict_proba(images), atol=ATOL
+    )
     assert "int8:" in printed and "serve it: mlflow models serve -m runs:/" in printed
 
 
@@ -99,12 +107,15 @@ def test_logged_pyfunc_and_mlflow_models_serve(int8, images, tmp_path, monkeypat
     answer = mlflow.pyfunc.load_model(uri).predict(frame)
     assert list(answer.columns) == [*result.classes, "label", "confidence"]
     np.testing.assert_allclose(answer[list(result.classes)].to_numpy(), expected, atol=1e-6)
-    body = json.dumps({"dataframe_split": {"columns": ["image"],
-                                           "data": [[_png(img)] for img in images]}}).encode()
+    body = json.dumps(
+        {"dataframe_split": {"columns": ["image"], "data": [[_png(img)] for img in images]}}
+    ).encode()
     with model_server(uri, store, tmp_path) as (_, url):
         status, served = post_json(url + "/invocations", body)
-        bad_status, bad = post_json(url + "/invocations", json.dumps(
-            {"dataframe_split": {"columns": ["image"], "data": [["%%%"]]}}).encode())
+        bad_status, bad = post_json(
+            url + "/invocations",
+            json.dumps({"dataframe_split": {"columns": ["image"], "data": [["%%%"]]}}).encode(),
+        )
     assert status == 200, served
     got = np.array([[row[c] for c in result.classes] for row in served["predictions"]])
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -115,14 +126,21 @@ def test_unknown_scheme_and_keras_are_refused_in_one_line(tmp_path, capsys):
     from emorec.serving.quantize import check_request
 
     out = tmp_path / "x.onnx"
-    assert main(["export", "--model-uri", "runs:/nothing/emotion_model", "--quantize", "int4",
-                 str(out)]) == 2
+    assert (
+        main(
+            ["export", "--model-uri", "runs:/nothing/emotion_model", "--quantize", "int4", str(out)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err == "emorec: error: unknown --quantize 'int4'; supported: int8"
     assert not out.exists()
-    with pytest.raises(ValueError, match=r"^--quantize int8 supports PyTorch models "
-                                         r"\(cnn_torch, .*\); cnn_tf is a keras model: export "
-                                         r"it as float32 \(without --quantize\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--quantize int8 supports PyTorch models "
+        r"\(cnn_torch, .*\); cnn_tf is a keras model: export "
+        r"it as float32 \(without --quantize\)$",
+    ):
         check_request("int8", "keras", "cnn_tf")
 
 
@@ -141,12 +159,18 @@ def test_calibration_refuses_training_data_that_changed_or_is_gone(tmp_path):
     result = train(TrainConfig(**TINY, dataset="folder", data_dir=str(root)))
     uri = f"runs:/{result.run_id}/emotion_model"
     fixtures.write_image(root / "happy" / "new.png", np.random.default_rng(9))
-    with pytest.raises(ValueError, match=r"must use run .* training images, but .* has "
-                                         r"changed since it trained \(dataset_digest"):
+    with pytest.raises(
+        ValueError,
+        match=r"must use run .* training images, but .* has "
+        r"changed since it trained \(dataset_digest",
+    ):
         export_int8(uri, tmp_path / "a.onnx", log_to_run=False)
     shutil.rmtree(root)
-    with pytest.raises(ValueError, match=r"int8 calibration reads the model's training images "
-                                         r"\(folder in .*faces\): data directory .* does not "
-                                         r"exist"):
+    with pytest.raises(
+        ValueError,
+        match=r"int8 calibration reads the model's training images "
+        r"\(folder in .*faces\): data directory .* does not "
+        r"exist",
+    ):
         export_int8(uri, tmp_path / "b.onnx", log_to_run=False)
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()

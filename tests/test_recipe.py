@@ -60,8 +60,12 @@ def test_a_time_budget_ends_training_on_time_and_annealed(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 16, 16, 1), np.uint8)
     y = np.arange(64) % 4
-    cfg = TrainConfig(**{**TINY, "epochs": 1000, "batch_size": 8}, lr_schedule="onecycle",
-                      time_budget_min=0.05, early_stopping=0)
+    cfg = TrainConfig(
+        **{**TINY, "epochs": 1000, "batch_size": 8},
+        lr_schedule="onecycle",
+        time_budget_min=0.05,
+        early_stopping=0,
+    )
     engine = get_engine("torch")
     model = engine.build(cfg, num_classes=4)
     fit = engine.fit(model, (x, y), (x[:16], y[:16]), cfg, [])
@@ -92,8 +96,11 @@ def test_both_frameworks_follow_one_schedule_in_one_loop(model):
 
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (32, 16, 16, 1), np.uint8), np.arange(32) % 4
-    cfg = TrainConfig(**{**TINY, "model": model, "image_size": 16, "epochs": 3,
-                         "batch_size": 8}, lr_schedule="onecycle", early_stopping=0)
+    cfg = TrainConfig(
+        **{**TINY, "model": model, "image_size": 16, "epochs": 3, "batch_size": 8},
+        lr_schedule="onecycle",
+        early_stopping=0,
+    )
     engine = get_engine(get_spec_framework(model))
     fit = engine.fit(engine.build(cfg, num_classes=4), (x, y), (x[:8], y[:8]), cfg, [])
     lrs = LearningRate(cfg)
@@ -116,7 +123,7 @@ def test_random_erasing_covers_one_rectangle_of_each_chosen_image():
     for img in out[..., 0]:
         ys, xs = np.nonzero(img)
         assert len(ys)  # something was erased (noise of 0 everywhere is vanishingly rare)
-        box = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        box = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         assert 0.01 * 48 * 48 <= box.size <= 0.3 * 48 * 48
     assert not erase_rectangles(batch.copy(), np.random.default_rng(0), share=0.0).any()
 
@@ -140,8 +147,11 @@ def test_dedupe_drops_test_twins_and_faces_labelled_two_ways_from_training_only(
     kept, counts = drop_duplicates(ds, split)
     assert kept.train.tolist() == [0, 4, 5]
     assert kept.val.tolist() == [7] and kept.test.tolist() == [6]
-    assert counts == {"dedupe_dropped_held_out_twins": 1, "dedupe_dropped_conflicting": 2,
-                      "dedupe_train_images": 3}
+    assert counts == {
+        "dedupe_dropped_held_out_twins": 1,
+        "dedupe_dropped_conflicting": 2,
+        "dedupe_train_images": 3,
+    }
 
 
 def test_a_dedupe_run_logs_what_it_dropped(tmp_path):
@@ -193,11 +203,14 @@ def test_a_preset_names_its_model_dataset_and_space():
     assert args.space.endswith("fer2013.yaml")
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--preset", "nosuch"], "unknown preset 'nosuch'; valid presets: ckplus, fer2013"),
-    (["--preset", "fer2013", "--model", "vgg16"], "is for --model cnn_torch, not vgg16"),
-    ([], "needs --model (or --preset NAME)"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--preset", "nosuch"], "unknown preset 'nosuch'; valid presets: ckplus, fer2013"),
+        (["--preset", "fer2013", "--model", "vgg16"], "is for --model cnn_torch, not vgg16"),
+        ([], "needs --model (or --preset NAME)"),
+    ],
+)
 def test_preset_mistakes_are_one_line(flags, expected, capsys):
     assert main(["tune", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -240,12 +253,15 @@ def test_ema_keeps_the_averaged_weights():
     session = engine.fit_session(model, cfg, y)
     soft = np.eye(4, dtype=np.float32)[y]
     for i in range(0, 64, 8):
-        session.step(normalize(x[i:i + 8]), soft[i:i + 8])
+        session.step(normalize(x[i : i + 8]), soft[i : i + 8])
     averaged = session.snapshot()
 
     def distance(state):
-        return sum(float(torch.abs(state[k] - start[k]).sum()) for k in start
-                   if start[k].dtype.is_floating_point)
+        return sum(
+            float(torch.abs(state[k] - start[k]).sum())
+            for k in start
+            if start[k].dtype.is_floating_point
+        )
 
     assert 0 < distance(averaged) < distance(model.state_dict())
     fitted = engine.build(cfg, num_classes=4)

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 SECRET = "s3cret-pw"
 # Quotes, a command separator, substitutions and a space: what a shell would act on.
-HOSTILE = "a b'; touch INJECTED; echo \"$(id)\" `id` $HOME"
+HOSTILE = 'a b\'; touch INJECTED; echo "$(id)" `id` $HOME'
 
 
 def _entry_point(name: str):
@@ -44,8 +44,9 @@ def _argv(entry: str, **params) -> list[str]:
     return shlex.split(command)
 
 
-@pytest.mark.parametrize("entry", sorted(
-    yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]))
+@pytest.mark.parametrize(
+    "entry", sorted(yaml.safe_load((REPO / "MLproject").read_text())["entry_points"])
+)
 def test_every_mlproject_value_reaches_emorec_as_one_argument(entry):
     point = _entry_point(entry)
     for name, param in point.parameters.items():
@@ -74,30 +75,52 @@ def _project_env(tmp_path: Path, **extra) -> dict:
     from emorec import tracking
 
     tracking.experiment_id("emorec-security")
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "OMP_NUM_THREADS": "1", **extra}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
 
 
 def test_mlflow_run_tune_does_not_let_a_value_run_a_command(tmp_path):
     marker = tmp_path / "INJECTED"
-    cmd = [MLFLOW, "run", str(REPO), "-e", "tune", "--env-manager", "local",
-           "--experiment-name", "emorec-security",
-           "-P", f"set=epochs=1; touch {marker}", "-P", f"data_dir={tmp_path}/my faces"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
-                          env=_project_env(tmp_path), timeout=600)
+    cmd = [
+        MLFLOW,
+        "run",
+        str(REPO),
+        "-e",
+        "tune",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "emorec-security",
+        "-P",
+        f"set=epochs=1; touch {marker}",
+        "-P",
+        f"data_dir={tmp_path}/my faces",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, env=_project_env(tmp_path), timeout=600
+    )
     assert not marker.exists(), "a -P value was run by the shell"
     # The whole value reached emorec as one --set argument (and the folder with a space
     # as one --data-dir), where "touch" is refused as a key=value pair: nothing trained.
     assert proc.returncode != 0
-    assert "emorec: error: --set expects key=value pairs, got 'touch'" in proc.stderr, \
-        proc.stderr[-3000:]
+    assert "emorec: error: --set expects key=value pairs, got 'touch'" in proc.stderr, proc.stderr[
+        -3000:
+    ]
 
 
-@pytest.mark.parametrize("argv", [
-    ["tune", "--model", "cnn_torch"],
-    ["benchmark-all", "--models", "cnn_torch"],
-    ["study", "status"],
-], ids=["tune", "benchmark-all", "study-status"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tune", "--model", "cnn_torch"],
+        ["benchmark-all", "--models", "cnn_torch"],
+        ["study", "status"],
+    ],
+    ids=["tune", "benchmark-all", "study-status"],
+)
 def test_a_password_in_storage_on_the_command_line_is_refused(argv, capsys, monkeypatch):
     # Port 1: nothing listens, so a command that does not refuse fails fast instead of training.
     url = f"postgresql+psycopg2://emorec:{SECRET}@127.0.0.1:1/optuna"
@@ -126,16 +149,37 @@ def test_mlflow_run_tune_keeps_the_password_out_of_params_tags_and_command(tmp_p
     space = tmp_path / "my spaces" / "one.yaml"
     space.parent.mkdir()
     space.write_text("grid:\n  lr: [1.0e-3]\n")
-    fixed = "epochs=1 samples=70 image_size=16 batch_size=16 log_model=false " \
-            "system_metrics=false progress=false"
-    cmd = [MLFLOW, "run", str(REPO), "-e", "tune", "--env-manager", "local",
-           "--experiment-name", "emorec-security", "-P", f"space={space}", "-P", f"set={fixed}"]
+    fixed = (
+        "epochs=1 samples=70 image_size=16 batch_size=16 log_model=false "
+        "system_metrics=false progress=false"
+    )
+    cmd = [
+        MLFLOW,
+        "run",
+        str(REPO),
+        "-e",
+        "tune",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "emorec-security",
+        "-P",
+        f"space={space}",
+        "-P",
+        f"set={fixed}",
+    ]
     with postgres_database() as plain:
         # Trust auth ignores the password: it is here to prove that it is never shown.
         storage = plain.replace("postgres@", f"postgres:{SECRET}@")
         assert SECRET in storage
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                              env=_project_env(tmp_path, EMOREC_OPTUNA_STORAGE=storage))
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=600,
+            env=_project_env(tmp_path, EMOREC_OPTUNA_STORAGE=storage),
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "=== Running command 'emorec tune" in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
@@ -158,9 +202,13 @@ def test_compose_puts_no_database_password_on_a_command_line():
 
     services = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())["services"]
     for name, service in services.items():
-        line = " ".join(str(part) for key in ("entrypoint", "command")
-                        for part in ([service[key]] if isinstance(service.get(key), str)
-                                     else service.get(key, [])))
+        line = " ".join(
+            str(part)
+            for key in ("entrypoint", "command")
+            for part in (
+                [service[key]] if isinstance(service.get(key), str) else service.get(key, [])
+            )
+        )
         assert "POSTGRES_PASSWORD" not in line, f"{name}: {line}"
     for name in ("mlflow", "worker"):
         assert services[name]["environment"]["PGPASSWORD"] == "${POSTGRES_PASSWORD}", name

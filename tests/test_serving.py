@@ -21,8 +21,9 @@ from services import model_server, post_json
 def server(tiny_run, tmp_path_factory):
     """`mlflow models serve` of the session's tiny run, on a free 127.0.0.1 port."""
     result, tracking_uri = tiny_run
-    with model_server(f"runs:/{result.run_id}/emotion_model", tracking_uri,
-                      tmp_path_factory.mktemp("serve")) as (proc, url):
+    with model_server(
+        f"runs:/{result.run_id}/emotion_model", tracking_uri, tmp_path_factory.mktemp("serve")
+    ) as (proc, url):
         yield url + "/invocations", result.classes, proc
 
 
@@ -33,8 +34,9 @@ def _png(image: Image.Image) -> str:
 
 
 def _request(*cells) -> bytes:
-    return json.dumps({"dataframe_split": {"columns": ["image"],
-                                           "data": [[c] for c in cells]}}).encode()
+    return json.dumps(
+        {"dataframe_split": {"columns": ["image"], "data": [[c] for c in cells]}}
+    ).encode()
 
 
 def _face(seed: int = 0) -> str:
@@ -56,8 +58,10 @@ def test_valid_images_get_probabilities(server):
 
 BAD_INPUTS = {
     "not base64": (_request("%%% not base64 %%%"), "not valid base64"),
-    "garbage bytes": (_request(base64.b64encode(b"\x00garbage" * 20).decode()),
-                      "not a readable image"),
+    "garbage bytes": (
+        _request(base64.b64encode(b"\x00garbage" * 20).decode()),
+        "not a readable image",
+    ),
     "empty image": (_request(""), "non-empty"),
     "no rows": (_request(), "no images"),
     "1x1 image": (_request(_png(Image.new("L", (1, 1)))), "too small"),

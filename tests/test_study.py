@@ -37,9 +37,17 @@ from emorec.evaluation.report import compare
 from emorec.study import StudyOptions, make_storage, mask, run_study
 from emorec.tracking import model_registry
 
-FAST = {"model": "cnn_torch", "dataset": "synthetic", "epochs": 1, "samples": 70,
-        "image_size": 16, "batch_size": 32, "system_metrics": False, "progress": False,
-        "log_model": False}
+FAST = {
+    "model": "cnn_torch",
+    "dataset": "synthetic",
+    "epochs": 1,
+    "samples": 70,
+    "image_size": 16,
+    "batch_size": 32,
+    "system_metrics": False,
+    "progress": False,
+    "log_model": False,
+}
 QUIET = {"plots": False, "register": False}
 
 
@@ -71,29 +79,44 @@ def write_easy(root: Path, per_class: int = 30) -> str:
 
 
 def easy_values(data_dir: str, **extra) -> dict:
-    return {**FAST, "dataset": "folder", "data_dir": data_dir, "batch_size": 8,
-            "augment": False, **extra}
+    return {
+        **FAST,
+        "dataset": "folder",
+        "data_dir": data_dir,
+        "batch_size": 8,
+        "augment": False,
+        **extra,
+    }
 
 
 def runs(**tags) -> list:
     query = " AND ".join(f"tags.{k} = '{v}'" for k, v in tags.items()) or None
-    return mlflow.search_runs(search_all_experiments=True, filter_string=query,
-                              output_format="list")
+    return mlflow.search_runs(
+        search_all_experiments=True, filter_string=query, output_format="list"
+    )
 
 
 # --- search spaces -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, key, says", [
-    ("grid:\n  momentum: [0.9]\n", "grid.momentum", "unknown parameter"),
-    ("grid:\n  lr: []\n", "grid.lr", "empty list"),
-    ("space:\n  optimizer: {choices: []}\n", "space.optimizer.choices", "empty list"),
-    ("grids:\n  lr: [0.1]\n", "grids", "unknown section"),
-    ("grid:\n  lr: [0.0]\n", "grid.lr", "lr must be in (0, 10]"),
-    ("space:\n  lr: {low: 0.1, high: 0.01}\n", "space.lr", "must be below high"),
-    ("space:\n  lr: {low: 0.001, high: 0.1, scale: log}\n", "space.lr.scale", "unknown key"),
-    ("space:\n  lr: {if: {optimizer: sgd}, low: 0.01, high: 0.1}\n"
-     "  optimizer: {choices: [adam, sgd]}\n", "space.lr.if.optimizer", "listed earlier"),
-])
+
+@pytest.mark.parametrize(
+    "text, key, says",
+    [
+        ("grid:\n  momentum: [0.9]\n", "grid.momentum", "unknown parameter"),
+        ("grid:\n  lr: []\n", "grid.lr", "empty list"),
+        ("space:\n  optimizer: {choices: []}\n", "space.optimizer.choices", "empty list"),
+        ("grids:\n  lr: [0.1]\n", "grids", "unknown section"),
+        ("grid:\n  lr: [0.0]\n", "grid.lr", "lr must be in (0, 10]"),
+        ("space:\n  lr: {low: 0.1, high: 0.01}\n", "space.lr", "must be below high"),
+        ("space:\n  lr: {low: 0.001, high: 0.1, scale: log}\n", "space.lr.scale", "unknown key"),
+        (
+            "space:\n  lr: {if: {optimizer: sgd}, low: 0.01, high: 0.1}\n"
+            "  optimizer: {choices: [adam, sgd]}\n",
+            "space.lr.if.optimizer",
+            "listed earlier",
+        ),
+    ],
+)
 def test_search_space_errors_name_file_and_key(tmp_path, text, key, says):
     path = write_space(tmp_path, text, "bad.yaml")
     with pytest.raises(ValueError) as err:
@@ -119,8 +142,7 @@ def test_only_a_trial_that_can_become_the_best_logs_its_model():
 
     study = optuna.create_study(direction="maximize")
     assert cannot_win(study, {"val_final_f1_macro": 0.1}, "f1") is None  # nothing to beat
-    study.add_trial(optuna.trial.create_trial(values=[0.6], user_attrs={
-        "val_final_accuracy": 0.7}))
+    study.add_trial(optuna.trial.create_trial(values=[0.6], user_attrs={"val_final_accuracy": 0.7}))
     assert cannot_win(study, {"val_final_f1_macro": 0.61, "val_final_accuracy": 0.1}, "f1") is None
     # Worse on the objective but the best validation accuracy: the comparison report's pick.
     assert cannot_win(study, {"val_final_f1_macro": 0.5, "val_final_accuracy": 0.8}, "f1") is None
@@ -146,11 +168,14 @@ def test_decide_needs_the_same_split_and_a_strictly_better_value():
     assert model_registry.decide(new, None, "test_accuracy")[0] == "champion"
     assert model_registry.decide(new, {**new, "value": 0.8}, "test_accuracy")[0] == "champion"
     assert model_registry.decide(new, {**new, "value": 0.9}, "test_accuracy")[0] == "challenger"
-    alias, why = model_registry.decide(new, {**new, "value": 0.5, "split_digest": "b"}, "test_accuracy")
+    alias, why = model_registry.decide(
+        new, {**new, "value": 0.5, "split_digest": "b"}, "test_accuracy"
+    )
     assert alias == "challenger" and "split_digest" in why
 
 
 # --- studies -------------------------------------------------------------------------------
+
 
 def test_grid_study_runs_each_point_as_a_nested_run_and_resume_adds_nothing(tmp_path):
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2, 1.0e-3]\n")
@@ -162,7 +187,8 @@ def test_grid_study_runs_each_point_as_a_nested_run_and_resume_adds_nothing(tmp_
     assert sorted(r.data.tags["trial_number"] for r in children) == ["0", "1"]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {first.parent_run_id}
     assert {(r.info.status, r.data.tags["trial_state"]) for r in children} == {
-        ("FINISHED", "COMPLETE")}
+        ("FINISHED", "COMPLETE")
+    }
     assert sorted(float(r.data.params["lr"]) for r in children) == [1e-3, 1e-2]
 
     parent = mlflow.get_run(first.parent_run_id)
@@ -171,8 +197,12 @@ def test_grid_study_runs_each_point_as_a_nested_run_and_resume_adds_nothing(tmp_
     assert parent.data.metrics["best_val_final_accuracy"] == first.best[0]["values"][0]
     assert parent.data.tags["best_run_id"] == first.best[0]["run_id"]
     logged = {a.path for a in MlflowClient().list_artifacts(first.parent_run_id, "optuna")}
-    assert {"optuna/trials.csv", "optuna/optimization_history.png",
-            "optuna/param_importances.png", "optuna/parallel_coordinate.png"} <= logged
+    assert {
+        "optuna/trials.csv",
+        "optuna/optimization_history.png",
+        "optuna/param_importances.png",
+        "optuna/parallel_coordinate.png",
+    } <= logged
 
     again = run_study(FAST, options)
     assert again.new_trials == 0 and again.parent_run_id is None
@@ -182,10 +212,18 @@ def test_grid_study_runs_each_point_as_a_nested_run_and_resume_adds_nothing(tmp_
 def test_tpe_study_prunes_a_bad_trial_and_records_why(tmp_path):
     data = write_easy(tmp_path / "easy")
     # Start points run first, in order: a good rate, then an absurd one to prune.
-    space = write_space(tmp_path, "space:\n  lr: {choices: [3.0e-3, 1.0e-7]}\n"
-                                  "start:\n  - {lr: 3.0e-3}\n  - {lr: 1.0e-7}\n")
-    options = StudyOptions(sampler="tpe", space_file=space, n_trials=3, pruner="median",
-                           pruner_startup_trials=1, **QUIET)
+    space = write_space(
+        tmp_path,
+        "space:\n  lr: {choices: [3.0e-3, 1.0e-7]}\nstart:\n  - {lr: 3.0e-3}\n  - {lr: 1.0e-7}\n",
+    )
+    options = StudyOptions(
+        sampler="tpe",
+        space_file=space,
+        n_trials=3,
+        pruner="median",
+        pruner_startup_trials=1,
+        **QUIET,
+    )
     result = run_study(easy_values(data, epochs=2), options)
     assert result.states.get("PRUNED", 0) >= 1 and result.states["COMPLETE"] >= 1
     assert result.best[0]["config"] == {"lr": 3e-3}
@@ -205,14 +243,17 @@ def test_another_workers_best_trial_is_registered_only_once_its_session_ended(tm
     from emorec.study.summary import _ours
 
     name = "cnn_torch-synthetic-grid-accuracy"
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", study_name=name,
-                                direction="maximize")
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/optuna.db", study_name=name, direction="maximize"
+    )
     trial = study.ask()
     trial.set_user_attr("worker", "otherhost:4242")
     study.tell(trial, 0.9)
     client = MlflowClient()
-    owner = client.create_run(tracking.experiment_id("emorec-synthetic"), tags={
-        "kind": "study", "study": name, "host": "otherhost", "pid": "4242"})
+    owner = client.create_run(
+        tracking.experiment_id("emorec-synthetic"),
+        tags={"kind": "study", "study": name, "host": "otherhost", "pid": "4242"},
+    )
 
     assert _ours(study, name, 0, ran=[0])  # the owner itself
     assert not _ours(study, name, 0, ran=[])  # the owner's session is still open
@@ -223,10 +264,17 @@ def test_another_workers_best_trial_is_registered_only_once_its_session_ended(tm
 def test_a_start_point_queued_twice_is_trained_once(tmp_path):
     """Two workers started together may both queue the space's start points: the second
     copy is refused before training and a sampled trial takes its place."""
-    space = write_space(tmp_path, "space:\n  lr: {low: 1.0e-3, high: 1.0e-2, log: true}\n"
-                                  "start:\n  - {lr: 3.0e-3}\n")
-    options = StudyOptions(sampler="tpe", space_file=space, n_trials=2, pruner="none",
-                           storage=f"sqlite:///{tmp_path}/optuna.db", **QUIET)
+    space = write_space(
+        tmp_path, "space:\n  lr: {low: 1.0e-3, high: 1.0e-2, log: true}\nstart:\n  - {lr: 3.0e-3}\n"
+    )
+    options = StudyOptions(
+        sampler="tpe",
+        space_file=space,
+        n_trials=2,
+        pruner="none",
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        **QUIET,
+    )
     name = "cnn_torch-synthetic-tpe-accuracy"
     first = optuna.create_study(storage=options.storage, study_name=name, direction="maximize")
     for _ in range(2):  # each worker checked that none was queued yet, then queued it
@@ -246,23 +294,37 @@ def test_a_start_point_queued_twice_is_trained_once(tmp_path):
 def test_dead_trial_is_failed_retried_and_its_run_closed(tmp_path):
     """A process died mid-trial: its Optuna trial and MLflow run were left RUNNING."""
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2]\n")
-    options = StudyOptions(sampler="grid", space_file=space, heartbeat_interval=1,
-                           grace_period=1, storage=f"sqlite:///{tmp_path}/optuna.db", **QUIET)
+    options = StudyOptions(
+        sampler="grid",
+        space_file=space,
+        heartbeat_interval=1,
+        grace_period=1,
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        **QUIET,
+    )
     name = "cnn_torch-synthetic-grid-accuracy"
     storage = make_storage(options.storage, 1, 1)
-    dead = optuna.create_study(storage=storage, study_name=name, direction="maximize",
-                               sampler=optuna.samplers.GridSampler({"lr": [1e-2]}))
+    dead = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        sampler=optuna.samplers.GridSampler({"lr": [1e-2]}),
+    )
     trial = dead.ask()  # takes the only grid point, RUNNING
     trial.suggest_categorical("lr", [1e-2])
     storage.record_heartbeat(trial._trial_id)
     tracking.configure()
     experiment = tracking.experiment_id("emorec-synthetic")
-    orphan = MlflowClient().create_run(experiment, tags={
-        "kind": "trial", "study": name, "trial_number": "0", "trial_state": "RUNNING"})
+    orphan = MlflowClient().create_run(
+        experiment,
+        tags={"kind": "trial", "study": name, "trial_number": "0", "trial_state": "RUNNING"},
+    )
     gone = subprocess.Popen(["true"])  # a finished process: the dead session's pid
     gone.wait()
-    session = MlflowClient().create_run(experiment, tags={
-        "kind": "study", "study": name, "host": socket.gethostname(), "pid": str(gone.pid)})
+    session = MlflowClient().create_run(
+        experiment,
+        tags={"kind": "study", "study": name, "host": socket.gethostname(), "pid": str(gone.pid)},
+    )
     time.sleep(2.1)  # past the grace period: the heartbeat is stale
 
     result = run_study(FAST, options)
@@ -274,12 +336,16 @@ def test_dead_trial_is_failed_retried_and_its_run_closed(tmp_path):
     for run_id in result.orphans_closed:
         closed = mlflow.get_run(run_id)
         assert closed.info.status == "FAILED" and "orphaned" in closed.data.tags["failure_reason"]
-    assert not mlflow.search_runs(search_all_experiments=True, output_format="list",
-                                  filter_string="attributes.status = 'RUNNING'")
+    assert not mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string="attributes.status = 'RUNNING'",
+    )
 
 
 def test_bad_input_creates_no_trial_and_a_failed_grid_point_is_retried_on_resume(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """A grid study is done when every point has a COMPLETE (or PRUNED) trial: a point
     that failed is not used up, the next session runs it again. Input errors never get
     as far as a trial."""
@@ -287,8 +353,9 @@ def test_bad_input_creates_no_trial_and_a_failed_grid_point_is_retried_on_resume
     from emorec.data import DatasetError
 
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2, 1.0e-3]\n")
-    options = StudyOptions(sampler="grid", space_file=space,
-                           storage=f"sqlite:///{tmp_path}/optuna.db", **QUIET)
+    options = StudyOptions(
+        sampler="grid", space_file=space, storage=f"sqlite:///{tmp_path}/optuna.db", **QUIET
+    )
     with pytest.raises(DatasetError, match="does not exist"):
         run_study({**FAST, "dataset": "folder", "data_dir": str(tmp_path / "typo")}, options)
     bad = write_space(tmp_path, "grid:\n  lr: [0.0]\n", "bad.yaml")
@@ -312,18 +379,36 @@ def test_bad_input_creates_no_trial_and_a_failed_grid_point_is_retried_on_resume
     assert retry.params == failed.params and retry.system_attrs["failed_trial"] == 0
     assert retry.user_attrs["state_reason"] == ""  # the failed attempt's reason is not its
     assert {float(r.data.params["lr"]) for r in runs(kind="trial", trial_state="COMPLETE")} == {
-        1e-2, 1e-3}
+        1e-2,
+        1e-3,
+    }
     assert run_study(FAST, options).new_trials == 0  # done: every point COMPLETE
 
 
-@pytest.mark.skipif(not os.environ.get("EMOREC_SLOW_TESTS"),
-                    reason="about 40 s: set EMOREC_SLOW_TESTS=1 to run")
+@pytest.mark.skipif(
+    not os.environ.get("EMOREC_SLOW_TESTS"), reason="about 40 s: set EMOREC_SLOW_TESTS=1 to run"
+)
 def test_study_killed_mid_trial_completes_on_rerun(tmp_path):
     """The real thing: SIGKILL a `emorec tune` process mid-trial, then run it again."""
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2, 1.0e-3]\n")
     sets = [f"{k}={v}" for k, v in {**FAST, "epochs": 8}.items() if k not in ("model", "dataset")]
-    cmd = [sys.executable, "-m", "emorec.cli", "tune", "--model", "cnn_torch", "--space", space,
-           "--heartbeat-interval", "1", "--grace-period", "2", "--no-plots", "--set", *sets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "emorec.cli",
+        "tune",
+        "--model",
+        "cnn_torch",
+        "--space",
+        space,
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "2",
+        "--no-plots",
+        "--set",
+        *sets,
+    ]
     storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
     worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -332,8 +417,9 @@ def test_study_killed_mid_trial_completes_on_rerun(tmp_path):
         if not (tmp_path / "mlruns" / "optuna.db").exists():
             continue
         try:
-            trials = optuna.load_study(study_name="cnn_torch-synthetic-grid-accuracy",
-                                       storage=storage).get_trials()
+            trials = optuna.load_study(
+                study_name="cnn_torch-synthetic-grid-accuracy", storage=storage
+            ).get_trials()
         except KeyError:  # the study is not created yet
             continue
         if any(t.state.name == "RUNNING" and len(t.intermediate_values) >= 2 for t in trials):
@@ -343,16 +429,21 @@ def test_study_killed_mid_trial_completes_on_rerun(tmp_path):
     time.sleep(3)  # past the grace period
 
     assert subprocess.run(cmd, capture_output=True).returncode == 0
-    trials = optuna.load_study(study_name="cnn_torch-synthetic-grid-accuracy",
-                               storage=storage).get_trials()
+    trials = optuna.load_study(
+        study_name="cnn_torch-synthetic-grid-accuracy", storage=storage
+    ).get_trials()
     assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
     assert {t.params["lr"] for t in trials if t.state.name == "COMPLETE"} == {1e-2, 1e-3}
     tracking.configure()
-    assert not mlflow.search_runs(search_all_experiments=True, output_format="list",
-                                  filter_string="attributes.status = 'RUNNING'")
+    assert not mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string="attributes.status = 'RUNNING'",
+    )
 
 
 # --- registration and the report (one shared store: models are slow to log) -----------------
+
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
@@ -364,8 +455,11 @@ def registered(tmp_path_factory):
         mp.setenv("EMOREC_CACHE_DIR", str(root / "cache"))
         data = write_easy(root / "easy")
         grid = lambda name, lr: StudyOptions(  # noqa: E731
-            sampler="grid", study_name=name, plots=False,
-            space_file=write_space(root, f"grid:\n  lr: [{lr}]\n", f"{name}.yaml"))
+            sampler="grid",
+            study_name=name,
+            plots=False,
+            space_file=write_space(root, f"grid:\n  lr: [{lr}]\n", f"{name}.yaml"),
+        )
         good = run_study(easy_values(data, log_model=True), grid("good", "3.0e-3"))
         worse = run_study(easy_values(data, log_model=True), grid("worse", "1.0e-7"))
         synthetic = run_study({**FAST, "log_model": True}, grid("synthetic", "3.0e-3"))
@@ -398,8 +492,14 @@ def test_better_model_is_champion_and_worse_one_challenger(registry_store):
 def test_compare_writes_tables_charts_and_cross_matrix(registry_store, tmp_path):
     report = compare(out=tmp_path / "report", cross=True)
     names = {p.name for p in report.files}
-    assert {"results.md", "results.csv", "test_accuracy.png", "train_time_s.png",
-            "cross_dataset.md", "cross_dataset.png"} <= names
+    assert {
+        "results.md",
+        "results.csv",
+        "test_accuracy.png",
+        "train_time_s.png",
+        "cross_dataset.md",
+        "cross_dataset.png",
+    } <= names
     with (tmp_path / "report" / "results.csv").open() as f:
         rows = {(r["model"], r["dataset"]): r for r in csv.DictReader(f)}
     assert set(rows) == {("cnn_torch", "folder"), ("cnn_torch", "synthetic")}
@@ -417,11 +517,25 @@ def test_compare_writes_tables_charts_and_cross_matrix(registry_store, tmp_path)
 
 # --- command line --------------------------------------------------------------------------
 
+
 def test_cli_tune_multi_objective_exits_zero_and_rejects_a_bad_sampler(tmp_path, capsys):
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2]\n")
     sets = [f"{k}={v}" for k, v in FAST.items() if k not in ("model", "dataset")]
-    code = cli.main(["tune", "--model", "cnn_torch", "--space", space, "--objective", "multi",
-                     "--no-plots", "--no-register", "--set", *sets])
+    code = cli.main(
+        [
+            "tune",
+            "--model",
+            "cnn_torch",
+            "--space",
+            space,
+            "--objective",
+            "multi",
+            "--no-plots",
+            "--no-register",
+            "--set",
+            *sets,
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "study cnn_torch-synthetic-grid-multi" in out and "1 complete" in out
@@ -450,8 +564,13 @@ def test_cli_choices_match_the_study_module():
 def test_study_status_lists_states_best_and_running_trials(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(storage=url, study_name="demo", direction="maximize")
-    study.add_trial(optuna.trial.create_trial(params={"lr": 0.01}, value=0.75, distributions={
-        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 0.01},
+            value=0.75,
+            distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)},
+        )
+    )
     running = study.ask()
     running.set_user_attr("worker", "host-b:4242")
     running.set_user_attr("config", {"lr": 0.001})
@@ -465,8 +584,9 @@ def test_study_status_lists_states_best_and_running_trials(tmp_path, capsys):
     assert "no study 'other'" in err and "studies there: demo" in err
 
 
-def test_storage_tracking_store_and_n_trials_mistakes_are_one_line_each(tmp_path, capsys,
-                                                                        monkeypatch):
+def test_storage_tracking_store_and_n_trials_mistakes_are_one_line_each(
+    tmp_path, capsys, monkeypatch
+):
     space = write_space(tmp_path, "grid:\n  lr: [1.0e-2]\n")
     sets = [f"{k}={v}" for k, v in FAST.items() if k not in ("model", "dataset")]
     tune = ["tune", "--model", "cnn_torch", "--space", space, "--no-plots", "--set", *sets]
@@ -488,8 +608,9 @@ def test_storage_tracking_store_and_n_trials_mistakes_are_one_line_each(tmp_path
 
     # A study resumed under another MLFLOW_TRACKING_URI: its runs are not in this store.
     url = f"sqlite:///{tmp_path}/optuna.db"
-    study = optuna.create_study(storage=url, study_name="cnn_torch-synthetic-grid-accuracy",
-                                direction="maximize")
+    study = optuna.create_study(
+        storage=url, study_name="cnn_torch-synthetic-grid-accuracy", direction="maximize"
+    )
     trial = study.ask()
     trial.set_user_attr("mlflow_run_id", "0" * 32)  # a run of the store the study began in
     study.tell(trial, 0.5)
@@ -499,9 +620,15 @@ def test_storage_tracking_store_and_n_trials_mistakes_are_one_line_each(tmp_path
 
     # --n-trials 0 (MLproject's "default") starts the whole study: it says so.
     seen = []
-    monkeypatch.setattr("emorec.study.run_study", lambda values, options: seen.append(
-        options.n_trials) or SimpleNamespace(name="s", storage=url, new_trials=0, states={},
-                                             best=[], registration=None))
+    monkeypatch.setattr(
+        "emorec.study.run_study",
+        lambda values, options: (
+            seen.append(options.n_trials)
+            or SimpleNamespace(
+                name="s", storage=url, new_trials=0, states={}, best=[], registration=None
+            )
+        ),
+    )
     cli.main(["tune", "--model", "cnn_torch", "--n-trials", "0"])
     assert seen == [None]
     assert "--n-trials 0 means the default: every grid point" in capsys.readouterr().err

@@ -84,16 +84,19 @@ def test_other_image_sizes(size):
     assert all(img.shape == (size, size) and img.dtype == np.uint8 for img in listing.items)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"count": 13}, r"count must be >= 14"),
-    ({"count": 0}, r"count must be >= 14"),
-    ({"image_size": 15}, r"image_size must be in \[16, 512\]"),
-    ({"image_size": 513}, r"image_size must be in \[16, 512\]"),
-    ({"subjects": 1}, r"subjects must be >= 2"),
-    ({"seed": -1}, r"seed must be >= 0"),
-    ({"count": 14.5}, r"count must be an integer"),
-    ({"image_size": "48"}, r"image_size must be an integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"count": 13}, r"count must be >= 14"),
+        ({"count": 0}, r"count must be >= 14"),
+        ({"image_size": 15}, r"image_size must be in \[16, 512\]"),
+        ({"image_size": 513}, r"image_size must be in \[16, 512\]"),
+        ({"subjects": 1}, r"subjects must be >= 2"),
+        ({"seed": -1}, r"seed must be >= 0"),
+        ({"count": 14.5}, r"count must be an integer"),
+        ({"image_size": "48"}, r"image_size must be an integer"),
+    ],
+)
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         scan(**kwargs)

@@ -31,15 +31,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _logged_models(run):
-    found = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                        filter_string=f"source_run_id = '{run.info.run_id}'",
-                                        output_format="list")
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+        output_format="list",
+    )
     return {m.name: m for m in found}
 
 
 def _test_images(cfg: TrainConfig):
-    ds = load_dataset(cfg.dataset, cfg.data_dir, Preprocessing(cfg.input_size, cfg.channels),
-                      options=cfg.dataset_options(), progress=False)
+    ds = load_dataset(
+        cfg.dataset,
+        cfg.data_dir,
+        Preprocessing(cfg.input_size, cfg.channels),
+        options=cfg.dataset_options(),
+        progress=False,
+    )
     split = make_split(ds, strategy=cfg.split, seed=cfg.seed)
     return ds.images[split.test]
 
@@ -56,18 +63,38 @@ def test_tracked_run_holds_everything_and_models_reload(model):
     for key, value in cfg.to_params().items():
         assert run.data.params[key] == ("" if value is None else str(value)), key
     assert run.data.params["split_strategy"] == "grouped"  # synthetic has subjects
-    for key in ("test_accuracy", "test_f1_macro", "test_f1_weighted", "test_auc_roc_macro",
-                "train_time_s", "eval_time_s", "peak_rss_mb", "num_parameters", "weights_mb"):
+    for key in (
+        "test_accuracy",
+        "test_f1_macro",
+        "test_f1_weighted",
+        "test_auc_roc_macro",
+        "train_time_s",
+        "eval_time_s",
+        "peak_rss_mb",
+        "num_parameters",
+        "weights_mb",
+    ):
         assert np.isfinite(run.data.metrics[key]), key
     assert 0 <= run.data.metrics["test_accuracy"] <= 1
     assert run.data.metrics["num_parameters"] == 1_240_231  # the same CNN in both frameworks
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1]
-    artifacts = {a.path for folder in ("plots", "reports", "data")
-                 for a in client.list_artifacts(run.info.run_id, folder)}
-    assert {"plots/confusion_matrix.svg", "plots/roc_curves.svg", "plots/learning_curves.svg",
-            "reports/classification_report.json", "data/dataset.json"} <= artifacts
-    report = json.loads(Path(client.download_artifacts(
-        run.info.run_id, "reports/classification_report.json")).read_text())
+    artifacts = {
+        a.path
+        for folder in ("plots", "reports", "data")
+        for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {
+        "plots/confusion_matrix.svg",
+        "plots/roc_curves.svg",
+        "plots/learning_curves.svg",
+        "reports/classification_report.json",
+        "data/dataset.json",
+    } <= artifacts
+    report = json.loads(
+        Path(
+            client.download_artifacts(run.info.run_id, "reports/classification_report.json")
+        ).read_text()
+    )
     assert len(report["confusion_matrix"]) == len(result.classes)
     assert run.inputs.dataset_inputs[0].dataset.name == "synthetic"
 
@@ -80,10 +107,12 @@ def test_tracked_run_holds_everything_and_models_reload(model):
     for logged in models.values():
         assert str(logged.status) == "READY" and logged.params["model"] == model
         assert {m.key: m.value for m in logged.metrics} == {  # all but the epochs' (step 1)
-            k: v for k, v in run.data.metrics.items() if k not in result.history}
+            k: v for k, v in run.data.metrics.items() if k not in result.history
+        }
     assert len(client.get_metric_history(run.info.run_id, "test_accuracy")) == 1
     images = _test_images(cfg)
     from emorec.engines import get_engine
+
     expected = get_engine(cfg.framework).predict_proba(result.model, images)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{models['emotion_model'].model_id}")
     served = pyfunc.unwrap_python_model().probabilities(images)
@@ -101,8 +130,9 @@ def test_emotion_model_takes_base64_images_of_any_size():
     pyfunc = mlflow.pyfunc.load_model(f"models:/{_logged_models(run)['emotion_model'].model_id}")
     rng = np.random.default_rng(0)
     photos = [rng.integers(0, 255, (90, 70, 3), np.uint8), rng.integers(0, 255, (30, 40), np.uint8)]
-    payload = pd.DataFrame({"image": [base64.b64encode(cv2.imencode(".png", p)[1]).decode()
-                                      for p in photos]})
+    payload = pd.DataFrame(
+        {"image": [base64.b64encode(cv2.imencode(".png", p)[1]).decode() for p in photos]}
+    )
     out = pyfunc.predict(payload)
     assert len(out) == 2
     np.testing.assert_allclose(out[list(result.classes)].sum(axis=1), 1.0, atol=1e-5)
@@ -138,31 +168,40 @@ def test_epochs_that_did_not_reach_the_store_fail_the_run(monkeypatch):
 def _passes_in_a_new_process(code: str, tmp_path) -> None:
     """Run ``code`` in a new Python process with a store of its own; it must succeed."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/t.db"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_torch_run_never_imports_tensorflow(tmp_path):
-    code = ("import sys; from emorec.config import TrainConfig; "
-            "from emorec.training import train;"
-            "train(TrainConfig(epochs=1, samples=70, image_size=16, system_metrics=False,"
-            " progress=False, log_model=False));"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
+    code = (
+        "import sys; from emorec.config import TrainConfig; "
+        "from emorec.training import train;"
+        "train(TrainConfig(epochs=1, samples=70, image_size=16, system_metrics=False,"
+        " progress=False, log_model=False));"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
+    )
     _passes_in_a_new_process(code, tmp_path)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"model": "alexnet"}, "valid models"),
-    ({"lr": 0}, "lr must be"),
-    ({"batch_size": 0}, "batch_size must be"),
-    ({"model": "vgg16", "image_size": 16}, "image_size must be"),
-    ({"optimizer": "rmsprop"}, "valid: adam, adamw, sgd"),
-    ({"dataset": "affectnet"}, "unknown dataset .affectnet.; valid: synthetic"),
-    ({"dataset": "ckplus"}, "needs data_dir"),
-    ({"precision": "fp8"}, "valid: auto, fp32, bf16"),
-    ({"model": "cnn_tf", "precision": "bf16"}, "needs a PyTorch model.*valid for it: auto, fp32"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"model": "alexnet"}, "valid models"),
+        ({"lr": 0}, "lr must be"),
+        ({"batch_size": 0}, "batch_size must be"),
+        ({"model": "vgg16", "image_size": 16}, "image_size must be"),
+        ({"optimizer": "rmsprop"}, "valid: adam, adamw, sgd"),
+        ({"dataset": "affectnet"}, "unknown dataset .affectnet.; valid: synthetic"),
+        ({"dataset": "ckplus"}, "needs data_dir"),
+        ({"precision": "fp8"}, "valid: auto, fp32, bf16"),
+        (
+            {"model": "cnn_tf", "precision": "bf16"},
+            "needs a PyTorch model.*valid for it: auto, fp32",
+        ),
+    ],
+)
 def test_invalid_parameters_are_refused_with_the_valid_range(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{**TINY, **bad})
@@ -178,7 +217,7 @@ def test_precision_sets_what_the_convolutions_compute_in(precision):
     from emorec.engines import get_engine
     from emorec.resources import native_bf16
 
-    expected = ("torch.bfloat16" if precision == "bf16" or native_bf16() else "torch.float32")
+    expected = "torch.bfloat16" if precision == "bf16" or native_bf16() else "torch.float32"
 
     cfg = TrainConfig(**{**TINY, "precision": precision})
     seen = set()
@@ -187,8 +226,9 @@ def test_precision_sets_what_the_convolutions_compute_in(precision):
     def build(self, cfg, num_classes):
         model = real_build(cfg, num_classes)
         conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-        conv.register_forward_hook(lambda m, _, out: seen.add(str(out.dtype)) if m.training
-                                   else None)
+        conv.register_forward_hook(
+            lambda m, _, out: seen.add(str(out.dtype)) if m.training else None
+        )
         return model
 
     with pytest.MonkeyPatch.context() as mp:
@@ -198,8 +238,10 @@ def test_precision_sets_what_the_convolutions_compute_in(precision):
     assert {str(p.dtype) for p in result.model.parameters()} == {"torch.float32"}
     run = mlflow.get_run(result.run_id)
     assert run.data.params["precision"] == precision
-    assert run.data.tags["precision_used"] == {"torch.bfloat16": "bfloat16",
-                                               "torch.float32": "fp32"}[expected]
+    assert (
+        run.data.tags["precision_used"]
+        == {"torch.bfloat16": "bfloat16", "torch.float32": "fp32"}[expected]
+    )
     assert np.isfinite(result.metrics["test_accuracy"])
 
 
@@ -242,16 +284,35 @@ def test_sigterm_kills_the_run_and_says_why(tmp_path):
 
     tracking.configure()
     mlflow.search_runs(search_all_experiments=True)  # create the store before both use it
-    cmd = [sys.executable, "-m", "emorec.cli", "train", "--epochs", "1000",
-           "--early-stopping", "0", "--samples", "70", "--image-size", "16",
-           "--log-model", "false", "--system-metrics", "false", "--progress", "false"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "emorec.cli",
+        "train",
+        "--epochs",
+        "1000",
+        "--early-stopping",
+        "0",
+        "--samples",
+        "70",
+        "--image-size",
+        "16",
+        "--log-model",
+        "false",
+        "--system-metrics",
+        "false",
+        "--progress",
+        "false",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # until an epoch is logged
         time.sleep(0.5)
-        if not mlflow.search_runs(search_all_experiments=True,
-                                  filter_string="metrics.val_loss > -1").empty:
+        if not mlflow.search_runs(
+            search_all_experiments=True, filter_string="metrics.val_loss > -1"
+        ).empty:
             break
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -265,13 +326,35 @@ def test_sigterm_kills_the_run_and_says_why(tmp_path):
 
 
 def test_mlflow_run_trains_through_the_mlproject(tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     mlflow_cli = Path(sys.executable).parent / "mlflow"
-    cmd = [str(mlflow_cli), "run", str(REPO), "--env-manager", "local",
-           "--experiment-name", "emorec-synthetic", "-P", "model=cnn_torch", "-P", "epochs=1",
-           "-P", "samples=70", "-P", "image_size=16", "-P", "log_model=false",
-           "-P", "system_metrics=false", "-P", "progress=false"]
+    cmd = [
+        str(mlflow_cli),
+        "run",
+        str(REPO),
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "emorec-synthetic",
+        "-P",
+        "model=cnn_torch",
+        "-P",
+        "epochs=1",
+        "-P",
+        "samples=70",
+        "-P",
+        "image_size=16",
+        "-P",
+        "log_model=false",
+        "-P",
+        "system_metrics=false",
+        "-P",
+        "progress=false",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])

@@ -47,10 +47,20 @@ def test_a_registered_model_starts_a_run_that_records_its_parent(tmp_path):
     source = train(TrainConfig(**TINY))
     version = mlflow.register_model(f"runs:/{source.run_id}/emotion_model", "emorec-src")
     mlflow.MlflowClient().set_registered_model_alias("emorec-src", "champion", version.version)
-    folder = fixtures.write_folder_set(tmp_path / "faces", classes=("angry", "happy", "sad"),
-                                       n_per_class=6, corrupt=False, extras=False)
-    cfg = TrainConfig(**{**TINY, "epochs": 2}, dataset="folder", data_dir=str(folder),
-                      init_from="models:/emorec-src@champion", freeze_epochs=2)
+    folder = fixtures.write_folder_set(
+        tmp_path / "faces",
+        classes=("angry", "happy", "sad"),
+        n_per_class=6,
+        corrupt=False,
+        extras=False,
+    )
+    cfg = TrainConfig(
+        **{**TINY, "epochs": 2},
+        dataset="folder",
+        data_dir=str(folder),
+        init_from="models:/emorec-src@champion",
+        freeze_epochs=2,
+    )
     result = train(cfg)
 
     run = mlflow.get_run(result.run_id)
@@ -72,29 +82,51 @@ def source_run(tmp_path):
     return train(TrainConfig(**TINY)).run_id
 
 
-@pytest.mark.parametrize("case", ["unknown run", "unknown registered model", "keras model",
-                                  "keras architecture", "other architecture",
-                                  "other channel count"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown run",
+        "unknown registered model",
+        "keras model",
+        "keras architecture",
+        "other architecture",
+        "other channel count",
+    ],
+)
 def test_bad_init_from_is_one_line_before_any_run(case, source_run, capsys):
     if case == "keras model":  # a Keras model's weights into a PyTorch architecture
         source_run = train(TrainConfig(**{**TINY, "model": "cnn_tf"})).run_id
-    flags = {"unknown run": ["--init-from", "runs:/0123456789abcdef/model"],
-             "unknown registered model": ["--init-from", "models:/no-such-model@champion"],
-             "keras model": ["--init-from", f"runs:/{source_run}/model"],
-             "keras architecture": ["--model", "cnn_tf", "--init-from",
-                                    f"runs:/{source_run}/model"],
-             "other architecture": ["--model", "sanet", "--init-from",
-                                    f"runs:/{source_run}/model"],
-             "other channel count": ["--channels", "3", "--init-from",
-                                     f"runs:/{source_run}/model"]}[case]
-    expected = {"unknown run": "init_from: cannot load", "unknown registered model":
-                "init_from: cannot load", "keras model": "is a keras model (cnn_tf); cnn_torch",
-                "keras architecture": "is a torch model (cnn_torch); cnn_tf is keras",
-                "other architecture": "is a cnn_torch model, not sanet",
-                "other channel count": "takes 1-channel images"}[case]
+    flags = {
+        "unknown run": ["--init-from", "runs:/0123456789abcdef/model"],
+        "unknown registered model": ["--init-from", "models:/no-such-model@champion"],
+        "keras model": ["--init-from", f"runs:/{source_run}/model"],
+        "keras architecture": ["--model", "cnn_tf", "--init-from", f"runs:/{source_run}/model"],
+        "other architecture": ["--model", "sanet", "--init-from", f"runs:/{source_run}/model"],
+        "other channel count": ["--channels", "3", "--init-from", f"runs:/{source_run}/model"],
+    }[case]
+    expected = {
+        "unknown run": "init_from: cannot load",
+        "unknown registered model": "init_from: cannot load",
+        "keras model": "is a keras model (cnn_tf); cnn_torch",
+        "keras architecture": "is a torch model (cnn_torch); cnn_tf is keras",
+        "other architecture": "is a cnn_torch model, not sanet",
+        "other channel count": "takes 1-channel images",
+    }[case]
     runs_before = len(mlflow.search_runs(search_all_experiments=True))
-    argv = ["train", "--epochs", "1", "--samples", "70", "--image-size", "16",
-            "--system-metrics", "false", "--progress", "false", *flags]
+    argv = [
+        "train",
+        "--epochs",
+        "1",
+        "--samples",
+        "70",
+        "--image-size",
+        "16",
+        "--system-metrics",
+        "false",
+        "--progress",
+        "false",
+        *flags,
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err

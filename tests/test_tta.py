@@ -40,10 +40,16 @@ def tta_run(tmp_path_factory):
         mlflow.set_tracking_uri(uri)
         result = train(cfg)
         # The run's own test split, rebuilt the way train() built it.
-        ds = load_dataset("synthetic", None, Preprocessing(16, 1),
-                          options=cfg.dataset_options(), progress=False)
-    split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
-                       test_fraction=cfg.test_fraction, seed=cfg.seed)
+        ds = load_dataset(
+            "synthetic", None, Preprocessing(16, 1), options=cfg.dataset_options(), progress=False
+        )
+    split = make_split(
+        ds,
+        strategy=cfg.split,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+    )
     return result, uri, ds.images[split.test], ds.targets[split.test]
 
 
@@ -72,8 +78,7 @@ def test_logged_test_metrics_come_from_the_served_probabilities(tta_run, served)
     _, proba = served
     report = classification_metrics(targets, proba, list(result.classes))
     assert report["accuracy"] == pytest.approx(result.metrics["test_accuracy"], abs=1e-9)
-    assert report["auc_roc_macro"] == pytest.approx(result.metrics["test_auc_roc_macro"],
-                                                    abs=1e-6)
+    assert report["auc_roc_macro"] == pytest.approx(result.metrics["test_auc_roc_macro"], abs=1e-6)
 
 
 def test_served_probabilities_are_the_mean_over_the_image_and_its_mirror(tta_run, served):
@@ -109,8 +114,9 @@ def test_the_logged_pyfunc_returns_the_same_probabilities(tta_run, served):
 def test_mlflow_models_serve_returns_the_same_probabilities(tta_run, served, tmp_path):
     result, uri, images, _ = tta_run
     model_uri, proba = served
-    body = json.dumps({"dataframe_split": {"columns": ["image"],
-                                           "data": [[_png(img)] for img in images]}}).encode()
+    body = json.dumps(
+        {"dataframe_split": {"columns": ["image"], "data": [[_png(img)] for img in images]}}
+    ).encode()
     with model_server(model_uri, uri, tmp_path) as (_, url):
         status, answer = post_json(url + "/invocations", body)
     assert status == 200, answer
@@ -148,8 +154,10 @@ def test_an_export_without_tta_holds_the_bare_network(tta_run, served, tmp_path)
     _, _, images, _ = tta_run
     model_uri, proba = served
     path = export_onnx(model_uri, tmp_path / "bare.onnx", log_to_run=False, tta=False)
-    assert {k: OnnxModel(path).metadata[k] for k in ("tta", "tta_trained")} == \
-        {"tta": "none", "tta_trained": "flip"}
+    assert {k: OnnxModel(path).metadata[k] for k in ("tta", "tta_trained")} == {
+        "tta": "none",
+        "tta_trained": "flip",
+    }
     bare = emorec.load(str(path))
     once = bare.predict_proba(list(images))
     mirrored = bare.predict_proba([np.ascontiguousarray(img[:, ::-1]) for img in images])

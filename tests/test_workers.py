@@ -25,34 +25,67 @@ from services import mlflow_server, postgres_database, postgres_unavailable
 
 _WHY = postgres_unavailable()
 if _WHY:
-    print(f"\n*** tests/test_workers.py SKIPPED: {_WHY}. Start PostgreSQL (see .ci/run) or set "
-          "EMOREC_TEST_PG to run the multi-worker tests. ***\n", file=sys.stderr)
+    print(
+        f"\n*** tests/test_workers.py SKIPPED: {_WHY}. Start PostgreSQL (see .ci/run) or set "
+        "EMOREC_TEST_PG to run the multi-worker tests. ***\n",
+        file=sys.stderr,
+    )
 pytestmark = pytest.mark.skipif(bool(_WHY), reason=f"multi-worker tests need PostgreSQL: {_WHY}")
 
 SECRET = "s3cret-pw"
-TINY = {"epochs": 1, "samples": 70, "image_size": 16, "batch_size": 32,
-        "system_metrics": "false", "progress": "false"}
+TINY = {
+    "epochs": 1,
+    "samples": 70,
+    "image_size": 16,
+    "batch_size": 32,
+    "system_metrics": "false",
+    "progress": "false",
+}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The tracking server every worker of this module logs to, over HTTP."""
     root = tmp_path_factory.mktemp("server")
-    with postgres_database("emorec_mlflow") as backend, \
-            mlflow_server(backend, root / "artifacts") as url:
+    with (
+        postgres_database("emorec_mlflow") as backend,
+        mlflow_server(backend, root / "artifacts") as url,
+    ):
         yield url
 
 
-def worker(tmp_path: Path, server: str, storage: str, study: str, space: str,
-           **sets) -> subprocess.Popen:
+def worker(
+    tmp_path: Path, server: str, storage: str, study: str, space: str, **sets
+) -> subprocess.Popen:
     """One `emorec tune` worker process, as a user would start it on another machine
     (the storage in the environment: emorec refuses a password on its command line)."""
     values = {**TINY, **sets}
-    cmd = [sys.executable, "-m", "emorec.cli", "tune", "--model", "cnn_torch", "--space", space,
-           "--study-name", study, "--heartbeat-interval", "1", "--grace-period", "3",
-           "--no-plots", "--set", *[f"{k}={v}" for k, v in values.items()]]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server, "OMP_NUM_THREADS": "1",
-           "EMOREC_CACHE_DIR": str(tmp_path / "cache"), "EMOREC_OPTUNA_STORAGE": storage}
+    cmd = [
+        sys.executable,
+        "-m",
+        "emorec.cli",
+        "tune",
+        "--model",
+        "cnn_torch",
+        "--space",
+        space,
+        "--study-name",
+        study,
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        "--no-plots",
+        "--set",
+        *[f"{k}={v}" for k, v in values.items()],
+    ]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": server,
+        "OMP_NUM_THREADS": "1",
+        "EMOREC_CACHE_DIR": str(tmp_path / "cache"),
+        "EMOREC_OPTUNA_STORAGE": storage,
+    }
     log = open(tmp_path / f"worker-{time.monotonic_ns()}.log", "w")
     return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
 
@@ -72,7 +105,9 @@ def trials(storage: str, name: str) -> list:
 def study_runs(client: MlflowClient, name: str, kind: str) -> list:
     return client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.kind = '{kind}' AND tags.study = '{name}'", max_results=1000)
+        filter_string=f"tags.kind = '{kind}' AND tags.study = '{name}'",
+        max_results=1000,
+    )
 
 
 def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server, monkeypatch):
@@ -83,15 +118,19 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server, monk
     with postgres_database() as plain:
         # Trust auth ignores the password: it is here to prove that it is never shown.
         storage = plain.replace("postgres@", f"postgres:{SECRET}@")
-        workers = [worker(tmp_path, server, storage, name, str(space), log_model="true")
-                   for _ in range(2)]
+        workers = [
+            worker(tmp_path, server, storage, name, str(space), log_model="true") for _ in range(2)
+        ]
         time.sleep(4)  # the third joins late, while the others already train
         workers.append(worker(tmp_path, server, storage, name, str(space), log_model="true"))
         finish(workers, tmp_path)
         done = trials(storage, name)
-        status = subprocess.run([sys.executable, "-m", "emorec.cli", "study", "status"],
-                                capture_output=True, text=True,
-                                env={**os.environ, "EMOREC_OPTUNA_STORAGE": storage})
+        status = subprocess.run(
+            [sys.executable, "-m", "emorec.cli", "study", "status"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "EMOREC_OPTUNA_STORAGE": storage},
+        )
 
     complete = [t for t in done if t.state.name == "COMPLETE"]
     points = collections.Counter((t.params["lr"], t.params["dropout"]) for t in complete)
@@ -106,8 +145,9 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server, monk
     # Read back through the server: one FINISHED run per grid point, one parent per worker.
     client = MlflowClient(tracking_uri=server)
     runs = study_runs(client, name, "trial")
-    assert sorted(int(r.data.tags["trial_number"]) for r in runs) == \
-        sorted(t.number for t in complete)
+    assert sorted(int(r.data.tags["trial_number"]) for r in runs) == sorted(
+        t.number for t in complete
+    )
     assert {r.info.status for r in runs} == {"FINISHED"}
     parents = study_runs(client, name, "study")
     assert len(parents) == 3 and {r.info.status for r in parents} == {"FINISHED"}
@@ -120,8 +160,10 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server, monk
     assert len(versions) == 1
     best = max(complete, key=lambda t: t.values[0])
     assert versions[0].run_id == best.user_attrs["mlflow_run_id"]
-    assert client.get_model_version_by_alias("emorec-cnn_torch-synthetic",
-                                             "champion").version == versions[0].version
+    assert (
+        client.get_model_version_by_alias("emorec-cnn_torch-synthetic", "champion").version
+        == versions[0].version
+    )
     import emorec
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # emorec.load reads the store from the env
@@ -141,15 +183,19 @@ def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, 
     space.write_text("grid:\n  lr: [1.0e-2, 3.0e-3, 1.0e-3]\n")
     name = "killed-worker"
     with postgres_database() as storage:
-        workers = [worker(tmp_path, server, storage, name, str(space), epochs=6,
-                          log_model="false")
-                   for _ in range(2)]
+        workers = [
+            worker(tmp_path, server, storage, name, str(space), epochs=6, log_model="false")
+            for _ in range(2)
+        ]
         victim, deadline = None, time.time() + 180
         while victim is None and time.time() < deadline:
             time.sleep(0.5)
             try:
-                running = [t for t in trials(storage, name) if t.state.name == "RUNNING"
-                           and len(t.intermediate_values) >= 2]
+                running = [
+                    t
+                    for t in trials(storage, name)
+                    if t.state.name == "RUNNING" and len(t.intermediate_values) >= 2
+                ]
             except KeyError:  # the study is not created yet
                 continue
             by_pid = {w.pid: w for w in workers}
@@ -172,8 +218,11 @@ def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, 
     client = MlflowClient(tracking_uri=server)
     for kind in ("trial", "study"):
         assert not [r for r in study_runs(client, name, kind) if r.info.status == "RUNNING"]
-    killed = [r for r in study_runs(client, name, "trial")
-              if r.data.tags["trial_number"] == str(failed.number)]
+    killed = [
+        r
+        for r in study_runs(client, name, "trial")
+        if r.data.tags["trial_number"] == str(failed.number)
+    ]
     assert killed and killed[0].info.status == "FAILED"
     assert "orphaned" in killed[0].data.tags["failure_reason"]
 
@@ -181,13 +230,23 @@ def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, 
 def open_storage_together(storage: str, n: int, attempts: int) -> list[subprocess.CompletedProcess]:
     """``n`` processes open the storage at the same instant (a shared start time)."""
     start = time.time() + 6  # past every process's imports
-    code = ("import sys, time; import emorec.study.storage as s; s._SCHEMA_ATTEMPTS = int(sys.argv[3]); "
-            "time.sleep(max(float(sys.argv[2]) - time.time(), 0)); s.make_storage(sys.argv[1], 30, 120)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, storage, str(start), str(attempts)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(n)]
-    return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate())
-            for p in procs]
+    code = (
+        "import sys, time; import emorec.study.storage as s; "
+        "s._SCHEMA_ATTEMPTS = int(sys.argv[3]); "
+        "time.sleep(max(float(sys.argv[2]) - time.time(), 0)); s.make_storage(sys.argv[1], 30, 120)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, storage, str(start), str(attempts)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+    return [
+        subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in procs
+    ]
 
 
 def test_workers_starting_together_on_an_empty_database_all_open_it():

@@ -31,11 +31,14 @@ def __getattr__(name: str):
     # Lazy exports keep `import emorec` free of MLflow and the frameworks.
     if name == "TrainConfig":
         from emorec.config import TrainConfig
+
         return TrainConfig
     if name == "load":
         from emorec.serving.predictor import load
+
         return load
     if name == "train":
         from emorec.training import train
+
         return train
     raise AttributeError(f"module 'emorec' has no attribute {name!r}")

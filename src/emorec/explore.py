@@ -56,17 +56,24 @@ def image_quality(ds, parts: dict[str, np.ndarray]) -> dict:
         "duplicate_groups": int(np.sum(counts > 1)),
         "images_in_duplicate_groups": int(counts[counts > 1].sum()),
         "duplicate_groups_with_conflicting_labels": len(conflicting_groups(group, ds.labels)),
-        "median_sharpness_per_split": {part: round(float(np.median(sharp[idx])), 1)
-                                       if len(idx) else None for part, idx in parts.items()},
+        "median_sharpness_per_split": {
+            part: round(float(np.median(sharp[idx])), 1) if len(idx) else None
+            for part, idx in parts.items()
+        },
     }
 
 
 def summarize(ds, split) -> dict:
     parts = {"train": split.train, "val": split.val, "test": split.test}
-    counts = {part: {c: int(np.sum(ds.labels[idx] == EMOTION_ID[c])) for c in ds.classes}
-              for part, idx in parts.items()}
-    subjects = None if ds.groups is None else {
-        part: int(len(np.unique(ds.groups[idx]))) for part, idx in parts.items()}
+    counts = {
+        part: {c: int(np.sum(ds.labels[idx] == EMOTION_ID[c])) for c in ds.classes}
+        for part, idx in parts.items()
+    }
+    subjects = (
+        None
+        if ds.groups is None
+        else {part: int(len(np.unique(ds.groups[idx]))) for part, idx in parts.items()}
+    )
     return {
         "dataset": ds.name,
         "images": len(ds),
@@ -98,19 +105,31 @@ def pick_samples(ds, name: str, rng: np.random.Generator, n: int = N_SAMPLES) ->
     return np.concatenate([distinct, rest])[:n]
 
 
-def explore(dataset: str, data_dir: str | None, out_dir: str | Path, *, image_size: int = 48,
-            split: str = "auto", seed: int = 42, options: dict | None = None,
-            log_to_mlflow: bool = False, progress: bool = True) -> dict:
+def explore(
+    dataset: str,
+    data_dir: str | None,
+    out_dir: str | Path,
+    *,
+    image_size: int = 48,
+    split: str = "auto",
+    seed: int = 42,
+    options: dict | None = None,
+    log_to_mlflow: bool = False,
+    progress: bool = True,
+) -> dict:
     out = require_output_dir(out_dir, "--out")  # before the slow load, not after it
-    ds = load_dataset(dataset, data_dir, Preprocessing(image_size=image_size), options=options,
-                      progress=progress)
+    ds = load_dataset(
+        dataset, data_dir, Preprocessing(image_size=image_size), options=options, progress=progress
+    )
     sp = make_split(ds, strategy=split, seed=seed)
     summary = summarize(ds, sp)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     samples = {c: ds.images[pick_samples(ds, c, rng)] for c in ds.classes}
-    figures.save(figures.class_distribution_figure(summary["counts_per_split"]),
-                      out / "class_distribution.png")
+    figures.save(
+        figures.class_distribution_figure(summary["counts_per_split"]),
+        out / "class_distribution.png",
+    )
     grid = figures.sample_grid_figure(samples, n_per_class=N_SAMPLES)
     for ax in grid.axes:  # show the pixels the model sees, not a smoothed upscale
         for im in ax.get_images():
@@ -119,5 +138,6 @@ def explore(dataset: str, data_dir: str | None, out_dir: str | Path, *, image_si
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if log_to_mlflow:
         from emorec import tracking
+
         tracking.log_exploration(out, dataset)
     return summary

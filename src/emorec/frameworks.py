@@ -38,8 +38,10 @@ TENSORFLOW, TRITON = "tensorflow", "triton"
 def _disable_triton() -> None:
     if TRITON not in sys.modules:  # already loaded (torch came first): the safe order
         sys.modules[TRITON] = None  # type: ignore[assignment]  # the "not installed" marker
-        log.debug("TensorFlow is loading: Triton is disabled in this process (loaded after "
-                  "TensorFlow it segfaults); PyTorch runs eagerly without it")
+        log.debug(
+            "TensorFlow is loading: Triton is disabled in this process (loaded after "
+            "TensorFlow it segfaults); PyTorch runs eagerly without it"
+        )
 
 
 class _TritonNeverAfterTensorFlow(importlib.abc.MetaPathFinder):

@@ -27,32 +27,61 @@ BASIC_EMOTIONS: tuple[str, ...] = tuple(e for e in EMOTIONS if e != "contempt")
 
 # Folder/file names seen in the wild, mapped onto canonical names.
 SYNONYMS: dict[str, str] = {
-    "anger": "anger", "angry": "anger", "mad": "anger",
-    "contempt": "contempt", "contemptuous": "contempt",
-    "disgust": "disgust", "disgusted": "disgust",
-    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear",
-    "happiness": "happiness", "happy": "happiness", "joy": "happiness",
-    "neutral": "neutral", "neutrality": "neutral", "calm": "neutral",
-    "sadness": "sadness", "sad": "sadness",
-    "surprise": "surprise", "surprised": "surprise",
+    "anger": "anger",
+    "angry": "anger",
+    "mad": "anger",
+    "contempt": "contempt",
+    "contemptuous": "contempt",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "fear": "fear",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "happiness": "happiness",
+    "happy": "happiness",
+    "joy": "happiness",
+    "neutral": "neutral",
+    "neutrality": "neutral",
+    "calm": "neutral",
+    "sadness": "sadness",
+    "sad": "sadness",
+    "surprise": "surprise",
+    "surprised": "surprise",
 }
 
 # FER2013 CSV `emotion` column codes.
 FER2013_CODES: dict[int, str] = {
-    0: "anger", 1: "disgust", 2: "fear", 3: "happiness",
-    4: "sadness", 5: "surprise", 6: "neutral",
+    0: "anger",
+    1: "disgust",
+    2: "fear",
+    3: "happiness",
+    4: "sadness",
+    5: "surprise",
+    6: "neutral",
 }
 
 # Original CK+ `Emotion/*_emotion.txt` codes.
 CKPLUS_CODES: dict[int, str] = {
-    0: "neutral", 1: "anger", 2: "contempt", 3: "disgust",
-    4: "fear", 5: "happiness", 6: "sadness", 7: "surprise",
+    0: "neutral",
+    1: "anger",
+    2: "contempt",
+    3: "disgust",
+    4: "fear",
+    5: "happiness",
+    6: "sadness",
+    7: "surprise",
 }
 
 # KDEF file-name expression codes (characters 5-6 of e.g. ``AF01ANS.JPG``).
 KDEF_CODES: dict[str, str] = {
-    "AF": "fear", "AN": "anger", "DI": "disgust", "HA": "happiness",
-    "NE": "neutral", "SA": "sadness", "SU": "surprise",
+    "AF": "fear",
+    "AN": "anger",
+    "DI": "disgust",
+    "HA": "happiness",
+    "NE": "neutral",
+    "SA": "sadness",
+    "SU": "surprise",
 }
 
 

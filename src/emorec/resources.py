@@ -197,8 +197,16 @@ def _cpu_model() -> str:
 # Instruction sets that decide how fast CPU training and serving run: bfloat16 (avx512_bf16,
 # amx_bf16, which decide the precision that pays) and int8 (the VNNI and AMX int8
 # instructions ONNX Runtime uses for quantized models).
-SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
-               "amx_bf16", "amx_int8")
+SPEED_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def cpu_flags() -> list[str]:

@@ -42,21 +42,36 @@ class TrainResult:
 def load_data(cfg: TrainConfig) -> Dataset:
     """The dataset of ``cfg`` as ``train`` loads it (cached after the first decode), for
     callers that choose their own ``split`` of it."""
-    return load_dataset(cfg.dataset, cfg.data_dir,
-                        Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect),
-                        options=cfg.dataset_options(), strict=cfg.strict,
-                        progress=interactive(cfg))
+    return load_dataset(
+        cfg.dataset,
+        cfg.data_dir,
+        Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect),
+        options=cfg.dataset_options(),
+        strict=cfg.strict,
+        progress=interactive(cfg),
+    )
 
 
 def split_data(ds: Dataset, cfg: TrainConfig) -> Split:
     """The train/val/test split ``train`` makes of ``ds`` for ``cfg``."""
-    return make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
-                      test_fraction=cfg.test_fraction, seed=cfg.seed)
+    return make_split(
+        ds,
+        strategy=cfg.split,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+    )
 
 
-def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
-          tracker: Tracker | None = None, nested: bool = False, tags: dict | None = None,
-          split: Split | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    callbacks: list[Callback] | None = None,
+    *,
+    tracker: Tracker | None = None,
+    nested: bool = False,
+    tags: dict | None = None,
+    split: Split | None = None,
+) -> TrainResult:
     """Train, evaluate and record one run of ``cfg``.
 
     ``tracker``: what records the run, ``MlflowTracker()`` by default; ``NoTracker()``
@@ -75,8 +90,10 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
         split, dedupe_counts = drop_duplicates(ds, split)
         log.info("dedupe: %s", dedupe_counts)
     targets = ds.targets
-    parts = {name: (ds.images[idx], targets[idx])
-             for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
+    parts = {
+        name: (ds.images[idx], targets[idx])
+        for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))
+    }
     classes = ds.classes
     engine = get_engine(cfg.framework)
 
@@ -96,8 +113,13 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
             # Progress bars in a terminal; anywhere else (a log file, CI) a line per epoch.
             lines = [EpochLog(cfg.epochs)] if cfg.progress and not interactive(cfg) else []
             start = time.perf_counter()
-            fit = engine.fit(model, parts["train"], parts["val"], cfg,
-                             [*tracker.callbacks(), *lines, *(callbacks or [])])
+            fit = engine.fit(
+                model,
+                parts["train"],
+                parts["val"],
+                cfg,
+                [*tracker.callbacks(), *lines, *(callbacks or [])],
+            )
             train_time = time.perf_counter() - start
             model = engine.for_inference(model, cfg)
             start = time.perf_counter()
@@ -105,9 +127,9 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
             eval_time = time.perf_counter() - start
         x_test, y_test = parts["test"]
         report = classification_metrics(y_test, proba, list(classes))
-        val_report = classification_metrics(parts["val"][1],
-                                            engine.predict_proba(model, parts["val"][0]),
-                                            list(classes))
+        val_report = classification_metrics(
+            parts["val"][1], engine.predict_proba(model, parts["val"][0]), list(classes)
+        )
         metrics = {
             **scalar_metrics(report, "test_"),
             **scalar_metrics(val_report, "val_final_"),
@@ -126,7 +148,10 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None, *,
         tracker.log_evaluation(report, fit.history, classes)
         if cfg.log_model:
             tracker.log_model(engine, model, cfg, classes, prep, x_test[:2])
-        log.info("run %s: test accuracy %.3f, macro F1 %.3f", run.run_id or "(untracked)",
-                 metrics["test_accuracy"], metrics["test_f1_macro"])
-        return TrainResult(run.run_id, metrics, fit.history, classes, model,
-                           run.experiment_id)
+        log.info(
+            "run %s: test accuracy %.3f, macro F1 %.3f",
+            run.run_id or "(untracked)",
+            metrics["test_accuracy"],
+            metrics["test_f1_macro"],
+        )
+        return TrainResult(run.run_id, metrics, fit.history, classes, model, run.experiment_id)

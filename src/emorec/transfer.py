@@ -42,8 +42,10 @@ class Source:
     def tags(self) -> dict[str, str]:
         tags = {"init_from.uri": self.uri, "init_from.run_id": self.run_id}
         if self.model_name:
-            tags |= {"init_from.model_name": self.model_name,
-                     "init_from.model_version": self.version}
+            tags |= {
+                "init_from.model_name": self.model_name,
+                "init_from.model_version": self.version,
+            }
         return tags
 
 
@@ -67,16 +69,22 @@ def load_source(cfg: TrainConfig) -> Source:
         raise TransferError(f"init_from: {str(exc).splitlines()[0]}") from None
     architecture = tracking.training_facts(run_id)["params"].get("model", "?")
     if emotion_model.framework != cfg.framework:
-        raise TransferError(f"init_from {uri} is a {emotion_model.framework} model "
-                            f"({architecture}); {cfg.model} is {cfg.framework}: give a "
-                            f"{cfg.model} model")
+        raise TransferError(
+            f"init_from {uri} is a {emotion_model.framework} model "
+            f"({architecture}); {cfg.model} is {cfg.framework}: give a "
+            f"{cfg.model} model"
+        )
     if architecture != cfg.model:
-        raise TransferError(f"init_from {uri} is a {architecture} model, not {cfg.model}: "
-                            f"its weights fit only {architecture} (--model {architecture})")
+        raise TransferError(
+            f"init_from {uri} is a {architecture} model, not {cfg.model}: "
+            f"its weights fit only {architecture} (--model {architecture})"
+        )
     channels = emotion_model.prep.channels
     if channels != cfg.channels:
-        raise TransferError(f"init_from {uri} takes {channels}-channel images; this run has "
-                            f"channels={cfg.channels} (--channels {channels})")
+        raise TransferError(
+            f"init_from {uri} takes {channels}-channel images; this run has "
+            f"channels={cfg.channels} (--channels {channels})"
+        )
     source = Source(uri, run_id, emotion_model.network, list(emotion_model.classes))
     if version is not None:
         source.model_name, source.version = version.name, str(version.version)

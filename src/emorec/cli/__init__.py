@@ -42,8 +42,7 @@ class Terminated(KeyboardInterrupt):
 def _terminate(signum, _frame) -> None:
     # Once: a second SIGTERM must not cut short the first one's cleanup (ending the runs).
     signal.signal(signum, signal.SIG_IGN)
-    raise Terminated(f"terminated by {signal.Signals(signum).name} (timeout, docker stop, "
-                     "systemd)")
+    raise Terminated(f"terminated by {signal.Signals(signum).name} (timeout, docker stop, systemd)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -62,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread: the embedding program owns the signals
@@ -85,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             raise
-        print(f"emorec: failed: {_first_line(exc)} (not an input error: run with -v for its "
-              "traceback)", file=sys.stderr)
+        print(
+            f"emorec: failed: {_first_line(exc)} (not an input error: run with -v for its "
+            "traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     finally:
         if previous is not _NOT_SET:  # main() also runs inside other programs (tests)

@@ -23,9 +23,11 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 
 def optional(kind):
     """An argparse type where 0 or "" means "not set" (MLproject parameters cannot be absent)."""
+
     def parse(text: str):
         value = kind(float(text)) if kind is not str else text
         return value or None
+
     parse.__name__ = kind.__name__
     return parse
 

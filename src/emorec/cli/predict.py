@@ -27,25 +27,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
     copies = photo_files.annotation_paths(files, args.annotate) if args.annotate else {}
     for path, copy in copies.items():
         if copy.stem != Path(names[path]).stem:
-            print(f"emorec: {path}: its annotated copy is {copy} (the name was taken)",
-                  file=sys.stderr)
+            print(
+                f"emorec: {path}: its annotated copy is {copy} (the name was taken)",
+                file=sys.stderr,
+            )
     predictor = inference.load(args.model_uri, expect_classes=expected)
     skipped, width = 0, max(len(str(f)) for f in names)
     if not args.json:
         print(f"{'file':{width}s} {'face':>4s} {'label':10s} {'confidence':>10s}")
     for path, pixels, preds, error in photo_files.predict_files(
-            predictor, list(names), batch_size=args.batch_size, detect_faces=not args.no_detect):
+        predictor, list(names), batch_size=args.batch_size, detect_faces=not args.no_detect
+    ):
         if error:
             skipped += 1
             print(f"emorec: skipped {error}", file=sys.stderr)
             continue
         for p in preds:
             if args.json:
-                print(json.dumps({"file": str(path), "face": p.face, "box": list(p.box),
-                                  "face_found": p.face_found, "label": p.label,
-                                  "confidence": round(p.confidence, 6),
-                                  "probabilities": {k: round(v, 6)
-                                                    for k, v in p.probabilities.items()}}))
+                print(
+                    json.dumps(
+                        {
+                            "file": str(path),
+                            "face": p.face,
+                            "box": list(p.box),
+                            "face_found": p.face_found,
+                            "label": p.label,
+                            "confidence": round(p.confidence, 6),
+                            "probabilities": {k: round(v, 6) for k, v in p.probabilities.items()},
+                        }
+                    )
+                )
             else:
                 face = str(p.face) if p.face_found else "-"
                 print(f"{str(path):{width}s} {face:>4s} {p.label:10s} {p.confidence:10.4f}")
@@ -68,11 +79,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             from emorec.serving.quantize import check_request, export_int8
 
             check_request(args.quantize)  # an unknown scheme: one line before any loading
-            out, facts = export_int8(args.model_uri, args.out, log_to_run=not args.no_log,
-                                     tta=not args.no_tta)
+            out, facts = export_int8(
+                args.model_uri, args.out, log_to_run=not args.no_log, tta=not args.no_tta
+            )
         else:
-            out = export_onnx(args.model_uri, args.out, log_to_run=not args.no_log,
-                              tta=not args.no_tta)
+            out = export_onnx(
+                args.model_uri, args.out, log_to_run=not args.no_log, tta=not args.no_tta
+            )
     except OnnxParityError as exc:
         print(f"emorec: export failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -81,25 +94,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     dims = {"N": "batch", "C": prep.channels, "H": prep.image_size, "W": prep.image_size}
     logged = "" if args.no_log else "; logged to the run under onnx/"
     if exported.tta_left_out:
-        logged += ("; without test-time augmentation: its probabilities differ from the "
-                   "run's logged test metrics")
+        logged += (
+            "; without test-time augmentation: its probabilities differ from the "
+            "run's logged test metrics"
+        )
     elif args.no_tta:
         logged += "; --no-tta changed nothing: the model has no test-time augmentation"
     elif meta.get("tta", "none") != "none":
         # Worth knowing for serving: two passes per face is what makes this file slow.
-        logged += ("; with its test-time augmentation (two passes per face): --no-tta "
-                   "exports one pass, about half the time, at a little accuracy")
-    print(f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "
-          f"input {exported.layout} {'x'.join(str(dims[d]) for d in exported.layout)}, "
-          f"max probability difference from {meta['framework']} "
-          f"{meta['parity_max_abs_diff']:.2g}{' (float32, before int8)' if args.quantize else ''}"
-          f"{logged}")
+        logged += (
+            "; with its test-time augmentation (two passes per face): --no-tta "
+            "exports one pass, about half the time, at a little accuracy"
+        )
+    print(
+        f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "
+        f"input {exported.layout} {'x'.join(str(dims[d]) for d in exported.layout)}, "
+        f"max probability difference from {meta['framework']} "
+        f"{meta['parity_max_abs_diff']:.2g}{' (float32, before int8)' if args.quantize else ''}"
+        f"{logged}"
+    )
     if args.quantize:
         check = facts["check"]
-        print(f"int8: {facts['int8_bytes'] / 1e6:.2f} MB (float32 "
-              f"{facts['float32_bytes'] / 1e6:.2f} MB), calibrated on {facts['calibration_images']} training images; same top "
-              f"class as float32 on {check['top1_agreement']:.1%} of {check['images']} "
-              f"validation images (max probability difference {check['max_abs_diff']:.2g})")
+        print(
+            f"int8: {facts['int8_bytes'] / 1e6:.2f} MB (float32 "
+            f"{facts['float32_bytes'] / 1e6:.2f} MB), calibrated on "
+            f"{facts['calibration_images']} training images; same top "
+            f"class as float32 on {check['top1_agreement']:.1%} of {check['images']} "
+            f"validation images (max probability difference {check['max_abs_diff']:.2g})"
+        )
         if not args.no_log:
             print(f"serve it: mlflow models serve -m {facts['pyfunc_uri']} --env-manager local")
     return 0
@@ -107,34 +129,58 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     p = sub.add_parser("predict", help="emotions of the faces in images or folders of images")
-    p.add_argument("--model-uri", required=True,
-                   help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    p.add_argument(
+        "--model-uri",
+        required=True,
+        help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION",
+    )
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--json", action="store_true", help="one JSON object per face")
-    p.add_argument("--annotate", metavar="OUT_DIR", default=None,
-                   help="write copies with the face boxes and labels drawn (never over an "
-                        "input; a taken name gets -2, -3 ...)")
+    p.add_argument(
+        "--annotate",
+        metavar="OUT_DIR",
+        default=None,
+        help="write copies with the face boxes and labels drawn (never over an "
+        "input; a taken name gets -2, -3 ...)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
-    p.add_argument("--no-detect", action="store_true",
-                   help="classify whole images, without face detection")
-    p.add_argument("--expect-classes", metavar="A,B,...", default=None,
-                   help="the emotions you rely on (comma-separated); a model trained on another "
-                        "class set is refused before any image is read")
+    p.add_argument(
+        "--no-detect", action="store_true", help="classify whole images, without face detection"
+    )
+    p.add_argument(
+        "--expect-classes",
+        metavar="A,B,...",
+        default=None,
+        help="the emotions you rely on (comma-separated); a model trained on another "
+        "class set is refused before any image is read",
+    )
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a logged PyTorch or Keras model to ONNX (checked "
-                                      "for parity and logged back to its run)")
-    p.add_argument("--model-uri", required=True,
-                   help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    p = sub.add_parser(
+        "export",
+        help="export a logged PyTorch or Keras model to ONNX (checked "
+        "for parity and logged back to its run)",
+    )
+    p.add_argument(
+        "--model-uri",
+        required=True,
+        help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION",
+    )
     p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--quantize", metavar="SCHEME", default=None,
-                   help="int8: static quantization calibrated on the model's training images "
-                        "(PyTorch models; smaller and faster on a CPU)")
+    p.add_argument(
+        "--quantize",
+        metavar="SCHEME",
+        default=None,
+        help="int8: static quantization calibrated on the model's training images "
+        "(PyTorch models; smaller and faster on a CPU)",
+    )
     p.add_argument("out", metavar="OUT", help="the .onnx file to write")
     p.add_argument("--no-log", action="store_true", help="do not log the file to the model's run")
-    p.add_argument("--no-tta", action="store_true",
-                   help="leave out the test-time augmentation the model was trained with (flip): "
-                        "one pass per face instead of two, about twice as fast, with "
-                        "probabilities that differ from the run's logged test metrics")
+    p.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="leave out the test-time augmentation the model was trained with (flip): "
+        "one pass per face instead of two, about twice as fast, with "
+        "probabilities that differ from the run's logged test metrics",
+    )
     p.set_defaults(func=cmd_export)
-

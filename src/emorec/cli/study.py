@@ -16,59 +16,114 @@ from emorec.errors import UserError
 STUDY_SAMPLERS = ("grid", "tpe")
 STUDY_OBJECTIVES = ("accuracy", "f1", "multi")
 STUDY_PRUNERS = ("median", "hyperband", "none")
-CROSS_HELP = ("Also test each dataset's champion on the other datasets' test splits; "
-              "--cross alone or --cross true|false.")
+CROSS_HELP = (
+    "Also test each dataset's champion on the other datasets' test splits; "
+    "--cross alone or --cross true|false."
+)
 
 
 def _add_tuning_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=STUDY_SAMPLERS, default="grid",
-                   help="How trials are chosen: grid runs every point of the space file's grid "
-                        "and stops, tpe samples its space. Default: grid.")
-    p.add_argument("--n-trials", type=int, default=None,
-                   help="Finished trials the study should reach; 0 or absent means every "
-                        "grid point, or 20 for tpe.")
-    p.add_argument("--timeout", type=optional(float), default=None,
-                   help="Seconds after which no new trial starts; absent or 0 for no limit.")
-    p.add_argument("--storage", type=optional(str), default=None,
-                   help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
-                        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
-                        "SQLite mlruns/optuna.db.")
-    p.add_argument("--objective", choices=STUDY_OBJECTIVES, default="accuracy",
-                   help="What trials are ranked by: validation accuracy or macro F1 "
-                        "(maximised), or multi (accuracy, training time and peak RSS, a Pareto "
-                        "front). Default: accuracy.")
-    p.add_argument("--pruner", choices=("auto", *STUDY_PRUNERS), default="auto",
-                   help="What stops weak trials early: auto is median for tpe and none for "
-                        "grid and multi. Default: auto.")
-    p.add_argument("--pruner-startup-trials", type=int, default=5,
-                   help="With the median pruner: trials that finish before any is pruned. "
-                        "Default: 5.")
-    p.add_argument("--pruner-warmup-epochs", type=int, default=0,
-                   help="With the median pruner: epochs every trial runs before it may be "
-                        "pruned. Default: 0.")
-    p.add_argument("--space", type=optional(str), default=None,
-                   help="The search space YAML file. Default: tuning/<model>.yaml.")
-    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="Fixed values for every trial of any emorec train option (see emorec "
-                        "train --help), by field name, e.g. epochs=1 image_size=32.")
-    p.add_argument("--heartbeat-interval", type=int, default=30,
-                   help="Seconds between a running trial's heartbeats in the storage. "
-                        "Default: 30.")
-    p.add_argument("--grace-period", type=int, default=120,
-                   help="Seconds without a heartbeat after which a running trial counts as "
-                        "dead and is failed and retried. Default: 120.")
-    p.add_argument("--no-register", action="store_true",
-                   help="Do not register the best trial's model in the model registry.")
-    p.add_argument("--no-plots", action="store_true",
-                   help="Do not log Optuna's plots to the study's run.")
+    p.add_argument(
+        "--sampler",
+        choices=STUDY_SAMPLERS,
+        default="grid",
+        help="How trials are chosen: grid runs every point of the space file's grid "
+        "and stops, tpe samples its space. Default: grid.",
+    )
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        default=None,
+        help="Finished trials the study should reach; 0 or absent means every "
+        "grid point, or 20 for tpe.",
+    )
+    p.add_argument(
+        "--timeout",
+        type=optional(float),
+        default=None,
+        help="Seconds after which no new trial starts; absent or 0 for no limit.",
+    )
+    p.add_argument(
+        "--storage",
+        type=optional(str),
+        default=None,
+        help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
+        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
+        "SQLite mlruns/optuna.db.",
+    )
+    p.add_argument(
+        "--objective",
+        choices=STUDY_OBJECTIVES,
+        default="accuracy",
+        help="What trials are ranked by: validation accuracy or macro F1 "
+        "(maximised), or multi (accuracy, training time and peak RSS, a Pareto "
+        "front). Default: accuracy.",
+    )
+    p.add_argument(
+        "--pruner",
+        choices=("auto", *STUDY_PRUNERS),
+        default="auto",
+        help="What stops weak trials early: auto is median for tpe and none for "
+        "grid and multi. Default: auto.",
+    )
+    p.add_argument(
+        "--pruner-startup-trials",
+        type=int,
+        default=5,
+        help="With the median pruner: trials that finish before any is pruned. Default: 5.",
+    )
+    p.add_argument(
+        "--pruner-warmup-epochs",
+        type=int,
+        default=0,
+        help="With the median pruner: epochs every trial runs before it may be pruned. Default: 0.",
+    )
+    p.add_argument(
+        "--space",
+        type=optional(str),
+        default=None,
+        help="The search space YAML file. Default: tuning/<model>.yaml.",
+    )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        metavar="KEY=VALUE",
+        help="Fixed values for every trial of any emorec train option (see emorec "
+        "train --help), by field name, e.g. epochs=1 image_size=32.",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=30,
+        help="Seconds between a running trial's heartbeats in the storage. Default: 30.",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=120,
+        help="Seconds without a heartbeat after which a running trial counts as "
+        "dead and is failed and retried. Default: 120.",
+    )
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="Do not register the best trial's model in the model registry.",
+    )
+    p.add_argument(
+        "--no-plots", action="store_true", help="Do not log Optuna's plots to the study's run."
+    )
 
 
 def _n_trials(value: int | None) -> int | None:
     """``--n-trials``; 0 (what MLproject passes for "default") reads like "run nothing"
     but starts the whole study, so say so."""
     if value == 0:
-        print("emorec: --n-trials 0 means the default: every grid point (or 20 trials for "
-              "tpe); pass --n-trials N to stop after N", file=sys.stderr)
+        print(
+            "emorec: --n-trials 0 means the default: every grid point (or 20 trials for "
+            "tpe); pass --n-trials N to stop after N",
+            file=sys.stderr,
+        )
         return None
     return value
 
@@ -88,27 +143,39 @@ def _storage_flag(url: str | None) -> str | None:
             # Under `mlflow run -P storage=...` MLflow logged the value before this process
             # started: refusing cannot take it back, so say where it now is.
             run_id = os.environ.get("MLFLOW_RUN_ID")
-            logged = (f" (mlflow run has already logged it as a parameter of run {run_id}: "
-                      "delete that run and change the password)" if run_id else "")
-            raise UserError("--storage holds a password, which the process list and MLflow "
-                             "would show; give the URL without it and the password in "
-                             "PGPASSWORD or ~/.pgpass, or the whole URL in EMOREC_OPTUNA_STORAGE"
-                             + logged)
+            logged = (
+                f" (mlflow run has already logged it as a parameter of run {run_id}: "
+                "delete that run and change the password)"
+                if run_id
+                else ""
+            )
+            raise UserError(
+                "--storage holds a password, which the process list and MLflow "
+                "would show; give the URL without it and the password in "
+                "PGPASSWORD or ~/.pgpass, or the whole URL in EMOREC_OPTUNA_STORAGE" + logged
+            )
     return url
 
 
 def _study_options(args: argparse.Namespace, study_name: str | None = None):
     from emorec.study import StudyOptions
 
-    return StudyOptions(sampler=args.sampler, objective=args.objective,
-                        pruner=None if args.pruner == "auto" else args.pruner,
-                        n_trials=_n_trials(args.n_trials), timeout=args.timeout,
-                        storage=_storage_flag(args.storage),
-                        study_name=study_name, space_file=args.space,
-                        heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                        pruner_startup_trials=args.pruner_startup_trials,
-                        pruner_warmup_epochs=args.pruner_warmup_epochs,
-                        register=not args.no_register, plots=not args.no_plots)
+    return StudyOptions(
+        sampler=args.sampler,
+        objective=args.objective,
+        pruner=None if args.pruner == "auto" else args.pruner,
+        n_trials=_n_trials(args.n_trials),
+        timeout=args.timeout,
+        storage=_storage_flag(args.storage),
+        study_name=study_name,
+        space_file=args.space,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        pruner_startup_trials=args.pruner_startup_trials,
+        pruner_warmup_epochs=args.pruner_warmup_epochs,
+        register=not args.no_register,
+        plots=not args.no_plots,
+    )
 
 
 def _print_study(result) -> None:
@@ -119,8 +186,10 @@ def _print_study(result) -> None:
         print(f"  best trial {best['number']}: {values} {best['config']} run {best['run_id']}")
     if result.registration:
         reg = result.registration
-        print(f"  registered {reg.name} version {reg.version} as {reg.alias} ({reg.uri}): "
-              f"{reg.reason}")
+        print(
+            f"  registered {reg.name} version {reg.version} as {reg.alias} ({reg.uri}): "
+            f"{reg.reason}"
+        )
 
 
 def _apply_preset(args: argparse.Namespace) -> None:
@@ -131,12 +200,15 @@ def _apply_preset(args: argparse.Namespace) -> None:
     for key, value in preset.items():
         given = getattr(args, key)
         if given and given != value:
-            raise UserError(f"--preset {args.preset} is for --{key} {value}, not {given}; "
-                             f"drop --{key} or the preset")
+            raise UserError(
+                f"--preset {args.preset} is for --{key} {value}, not {given}; "
+                f"drop --{key} or the preset"
+            )
         setattr(args, key, value)
     if args.space and args.space != str(path):
-        raise UserError(f"--preset {args.preset} is the space {path}; give --space or "
-                         "--preset, not both")
+        raise UserError(
+            f"--preset {args.preset} is the space {path}; give --space or --preset, not both"
+        )
     args.space = str(path)
 
 
@@ -147,8 +219,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         _apply_preset(args)
     elif not args.model:
         raise UserError("emorec tune needs --model (or --preset NAME)")
-    values = {"model": args.model, "dataset": args.dataset or "synthetic",
-              **parse_sets(args.set)}
+    values = {"model": args.model, "dataset": args.dataset or "synthetic", **parse_sets(args.set)}
     if args.data_dir:
         values["data_dir"] = args.data_dir
     result = run_study(values, _study_options(args, args.study_name))
@@ -163,8 +234,9 @@ def _print_report(report) -> None:
     from emorec.evaluation.report import markdown
 
     print(markdown(report.rows), end="")
-    logged = (f"; logged as run {report.run_id} (experiment {report.experiment})"
-              if report.run_id else "")
+    logged = (
+        f"; logged as run {report.run_id} (experiment {report.experiment})" if report.run_id else ""
+    )
     print(f"wrote {len(report.files)} files to {report.folder}{logged}")
 
 
@@ -172,8 +244,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from emorec.evaluation.report import compare
 
     datasets = [d for item in args.dataset for d in split_list(item.replace(" ", ","))]
-    _print_report(compare(datasets or None, args.out, cross=args.cross,
-                          log_mlflow=not args.no_mlflow))
+    _print_report(
+        compare(datasets or None, args.out, cross=args.cross, log_mlflow=not args.no_mlflow)
+    )
     return 0
 
 
@@ -186,9 +259,15 @@ def cmd_benchmark_all(args: argparse.Namespace) -> int:
         if not sep:
             raise UserError(f"--data-dir expects dataset=path, got {item!r}")
         dirs[name] = path
-    result = benchmark_all(split_list(args.models), split_list(args.datasets), data_dirs=dirs,
-                           overrides=parse_sets(args.set), options=_study_options(args),
-                           out=args.out, cross=args.cross)
+    result = benchmark_all(
+        split_list(args.models),
+        split_list(args.datasets),
+        data_dirs=dirs,
+        overrides=parse_sets(args.set),
+        options=_study_options(args),
+        out=args.out,
+        cross=args.cross,
+    )
     for study in result.studies:
         _print_study(study)
     for pair, error in result.failures.items():
@@ -215,63 +294,111 @@ def cmd_study_status(args: argparse.Namespace) -> int:
         best = "-" if row["best"] is None else f"{row['best']:.4f}"
         print(f"{row['study']}: {states}; best {best}; {len(row['workers'])} worker(s) so far")
         for t in row["running"]:
-            print(f"  running trial {t['number']} on {t['worker']} since {t['since']}: "
-                  f"{t['config']}")
+            print(
+                f"  running trial {t['number']} on {t['worker']} since {t['since']}: {t['config']}"
+            )
     return 0
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("tune", help="run or resume an Optuna study for one model and dataset")
-    p.add_argument("--model", type=optional(str), default=None,
-                   help=describe("model", default=False) + " Needed unless a preset names it.")
-    p.add_argument("--dataset", type=optional(str), default=None,
-                   help=describe("dataset") + " A preset names its own.")
-    p.add_argument("--preset", type=optional(str), default=None,
-                   help="A recipe in tuning/ that names the model, dataset and space, e.g. "
-                        "fer2013 (see README).")
+    p.add_argument(
+        "--model",
+        type=optional(str),
+        default=None,
+        help=describe("model", default=False) + " Needed unless a preset names it.",
+    )
+    p.add_argument(
+        "--dataset",
+        type=optional(str),
+        default=None,
+        help=describe("dataset") + " A preset names its own.",
+    )
+    p.add_argument(
+        "--preset",
+        type=optional(str),
+        default=None,
+        help="A recipe in tuning/ that names the model, dataset and space, e.g. "
+        "fer2013 (see README).",
+    )
     p.add_argument("--data-dir", type=optional(str), default=None, help=describe("data_dir"))
-    p.add_argument("--study-name", type=optional(str), default=None,
-                   help="The Optuna study to create or resume. Default: "
-                        "<model>-<dataset>-<sampler>-<objective>.")
+    p.add_argument(
+        "--study-name",
+        type=optional(str),
+        default=None,
+        help="The Optuna study to create or resume. Default: "
+        "<model>-<dataset>-<sampler>-<objective>.",
+    )
     _add_tuning_flags(p)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("study", help="inspect studies: emorec study status")
     actions = p.add_subparsers(dest="action", required=True)
-    p = actions.add_parser("status", help="trials by state, best value and running trials "
-                                          "(with their worker) of the studies in a storage")
-    p.add_argument("--storage", type=optional(str), default=None,
-                   help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
-                        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
-                        "SQLite mlruns/optuna.db.")
-    p.add_argument("--study-name", type=optional(str), default=None,
-                   help="Show only this study. Default: every study in the storage.")
+    p = actions.add_parser(
+        "status",
+        help="trials by state, best value and running trials "
+        "(with their worker) of the studies in a storage",
+    )
+    p.add_argument(
+        "--storage",
+        type=optional(str),
+        default=None,
+        help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
+        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
+        "SQLite mlruns/optuna.db.",
+    )
+    p.add_argument(
+        "--study-name",
+        type=optional(str),
+        default=None,
+        help="Show only this study. Default: every study in the storage.",
+    )
     p.add_argument("--json", action="store_true", help="Print the status as JSON.")
     p.set_defaults(func=cmd_study_status)
 
-    p = sub.add_parser("compare", help="results table, charts (and cross-dataset matrix) "
-                                       "of the registered champions and best runs")
-    p.add_argument("--dataset", nargs="*", action="extend", default=[],
-                   help="Report only these datasets, space- or comma-separated. Default: all.")
-    p.add_argument("--out", default="outputs/compare",
-                   help="The folder the report is written to. Default: outputs/compare.")
-    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool,
-                   help=CROSS_HELP)
-    p.add_argument("--no-mlflow", action="store_true",
-                   help="Do not log the report as a run of MLflow.")
+    p = sub.add_parser(
+        "compare",
+        help="results table, charts (and cross-dataset matrix) "
+        "of the registered champions and best runs",
+    )
+    p.add_argument(
+        "--dataset",
+        nargs="*",
+        action="extend",
+        default=[],
+        help="Report only these datasets, space- or comma-separated. Default: all.",
+    )
+    p.add_argument(
+        "--out",
+        default="outputs/compare",
+        help="The folder the report is written to. Default: outputs/compare.",
+    )
+    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool, help=CROSS_HELP)
+    p.add_argument(
+        "--no-mlflow", action="store_true", help="Do not log the report as a run of MLflow."
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("benchmark-all", help="a study per model x dataset, then the report")
-    p.add_argument("--models", required=True,
-                   help="The models to tune, comma-separated, e.g. cnn_torch,vgg16.")
-    p.add_argument("--datasets", default="synthetic",
-                   help="The datasets to tune on, comma-separated, e.g. ckplus,fer2013. "
-                        "Default: synthetic.")
-    p.add_argument("--data-dir", action="append", metavar="DATASET=PATH",
-                   help="A dataset's root folder; repeat the flag for each dataset.")
-    p.add_argument("--out", default="outputs/compare",
-                   help="The folder the report is written to. Default: outputs/compare.")
-    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool,
-                   help=CROSS_HELP)
+    p.add_argument(
+        "--models", required=True, help="The models to tune, comma-separated, e.g. cnn_torch,vgg16."
+    )
+    p.add_argument(
+        "--datasets",
+        default="synthetic",
+        help="The datasets to tune on, comma-separated, e.g. ckplus,fer2013. Default: synthetic.",
+    )
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        metavar="DATASET=PATH",
+        help="A dataset's root folder; repeat the flag for each dataset.",
+    )
+    p.add_argument(
+        "--out",
+        default="outputs/compare",
+        help="The folder the report is written to. Default: outputs/compare.",
+    )
+    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool, help=CROSS_HELP)
     _add_tuning_flags(p)
     p.set_defaults(func=cmd_benchmark_all)

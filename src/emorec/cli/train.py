@@ -15,14 +15,21 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     its help is the field's own description (``emorec.config.describe``)."""
     for f in dataclasses.fields(TrainConfig):
         kind = "str" if f.default is None else type(f.default).__name__
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                            metavar=kind.upper(),
-                            help=describe(f.name).replace("%", "%%"))  # argparse formats %
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            default=None,
+            metavar=kind.upper(),
+            help=describe(f.name).replace("%", "%%"),
+        )  # argparse formats %
 
 
 def _config_from(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-              if getattr(args, f.name, None) is not None}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
     return TrainConfig.from_mapping(values)
 
 
@@ -34,16 +41,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg)
     m = result.metrics
     # What a person reads at the end: how good, where to look, what to do next.
-    print(f"\ntest accuracy {m['test_accuracy']:.3f} (chance {1 / len(result.classes):.3f}), "
-          f"macro F1 {m['test_f1_macro']:.3f}, AUC {m['test_auc_roc_macro']:.3f}; "
-          f"trained {m['epochs_run']:.0f} epochs in {m['train_time_s']:.1f} s, "
-          f"peak RSS {m.get('peak_rss_mb', float('nan')):.0f} MB")
+    print(
+        f"\ntest accuracy {m['test_accuracy']:.3f} (chance {1 / len(result.classes):.3f}), "
+        f"macro F1 {m['test_f1_macro']:.3f}, AUC {m['test_auc_roc_macro']:.3f}; "
+        f"trained {m['epochs_run']:.0f} epochs in {m['train_time_s']:.1f} s, "
+        f"peak RSS {m.get('peak_rss_mb', float('nan')):.0f} MB"
+    )
     link = run_link(result.experiment_id, result.run_id)
     server = os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://"))
     print(f"the run:  {link}" if server else f"the run:  make ui, then open {link}")
     if cfg.log_model:
-        print(f"predict:  emorec predict --model-uri runs:/{result.run_id}/emotion_model "
-              "photos/")
+        print(f"predict:  emorec predict --model-uri runs:/{result.run_id}/emotion_model photos/")
     return 0
 
 
@@ -51,23 +59,37 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from emorec.explore import SHARPNESS_GAP, explore, sharpness_gap
 
     options = {"count": args.samples} if args.dataset == "synthetic" else {}
-    summary = explore(args.dataset, args.data_dir, args.out, image_size=args.image_size,
-                      split=args.split, seed=args.seed, options=options,
-                      log_to_mlflow=args.log_mlflow)
-    print(f"{summary['dataset']}: {summary['images']} images, classes "
-          f"{', '.join(f'{c} {n}' for c, n in summary['counts'].items())}")
+    summary = explore(
+        args.dataset,
+        args.data_dir,
+        args.out,
+        image_size=args.image_size,
+        split=args.split,
+        seed=args.seed,
+        options=options,
+        log_to_mlflow=args.log_mlflow,
+    )
+    print(
+        f"{summary['dataset']}: {summary['images']} images, classes "
+        f"{', '.join(f'{c} {n}' for c, n in summary['counts'].items())}"
+    )
     for part, counts in summary["counts_per_split"].items():
         print(f"  {part:5s} {sum(counts.values()):6d}")
     q = summary["quality"]
     sharpness = " / ".join(f"{part} {v}" for part, v in q["median_sharpness_per_split"].items())
-    print(f"  quality: {q['near_blank_images']} near-blank, {q['duplicate_groups']} duplicate "
-          f"groups ({q['duplicate_groups_with_conflicting_labels']} with conflicting labels), "
-          f"median sharpness {sharpness}")
+    print(
+        f"  quality: {q['near_blank_images']} near-blank, {q['duplicate_groups']} duplicate "
+        f"groups ({q['duplicate_groups_with_conflicting_labels']} with conflicting labels), "
+        f"median sharpness {sharpness}"
+    )
     gap = sharpness_gap(q["median_sharpness_per_split"])
     if gap > SHARPNESS_GAP:
-        print(f"  WARNING: the splits' median sharpness differs {gap:.0f}x: they were not "
-              "captured (or were processed) alike, so accuracy on the sharper split will "
-              "understate what the model learnt; look at samples.png", file=sys.stderr)
+        print(
+            f"  WARNING: the splits' median sharpness differs {gap:.0f}x: they were not "
+            "captured (or were processed) alike, so accuracy on the sharper split will "
+            "understate what the model learnt; look at samples.png",
+            file=sys.stderr,
+        )
     print(f"wrote {args.out}/class_distribution.png, samples.png, summary.json")
     return 0
 

@@ -43,8 +43,15 @@ FORMATS: dict[str, str] = {
 # Cap on decode failures listed by name in the stats (the count is always exact).
 _EXAMPLES = 5
 
-__all__ = ["FORMATS", "Dataset", "DatasetError", "Listing", "Preprocessing", "load_dataset",
-           "scanner"]
+__all__ = [
+    "FORMATS",
+    "Dataset",
+    "DatasetError",
+    "Listing",
+    "Preprocessing",
+    "load_dataset",
+    "scanner",
+]
 
 
 def scanner(name: str):
@@ -56,18 +63,30 @@ def scanner(name: str):
 
 def _scanner_options(scan, options: dict) -> dict:
     """The options this scanner takes; an option it does not know is an error."""
-    accepted = {p.name for p in inspect.signature(scan).parameters.values()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    accepted = {
+        p.name
+        for p in inspect.signature(scan).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)} for this dataset; valid: "
-                         f"{', '.join(sorted(accepted)) or 'none'}")
+        raise UserError(
+            f"unknown option(s) {', '.join(unknown)} for this dataset; valid: "
+            f"{', '.join(sorted(accepted)) or 'none'}"
+        )
     return options
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, prep: Preprocessing | None = None,
-                 *, options: dict | None = None, strict: bool = False,
-                 use_cache: bool = True, progress: bool = True) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    prep: Preprocessing | None = None,
+    *,
+    options: dict | None = None,
+    strict: bool = False,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> Dataset:
     """Load dataset ``name`` from ``data_dir`` as preprocessed uint8 arrays."""
     prep = prep or Preprocessing()
     scan = scanner(name)
@@ -82,9 +101,18 @@ def load_dataset(name: str, data_dir: str | Path | None = None, prep: Preprocess
     root = Path(data_dir).expanduser()
     if not root.exists():
         raise DatasetError(f"data directory {root} does not exist")
-    key = cache.cache_key(format=name, root=str(root.resolve()), options=opts,
-                          prep=prep.to_dict(), strict=strict,
-                          files=cache.tree_fingerprint(root)) if use_cache else None
+    key = (
+        cache.cache_key(
+            format=name,
+            root=str(root.resolve()),
+            options=opts,
+            prep=prep.to_dict(),
+            strict=strict,
+            files=cache.tree_fingerprint(root),
+        )
+        if use_cache
+        else None
+    )
     if key and (hit := cache.load(key)) is not None:
         return _from_arrays(name, hit)
     ds = _materialize(name, scan(root, **opts), prep, strict, progress)
@@ -93,15 +121,21 @@ def load_dataset(name: str, data_dir: str | Path | None = None, prep: Preprocess
     return ds
 
 
-def _materialize(name: str, listing: Listing, prep: Preprocessing, strict: bool,
-                 progress: bool) -> Dataset:
+def _materialize(
+    name: str, listing: Listing, prep: Preprocessing, strict: bool, progress: bool
+) -> Dataset:
     """Decode and preprocess every listed image (the slow, cached step)."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
     keep, images, failures, no_face = [], [], [], 0
-    items = tqdm(listing.items, desc=f"decoding {name}", unit="img", leave=False,
-                 disable=not progress or len(listing.items) < 500)
+    items = tqdm(
+        listing.items,
+        desc=f"decoding {name}",
+        unit="img",
+        leave=False,
+        disable=not progress or len(listing.items) < 500,
+    )
     for i, item in enumerate(items):
         try:
             pixels = item if isinstance(item, np.ndarray) else decode_image(item)
@@ -115,26 +149,46 @@ def _materialize(name: str, listing: Listing, prep: Preprocessing, strict: bool,
         images.append(img)
         keep.append(i)
     if failures:
-        log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(failures), name,
-                    "; ".join(failures[:_EXAMPLES]))
+        log.warning(
+            "skipped %d unreadable image(s) in %s, e.g. %s",
+            len(failures),
+            name,
+            "; ".join(failures[:_EXAMPLES]),
+        )
     if not images:
         raise DatasetError(f"no readable images in dataset {name!r}")
     keep = np.asarray(keep)
     pick = lambda a: None if a is None else np.asarray(a)[keep]  # noqa: E731
     labels = listing.labels[keep]
-    stats = {"images": len(keep), "skipped": len(failures),
-             "skipped_examples": failures[:_EXAMPLES], "faces_not_found": int(no_face),
-             "decode_seconds": round(time.perf_counter() - start, 3), "from_cache": False,
-             **listing.notes}
-    return Dataset(name, np.stack(images), labels, sorted_classes(labels),
-                   pick(listing.groups), pick(listing.usage), stats)
+    stats = {
+        "images": len(keep),
+        "skipped": len(failures),
+        "skipped_examples": failures[:_EXAMPLES],
+        "faces_not_found": int(no_face),
+        "decode_seconds": round(time.perf_counter() - start, 3),
+        "from_cache": False,
+        **listing.notes,
+    }
+    return Dataset(
+        name,
+        np.stack(images),
+        labels,
+        sorted_classes(labels),
+        pick(listing.groups),
+        pick(listing.usage),
+        stats,
+    )
 
 
 def _to_arrays(ds: Dataset) -> dict[str, np.ndarray]:
     import json
 
-    arrays = {"images": ds.images, "labels": ds.labels, "classes": np.array(ds.classes),
-              "stats": np.array(json.dumps(ds.stats, default=str))}
+    arrays = {
+        "images": ds.images,
+        "labels": ds.labels,
+        "classes": np.array(ds.classes),
+        "stats": np.array(json.dumps(ds.stats, default=str)),
+    }
     if ds.groups is not None:
         arrays["groups"] = np.asarray(ds.groups).astype(str)
     if ds.usage is not None:
@@ -146,5 +200,12 @@ def _from_arrays(name: str, a: dict[str, np.ndarray]) -> Dataset:
     import json
 
     stats = {**json.loads(str(a["stats"])), "from_cache": True}
-    return Dataset(name, a["images"], a["labels"], tuple(str(c) for c in a["classes"]),
-                   a.get("groups"), a.get("usage"), stats)
+    return Dataset(
+        name,
+        a["images"],
+        a["labels"],
+        tuple(str(c) for c in a["classes"]),
+        a.get("groups"),
+        a.get("usage"),
+        stats,
+    )

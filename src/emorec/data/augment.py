@@ -35,8 +35,13 @@ def augment_batch(batch: np.ndarray, rng: np.random.Generator, erasing: float = 
             img = img[:, ::-1]
         m = cv2.getRotationMatrix2D(centre, float(angles[i]), float(scales[i]))
         m[:, 2] += shifts[i]
-        warped = cv2.warpAffine(np.ascontiguousarray(img), m, (w, h),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        warped = cv2.warpAffine(
+            np.ascontiguousarray(img),
+            m,
+            (w, h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
         out[i] = warped.reshape(h, w, c)
     # Brightness in float over the whole batch at once, then back to uint8.
     out = np.clip(out.astype(np.float32) * gains[:, None, None, None], 0, 255).astype(np.uint8)
@@ -53,13 +58,18 @@ def erase_rectangles(batch: np.ndarray, rng: np.random.Generator, share: float) 
         eh = min(h, max(1, int(round(np.sqrt(area * aspect)))))
         ew = min(w, max(1, int(round(np.sqrt(area / aspect)))))
         y, x = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
-        batch[i, y:y + eh, x:x + ew] = rng.integers(0, 256, (eh, ew, c), dtype=np.uint8)
+        batch[i, y : y + eh, x : x + ew] = rng.integers(0, 256, (eh, ew, c), dtype=np.uint8)
     return batch
 
 
-def mix_batch(batch: np.ndarray, targets: np.ndarray, num_classes: int,
-              rng: np.random.Generator, mixup: float = 0.0,
-              cutmix: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def mix_batch(
+    batch: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    rng: np.random.Generator,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019), one of the two per batch
     when both are on: each image blended with (or a rectangle pasted from) another of the
     batch, by a share drawn from Beta(alpha, alpha). Returns the float32 batch and soft
@@ -79,6 +89,6 @@ def mix_batch(batch: np.ndarray, targets: np.ndarray, num_classes: int,
         ch, cw = int(round(h * np.sqrt(1 - lam))), int(round(w * np.sqrt(1 - lam)))
         y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         mixed = batch.copy()
-        mixed[:, y:y + ch, x:x + cw] = batch[other, y:y + ch, x:x + cw]
+        mixed[:, y : y + ch, x : x + cw] = batch[other, y : y + ch, x : x + cw]
         lam = 1 - ch * cw / (h * w)  # the share actually kept
     return mixed.astype(np.float32), lam * onehot + (1 - lam) * onehot[other]

@@ -37,12 +37,12 @@ LABELS_DIR = "Emotion"
 LABEL_SUFFIX = "_emotion.txt"
 # CK+48 file stem: subject, sequence, frame.
 CK48_NAME = re.compile(r"^(S\d+)_(\d+)_(\d+)$")
-LAYOUTS = (f"CK+48 (<class>/S005_001_00000011.png) or original CK+ "
-           f"({IMAGES_DIR}/ and {LABELS_DIR}/)")
+LAYOUTS = f"CK+48 (<class>/S005_001_00000011.png) or original CK+ ({IMAGES_DIR}/ and {LABELS_DIR}/)"
 
 
-def scan(root: str | os.PathLike, *, last_frames: int = 3,
-         include_neutral: bool = False) -> Listing:
+def scan(
+    root: str | os.PathLike, *, last_frames: int = 3, include_neutral: bool = False
+) -> Listing:
     """List CK+ from either layout.
 
     ``last_frames`` (frames per labelled sequence that get its emotion) and
@@ -58,6 +58,7 @@ def scan(root: str | os.PathLike, *, last_frames: int = 3,
 
 # ------------------------------------------------------------------- CK+48 ---
 
+
 def scan_ck48(root: Path) -> Listing:
     """CK+48 class folders; the subject comes from each file name."""
     notes: dict = {"unparsed_names": 0}
@@ -66,8 +67,7 @@ def scan_ck48(root: Path) -> Listing:
     except DatasetError as exc:  # say that the original layout was an option too
         raise DatasetError(f"expected {LAYOUTS} under {root}: {exc}") from None
     groups = [subject_of(path, notes) for path in paths]
-    return Listing(items=paths, labels=labels, groups=np.asarray(groups, dtype=str),
-                   notes=notes)
+    return Listing(items=paths, labels=labels, groups=np.asarray(groups, dtype=str), notes=notes)
 
 
 def subject_of(path: Path, notes: dict) -> str:
@@ -86,17 +86,24 @@ def subject_of(path: Path, notes: dict) -> str:
 
 # ---------------------------------------------------------------- original ---
 
+
 def scan_original(root: Path, *, last_frames: int, include_neutral: bool) -> Listing:
     """Labelled sequences of the original CK+ release."""
     images_dir, labels_dir = root / IMAGES_DIR, root / LABELS_DIR
     missing = [d.name + "/" for d in (images_dir, labels_dir) if not d.is_dir()]
     if missing:
-        raise DatasetError(f"expected {LAYOUTS} under {root}; {' and '.join(missing)} "
-                           f"missing; found: {describe_contents(root)}")
+        raise DatasetError(
+            f"expected {LAYOUTS} under {root}; {' and '.join(missing)} "
+            f"missing; found: {describe_contents(root)}"
+        )
     if last_frames < 1:
         raise DatasetError(f"last_frames must be at least 1, got {last_frames}")
-    notes = {"sequences": count_sequences(images_dir), "labelled_sequences": 0,
-             "bad_label_files": 0, "labelled_sequences_without_images": 0}
+    notes = {
+        "sequences": count_sequences(images_dir),
+        "labelled_sequences": 0,
+        "bad_label_files": 0,
+        "labelled_sequences_without_images": 0,
+    }
     items: list[Path] = []
     labels: list[int] = []
     groups: list[str] = []
@@ -106,17 +113,19 @@ def scan_original(root: Path, *, last_frames: int, include_neutral: bool) -> Lis
             notes["labelled_sequences_without_images"] += 1
             continue
         notes["labelled_sequences"] += 1
-        chosen = pick_frames(frames, emotion, last_frames=last_frames,
-                             include_neutral=include_neutral)
+        chosen = pick_frames(
+            frames, emotion, last_frames=last_frames, include_neutral=include_neutral
+        )
         items.extend(path for path, _ in chosen)
         labels.extend(EMOTION_ID[name] for _, name in chosen)
         groups.extend([subject] * len(chosen))
     if not items:
-        raise DatasetError(f"expected labelled sequences ({LABELS_DIR}/S005/001/"
-                           f"S005_001_00000011{LABEL_SUFFIX} with images in {IMAGES_DIR}/"
-                           f"S005/001/) under {root}; found none ({notes})")
-    return Listing(items=items, labels=labels, groups=np.asarray(groups, dtype=str),
-                   notes=notes)
+        raise DatasetError(
+            f"expected labelled sequences ({LABELS_DIR}/S005/001/"
+            f"S005_001_00000011{LABEL_SUFFIX} with images in {IMAGES_DIR}/"
+            f"S005/001/) under {root}; found none ({notes})"
+        )
+    return Listing(items=items, labels=labels, groups=np.asarray(groups, dtype=str), notes=notes)
 
 
 def count_sequences(images_dir: Path) -> int:
@@ -158,8 +167,9 @@ def read_label(path: Path) -> str:
     except ValueError:
         raise UserError(f"{path} holds {text[:40]!r}, not a number") from None
     if not value.is_integer() or int(value) not in CKPLUS_CODES:
-        raise UserError(f"{path} holds code {text!r}; expected one of "
-                         f"{', '.join(map(str, CKPLUS_CODES))}")
+        raise UserError(
+            f"{path} holds code {text!r}; expected one of {', '.join(map(str, CKPLUS_CODES))}"
+        )
     return CKPLUS_CODES[int(value)]
 
 
@@ -168,8 +178,9 @@ def sequence_frames(sequence: Path) -> list[Path]:
     return list_images(sequence) if sequence.is_dir() else []
 
 
-def pick_frames(frames: list[Path], emotion: str, *, last_frames: int,
-                include_neutral: bool) -> list[tuple[Path, str]]:
+def pick_frames(
+    frames: list[Path], emotion: str, *, last_frames: int, include_neutral: bool
+) -> list[tuple[Path, str]]:
     """The labelled frames of one sequence: ``(path, emotion)`` in time order.
 
     The first frame counts as neutral only when it is not also one of the last

@@ -40,7 +40,9 @@ def drop_duplicates(ds: Dataset, split: Split) -> tuple[Split, dict[str, int]]:
     held_out = np.isin(group[split.train], group[np.concatenate([split.val, split.test])])
     conflicting = np.isin(group[split.train], conflicting_groups(group, ds.labels))
     keep = split.train[~(held_out | conflicting)]
-    counts = {"dedupe_dropped_held_out_twins": int(held_out.sum()),
-              "dedupe_dropped_conflicting": int((conflicting & ~held_out).sum()),
-              "dedupe_train_images": len(keep)}
+    counts = {
+        "dedupe_dropped_held_out_twins": int(held_out.sum()),
+        "dedupe_dropped_conflicting": int((conflicting & ~held_out).sum()),
+        "dedupe_train_images": len(keep),
+    }
     return replace(split, train=keep), counts

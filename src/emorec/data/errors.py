@@ -69,6 +69,5 @@ def require_output_dir(path: str | os.PathLike, what: str) -> Path:
             break
         if p.exists() or p.is_symlink():
             where = "it" if p == path else str(p)
-            raise UserError(f"{what} {path}: cannot write there, {where} is a file, "
-                             "not a folder")
+            raise UserError(f"{what} {path}: cannot write there, {where} is a file, not a folder")
     return path

@@ -54,25 +54,32 @@ def scan(root: str | os.PathLike, *, strict: bool = False) -> Listing:
         return scan_csv(csv_path, strict=strict)
     if all((root / split).is_dir() for split in FOLDER_SPLITS):
         return scan_folders(root)
-    raise DatasetError(f"expected {CSV_NAME} or train/ and test/ folders under {root}; "
-                       f"found: {describe_contents(root)}")
+    raise DatasetError(
+        f"expected {CSV_NAME} or train/ and test/ folders under {root}; "
+        f"found: {describe_contents(root)}"
+    )
 
 
 def find_csv(root: Path) -> Path | None:
     """The CSV to read if ``root`` is in the CSV layout, else ``None``."""
     if not root.exists():
-        raise DatasetError(f"expected a FER2013 CSV file or a folder holding {CSV_NAME} "
-                           f"or train/ and test/ at {root}, but it does not exist")
+        raise DatasetError(
+            f"expected a FER2013 CSV file or a folder holding {CSV_NAME} "
+            f"or train/ and test/ at {root}, but it does not exist"
+        )
     if root.is_file():
         if root.suffix.lower() != ".csv":
-            raise DatasetError(f"expected a FER2013 .csv file or a folder at {root}, "
-                               f"but it is a {root.suffix or 'suffix-less'} file")
+            raise DatasetError(
+                f"expected a FER2013 .csv file or a folder at {root}, "
+                f"but it is a {root.suffix or 'suffix-less'} file"
+            )
         return root
     candidate = root / CSV_NAME
     return candidate if candidate.is_file() else None
 
 
 # --------------------------------------------------------------------- CSV ---
+
 
 def scan_csv(path: Path, *, strict: bool = False) -> Listing:
     """Parse the FER2013 CSV; its 35,887 rows take a few seconds.
@@ -97,23 +104,30 @@ def scan_csv(path: Path, *, strict: bool = False) -> Listing:
                     label, pixels, split = parse_row(split_fields(line), columns)
                 except BadRow as exc:
                     if strict:
-                        raise DatasetError(f"{path}: row {rows} (line {line_no}) "
-                                           f"is malformed: {exc}") from None
+                        raise DatasetError(
+                            f"{path}: row {rows} (line {line_no}) is malformed: {exc}"
+                        ) from None
                     if bad_rows == 0:
-                        log.warning("%s: skipping malformed row %d (line %d): %s",
-                                    path, rows, line_no, exc)
+                        log.warning(
+                            "%s: skipping malformed row %d (line %d): %s", path, rows, line_no, exc
+                        )
                     bad_rows += 1
                     continue
                 items.append(pixels)
                 labels.append(label)
                 usage.append(split)
     if not items:
-        raise DatasetError(f"{path}: expected FER2013 rows (emotion,pixels,Usage), "
-                           f"found no usable row ({bad_rows} malformed)")
+        raise DatasetError(
+            f"{path}: expected FER2013 rows (emotion,pixels,Usage), "
+            f"found no usable row ({bad_rows} malformed)"
+        )
     has_usage = columns[2] is not None
-    return Listing(items=items, labels=labels,
-                   usage=np.asarray(usage, dtype=str) if has_usage else None,
-                   notes={"rows": rows, "bad_rows": bad_rows})
+    return Listing(
+        items=items,
+        labels=labels,
+        usage=np.asarray(usage, dtype=str) if has_usage else None,
+        notes={"rows": rows, "bad_rows": bad_rows},
+    )
 
 
 def split_fields(line: str) -> list[str]:
@@ -131,14 +145,17 @@ def read_header(path: Path, line: str) -> tuple[int, int, int | None]:
     """
     found = [name.strip() for name in split_fields(line)] if line.strip() else []
     if "emotion" not in found or "pixels" not in found:
-        raise DatasetError(f"{path}: expected FER2013 CSV columns emotion,pixels[,Usage]; "
-                           f"found columns: {', '.join(found) or 'none (empty file)'}")
+        raise DatasetError(
+            f"{path}: expected FER2013 CSV columns emotion,pixels[,Usage]; "
+            f"found columns: {', '.join(found) or 'none (empty file)'}"
+        )
     usage = found.index("Usage") if "Usage" in found else None
     return found.index("emotion"), found.index("pixels"), usage
 
 
-def parse_row(cells: list[str], columns: tuple[int, int, int | None]
-              ) -> tuple[int, np.ndarray, str | None]:
+def parse_row(
+    cells: list[str], columns: tuple[int, int, int | None]
+) -> tuple[int, np.ndarray, str | None]:
     """(canonical id, 48x48 uint8 pixels, split) of one row; ``BadRow`` if unusable."""
     emotion_col, pixels_col, usage_col = columns
     if len(cells) <= max(c for c in columns if c is not None):
@@ -171,6 +188,7 @@ def parse_pixels(text: str) -> np.ndarray:
 
 # ----------------------------------------------------------------- folders ---
 
+
 def scan_folders(root: Path) -> Listing:
     """Kaggle's ``train/<class>/`` and ``test/<class>/`` export."""
     notes: dict = {}
@@ -183,5 +201,4 @@ def scan_folders(root: Path) -> Listing:
         labels.extend(ids)
         usage.extend([split] * len(paths))
         add_note(notes, f"{split}_images", len(paths))
-    return Listing(items=items, labels=labels, usage=np.asarray(usage, dtype=str),
-                   notes=notes)
+    return Listing(items=items, labels=labels, usage=np.asarray(usage, dtype=str), notes=notes)

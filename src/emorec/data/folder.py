@@ -106,16 +106,16 @@ def folder_emotion(folder: Path, allowed: tuple[str, ...] | None = None) -> str:
     dataset's own class names.
     """
     if allowed is not None and folder.name.lower() not in {a.lower() for a in allowed}:
-        raise DatasetError(f"unknown class folder {folder}: expected one of "
-                           f"{', '.join(allowed)}")
+        raise DatasetError(f"unknown class folder {folder}: expected one of {', '.join(allowed)}")
     try:
         return canonical(folder.name)
     except ValueError as exc:  # rewrap: the user needs the path, not just the name
         raise DatasetError(f"unknown class folder {folder}: {exc}") from exc
 
 
-def scan_class_folders(root: str | os.PathLike, *, allowed: tuple[str, ...] | None = None,
-                       notes: dict | None = None) -> tuple[list[Path], list[int]]:
+def scan_class_folders(
+    root: str | os.PathLike, *, allowed: tuple[str, ...] | None = None, notes: dict | None = None
+) -> tuple[list[Path], list[int]]:
     """Image paths and canonical ids of a folder-per-class tree, class by class.
 
     Several folders naming one emotion (``happy/`` and ``happiness/``) are
@@ -127,8 +127,10 @@ def scan_class_folders(root: str | os.PathLike, *, allowed: tuple[str, ...] | No
     notes = {} if notes is None else notes
     folders = class_folders(root, notes)
     if not folders:
-        raise DatasetError(f"expected one subfolder per emotion class under {root}; "
-                           f"found: {describe_contents(root)}")
+        raise DatasetError(
+            f"expected one subfolder per emotion class under {root}; "
+            f"found: {describe_contents(root)}"
+        )
     paths: list[Path] = []
     labels: list[int] = []
     emotions: set[str] = set()
@@ -136,9 +138,11 @@ def scan_class_folders(root: str | os.PathLike, *, allowed: tuple[str, ...] | No
         emotion = folder_emotion(folder, allowed)
         images = list_images(folder, notes)
         if not images:
-            raise DatasetError(f"class folder {folder} holds no images (expected files "
-                               f"ending in {', '.join(IMAGE_SUFFIXES)}); found: "
-                               f"{describe_contents(folder)}")
+            raise DatasetError(
+                f"class folder {folder} holds no images (expected files "
+                f"ending in {', '.join(IMAGE_SUFFIXES)}); found: "
+                f"{describe_contents(folder)}"
+            )
         emotions.add(emotion)
         paths.extend(images)
         labels.extend([EMOTION_ID[emotion]] * len(images))

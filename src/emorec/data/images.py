@@ -32,7 +32,9 @@ class ImageError(UserError):
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
 
 
 @contextlib.contextmanager
@@ -52,15 +54,19 @@ def _opened(source: str | Path | bytes, max_pixels: int):
         try:
             with Image.open(fh) as im:
                 if im.format not in SUPPORTED_FORMATS:
-                    raise ImageError(f"{name}: unsupported format {im.format}; "
-                                     f"supported: {', '.join(SUPPORTED_FORMATS)}")
+                    raise ImageError(
+                        f"{name}: unsupported format {im.format}; "
+                        f"supported: {', '.join(SUPPORTED_FORMATS)}"
+                    )
                 _check_size(name, *im.size, max_pixels)
                 yield name, im
         except ImageError:
             raise
         except Image.DecompressionBombError as exc:  # Pillow's own, far larger limit
-            raise ImageError(f"{name}: exceeds the pixel limit of {max_pixels} "
-                             f"(possible decompression bomb; {exc})") from exc
+            raise ImageError(
+                f"{name}: exceeds the pixel limit of {max_pixels} "
+                f"(possible decompression bomb; {exc})"
+            ) from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"{name}: not a readable image ({exc})") from exc
 
@@ -99,11 +105,12 @@ _16BIT_I_FORMATS = ("PNG", "PPM")
 def _check_size(name: str, w: int, h: int, max_pixels: int | None = None) -> None:
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if w * h > max_pixels:
-        raise ImageError(f"{name}: {w}x{h} = {w * h} pixels exceeds the limit "
-                         f"of {max_pixels} (possible decompression bomb)")
+        raise ImageError(
+            f"{name}: {w}x{h} = {w * h} pixels exceeds the limit "
+            f"of {max_pixels} (possible decompression bomb)"
+        )
     if min(w, h) < MIN_SIDE:
-        raise ImageError(f"{name}: {w}x{h} is too small (each side must be "
-                         f">= {MIN_SIDE} pixels)")
+        raise ImageError(f"{name}: {w}x{h} is too small (each side must be >= {MIN_SIDE} pixels)")
 
 
 def _scale_16bit(arr: np.ndarray) -> np.ndarray:
@@ -119,8 +126,10 @@ def _pil_pixels(im: Image.Image, name: str) -> np.ndarray:
     if im.mode in ("I", "F"):
         if im.format is None:  # built in memory: judged by its values, like an array
             return as_pixels(np.asarray(im), name)
-        raise ImageError(f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} "
-                         f"pixels are not supported; save it with 8 or 16 bits per channel")
+        raise ImageError(
+            f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} "
+            f"pixels are not supported; save it with 8 or 16 bits per channel"
+        )
     return np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
 
 
@@ -137,11 +146,15 @@ def as_pixels(image, name: str = "<array>") -> np.ndarray:
         return np.ascontiguousarray(_pil_pixels(image, name), dtype=np.uint8)
     arr = np.asarray(image)
     if arr.dtype.kind not in "uif":
-        raise ImageError(f"{name}: pixels of type {arr.dtype} are not supported; expected "
-                         f"uint8 (0..255), uint16 (0..65535) or floats in [0, 1]")
+        raise ImageError(
+            f"{name}: pixels of type {arr.dtype} are not supported; expected "
+            f"uint8 (0..255), uint16 (0..65535) or floats in [0, 1]"
+        )
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
-        raise ImageError(f"{name}: an array of shape {arr.shape} is not an image; expected "
-                         f"(H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA")
+        raise ImageError(
+            f"{name}: an array of shape {arr.shape} is not an image; expected "
+            f"(H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA"
+        )
     _check_size(name, arr.shape[1], arr.shape[0])
     if arr.ndim == 3:
         arr = arr[:, :, 0] if arr.shape[2] == 1 else arr[:, :, :3]
@@ -154,10 +167,13 @@ def as_pixels(image, name: str = "<array>") -> np.ndarray:
     low, high = arr.min(), arr.max()
     if arr.dtype.kind == "f":
         if low < 0 or high > 1:
-            raise ImageError(f"{name}: float pixels must be in [0, 1], got {low:.4g} to "
-                             f"{high:.4g} (divide 0..255 values by 255, or pass uint8)")
+            raise ImageError(
+                f"{name}: float pixels must be in [0, 1], got {low:.4g} to "
+                f"{high:.4g} (divide 0..255 values by 255, or pass uint8)"
+            )
         return np.rint(arr * 255).astype(np.uint8)
     if low < 0 or high > 255:
-        raise ImageError(f"{name}: integer pixels must be in 0..255 (uint16: 0..65535), "
-                         f"got {low} to {high}")
+        raise ImageError(
+            f"{name}: integer pixels must be in 0..255 (uint16: 0..65535), got {low} to {high}"
+        )
     return arr.astype(np.uint8)

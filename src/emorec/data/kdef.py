@@ -55,11 +55,12 @@ def scan(root: str | os.PathLike, *, angles: str = "S") -> Listing:
         labels.append(EMOTION_ID[emotion])
         groups.append(group)
     if not items:
-        raise DatasetError(f"expected KDEF images named like AF01ANS.JPG with angle "
-                           f"{' or '.join(sorted(wanted))} under {root} or its sitting "
-                           f"folders; found none among: {describe_contents(root)}")
-    return Listing(items=items, labels=labels, groups=np.asarray(groups, dtype=str),
-                   notes=notes)
+        raise DatasetError(
+            f"expected KDEF images named like AF01ANS.JPG with angle "
+            f"{' or '.join(sorted(wanted))} under {root} or its sitting "
+            f"folders; found none among: {describe_contents(root)}"
+        )
+    return Listing(items=items, labels=labels, groups=np.asarray(groups, dtype=str), notes=notes)
 
 
 def parse_angles(angles: str) -> frozenset[str]:
@@ -69,8 +70,10 @@ def parse_angles(angles: str) -> frozenset[str]:
         return frozenset(ANGLES)
     unknown = [c for c in codes if c not in ANGLES]
     if unknown or not codes:
-        raise DatasetError(f"unknown KDEF angle(s) {', '.join(unknown) or repr(angles)}; "
-                           f"valid: {', '.join(ANGLES)} (comma-separated) or {ALL_ANGLES}")
+        raise DatasetError(
+            f"unknown KDEF angle(s) {', '.join(unknown) or repr(angles)}; "
+            f"valid: {', '.join(ANGLES)} (comma-separated) or {ALL_ANGLES}"
+        )
     return frozenset(codes)
 
 

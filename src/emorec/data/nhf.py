@@ -15,8 +15,15 @@ from emorec.data import folder
 from emorec.data.types import Listing
 
 NHF_FOLDERS: tuple[str, ...] = (
-    "anger", "contempt", "disgust", "fear", "happiness", "happy",
-    "neutrality", "sadness", "surprise",
+    "anger",
+    "contempt",
+    "disgust",
+    "fear",
+    "happiness",
+    "happy",
+    "neutrality",
+    "sadness",
+    "surprise",
 )
 
 

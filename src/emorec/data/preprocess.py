@@ -62,8 +62,9 @@ def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     raise UserError(f"expected a (H, W) or (H, W, 1/3/4) image, got shape {img.shape}")
 
 
-def prepare_image(img: np.ndarray, prep: Preprocessing, *, detect: bool | None = None
-                  ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def prepare_image(
+    img: np.ndarray, prep: Preprocessing, *, detect: bool | None = None
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """One raw image -> (image_size, image_size, channels) uint8, plus the face box used.
 
     ``detect`` (default ``prep.face_detect``) crops the largest face first; the box is
@@ -77,7 +78,7 @@ def prepare_image(img: np.ndarray, prep: Preprocessing, *, detect: bool | None =
         box = faces.largest_face(img)
         if box is not None:
             x, y, w, h = box
-            img = img[y:y + h, x:x + w]
+            img = img[y : y + h, x : x + w]
     img = to_channels(img, prep.channels)
     side = prep.image_size
     if img.shape[0] != side or img.shape[1] != side:
@@ -103,5 +104,8 @@ def network_input(batch: np.ndarray, layout: str = "NHWC") -> np.ndarray:
 def prepare_batch(images, prep: Preprocessing, *, detect: bool | None = None) -> np.ndarray:
     """Raw images (any-size uint8 arrays) -> uint8 (N, S, S, C), as ``prepare_image``."""
     prepared = [prepare_image(np.asarray(img), prep, detect=detect)[0] for img in images]
-    return np.stack(prepared) if prepared else np.zeros(
-        (0, prep.image_size, prep.image_size, prep.channels), np.uint8)
+    return (
+        np.stack(prepared)
+        if prepared
+        else np.zeros((0, prep.image_size, prep.image_size, prep.channels), np.uint8)
+    )

@@ -62,24 +62,29 @@ def resolve_strategy(ds: Dataset, strategy: str) -> str:
     return strategy
 
 
-def _carve(ds: Dataset, index: np.ndarray, fraction: float, seed: int,
-           grouped: bool) -> tuple[np.ndarray, np.ndarray]:
+def _carve(
+    ds: Dataset, index: np.ndarray, fraction: float, seed: int, grouped: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``index`` into (rest, carved) with ~``fraction`` carved, class-stratified."""
     y = ds.labels[index]
     if grouped:
         n_folds = max(2, int(round(1.0 / fraction)))
         n_groups = len(np.unique(ds.groups[index]))
         if n_groups < n_folds:
-            raise DatasetError(f"{n_groups} subjects cannot give a grouped split of "
-                               f"{fraction:.0%}; use split=stratified or smaller fractions")
+            raise DatasetError(
+                f"{n_groups} subjects cannot give a grouped split of "
+                f"{fraction:.0%}; use split=stratified or smaller fractions"
+            )
         folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         rest, carved = next(folds.split(np.zeros(len(index)), y, ds.groups[index]))
     else:
         ids, counts = np.unique(y, return_counts=True)
         too_small = [f"{EMOTIONS[i]} ({n})" for i, n in zip(ids, counts) if n < 2]
         if too_small:
-            raise DatasetError(f"cannot split {ds.name!r}: class(es) {', '.join(too_small)} "
-                               f"have fewer than 2 images to divide; add images or drop them")
+            raise DatasetError(
+                f"cannot split {ds.name!r}: class(es) {', '.join(too_small)} "
+                f"have fewer than 2 images to divide; add images or drop them"
+            )
         try:
             sss = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
             rest, carved = next(sss.split(np.zeros(len(index)), y))
@@ -88,8 +93,14 @@ def _carve(ds: Dataset, index: np.ndarray, fraction: float, seed: int,
     return index[rest], index[carved]
 
 
-def make_split(ds: Dataset, *, strategy: str = "auto", val_fraction: float = 0.15,
-               test_fraction: float = 0.15, seed: int = 0) -> Split:
+def make_split(
+    ds: Dataset,
+    *,
+    strategy: str = "auto",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+) -> Split:
     """Split ``ds`` into index arrays; every class must appear in every part."""
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < frac < 0.5:
@@ -122,4 +133,5 @@ def _check_classes(ds: Dataset, split: Split) -> None:
             raise DatasetError(
                 f"the {split.strategy} split leaves class(es) {', '.join(missing)} empty in "
                 f"{part} ({len(index)} images); add images, use larger fractions or another "
-                f"split strategy ({', '.join(STRATEGIES)})")
+                f"split strategy ({', '.join(STRATEGIES)})"
+            )

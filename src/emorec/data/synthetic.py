@@ -73,13 +73,13 @@ MIN_SUBJECTS = 2  # a grouped split needs at least one subject on each side
 PARAMS = ("curve", "open", "width", "asym", "raise", "tilt", "eye", "wrinkle")
 EXPRESSIONS: dict[str, tuple[float, ...]] = {
     #             curve  open  width  asym  raise  tilt   eye  wrinkle
-    "anger":     (-0.20, 0.00, 0.82, 0.00, -0.60, -0.80, 0.35, 0.25),
-    "disgust":   (-0.25, 0.08, 0.95, 0.65, -0.40, -0.30, 0.30, 0.70),
-    "fear":      (-0.20, 0.40, 1.22, 0.00, 0.55, 0.55, 0.85, 0.00),
+    "anger": (-0.20, 0.00, 0.82, 0.00, -0.60, -0.80, 0.35, 0.25),
+    "disgust": (-0.25, 0.08, 0.95, 0.65, -0.40, -0.30, 0.30, 0.70),
+    "fear": (-0.20, 0.40, 1.22, 0.00, 0.55, 0.55, 0.85, 0.00),
     "happiness": (0.80, 0.25, 1.15, 0.00, 0.10, 0.00, 0.42, 0.10),
-    "neutral":   (0.00, 0.00, 1.00, 0.00, 0.00, 0.00, 0.55, 0.00),
-    "sadness":   (-0.55, 0.00, 0.95, 0.00, 0.10, 0.65, 0.42, 0.00),
-    "surprise":  (0.00, 0.85, 0.72, 0.00, 0.85, 0.05, 0.92, 0.00),
+    "neutral": (0.00, 0.00, 1.00, 0.00, 0.00, 0.00, 0.55, 0.00),
+    "sadness": (-0.55, 0.00, 0.95, 0.00, 0.10, 0.65, 0.42, 0.00),
+    "surprise": (0.00, 0.85, 0.72, 0.00, 0.85, 0.05, 0.92, 0.00),
 }
 # Per-parameter standard deviation of the per-image noise (before JITTER).
 SPREAD = np.array([0.30, 0.15, 0.12, 0.25, 0.28, 0.30, 0.15, 0.20])
@@ -100,8 +100,9 @@ MAX_SHIFT = 0.08  # fraction of the image side
 SCALE_RANGE = (0.85, 1.15)
 
 
-def scan(root=None, *, count: int = 1400, image_size: int = 48, seed: int = 0,
-         subjects: int = 20) -> Listing:
+def scan(
+    root=None, *, count: int = 1400, image_size: int = 48, seed: int = 0, subjects: int = 20
+) -> Listing:
     """Generate ``count`` synthetic faces of ``image_size`` px: the default dataset.
 
     ``root`` is ignored: nothing is read from disk. It exists so that every
@@ -131,8 +132,9 @@ def scan(root=None, *, count: int = 1400, image_size: int = 48, seed: int = 0,
         labels.append(EMOTION_ID[emotion])
         groups.append(names[subject])
     notes = {"generator": "synthetic", "seed": seed, "subjects": subjects, "jitter": JITTER}
-    return Listing(items=items, labels=np.array(labels, dtype=np.int64),
-                   groups=np.array(groups), notes=notes)
+    return Listing(
+        items=items, labels=np.array(labels, dtype=np.int64), groups=np.array(groups), notes=notes
+    )
 
 
 def _validate(count, image_size, seed, subjects) -> None:
@@ -140,14 +142,19 @@ def _validate(count, image_size, seed, subjects) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise UserError(f"{name} must be an integer, got {value!r}")
 
-    for name, value in (("count", count), ("image_size", image_size), ("seed", seed),
-                        ("subjects", subjects)):
+    for name, value in (
+        ("count", count),
+        ("image_size", image_size),
+        ("seed", seed),
+        ("subjects", subjects),
+    ):
         integer(name, value)
     if count < MIN_COUNT:
         raise UserError(f"count must be >= {MIN_COUNT} (two images per emotion), got {count}")
     if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise UserError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
-                         f"got {image_size}")
+        raise UserError(
+            f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got {image_size}"
+        )
     if subjects < MIN_SUBJECTS:
         raise UserError(f"subjects must be >= {MIN_SUBJECTS}, got {subjects}")
     if seed < 0:
@@ -181,8 +188,9 @@ def _identity(seq: np.random.SeedSequence) -> dict:
         # How strongly this subject emotes, and a resting bias of the face
         # (e.g. naturally down-turned mouth): people differ in both.
         "expressive": rng.uniform(0.8, 1.15),
-        "bias": rng.normal(0.0, 1.0, len(PARAMS)) * SPREAD * np.array(
-            [0.4, 0.2, 0.3, 0.0, 0.4, 0.4, 0.4, 0.0]),
+        "bias": rng.normal(0.0, 1.0, len(PARAMS))
+        * SPREAD
+        * np.array([0.4, 0.2, 0.3, 0.0, 0.4, 0.4, 0.4, 0.0]),
     }
 
 
@@ -210,9 +218,12 @@ def _render(rng: np.random.Generator, ident: dict, emotion: str, size: int) -> n
     # Pose: rotation and scale about the centre plus a shift. It is applied to
     # the drawing coordinates rather than by warping the image: as sharp,
     # and cheaper than a full-resolution warpAffine.
-    pen = Pen(canvas, angle=rng.uniform(-MAX_ROTATION, MAX_ROTATION),
-               scale=rng.uniform(*SCALE_RANGE),
-               shift=rng.uniform(-MAX_SHIFT, MAX_SHIFT, 2) * side)
+    pen = Pen(
+        canvas,
+        angle=rng.uniform(-MAX_ROTATION, MAX_ROTATION),
+        scale=rng.uniform(*SCALE_RANGE),
+        shift=rng.uniform(-MAX_SHIFT, MAX_SHIFT, 2) * side,
+    )
     draw_face(pen, ident, ex, flip=rng.random() < 0.5)
     img = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
 
@@ -220,8 +231,10 @@ def _render(rng: np.random.Generator, ident: dict, emotion: str, size: int) -> n
     theta = rng.uniform(0, 2 * math.pi)
     coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / size
     strength = rng.uniform(0.0, 0.4)  # up to +-20% from one side to the other
-    img *= 1.0 + (coords[None, :] * (strength * math.cos(theta))
-                  + coords[:, None] * (strength * math.sin(theta)))
+    img *= 1.0 + (
+        coords[None, :] * (strength * math.cos(theta))
+        + coords[:, None] * (strength * math.sin(theta))
+    )
     contrast = rng.uniform(0.8, 1.2)
     img *= contrast
     img += (1.0 - contrast) * 128.0 + rng.uniform(-12, 12)

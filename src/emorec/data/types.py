@@ -66,5 +66,12 @@ class Dataset:
     def subset(self, index: np.ndarray) -> Dataset:
         """The samples at ``index``, keeping the full class list."""
         pick = lambda a: None if a is None else a[index]  # noqa: E731
-        return Dataset(self.name, self.images[index], self.labels[index], self.classes,
-                       pick(self.groups), pick(self.usage), dict(self.stats))
+        return Dataset(
+            self.name,
+            self.images[index],
+            self.labels[index],
+            self.classes,
+            pick(self.groups),
+            pick(self.usage),
+            dict(self.stats),
+        )

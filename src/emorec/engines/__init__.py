@@ -19,13 +19,22 @@ from emorec.engines.base import Engine, FitResult
 from emorec.engines.callbacks import Callback, StopTraining, TrainingDiverged
 from emorec.errors import UserError
 
-_ENGINES = {"torch": "emorec.engines.torch_engine:TorchEngine",
-            "keras": "emorec.engines.keras_engine:KerasEngine"}
+_ENGINES = {
+    "torch": "emorec.engines.torch_engine:TorchEngine",
+    "keras": "emorec.engines.keras_engine:KerasEngine",
+}
 
 FRAMEWORKS = tuple(_ENGINES)
 
-__all__ = ["FRAMEWORKS", "Callback", "Engine", "FitResult", "StopTraining", "TrainingDiverged",
-           "get_engine"]
+__all__ = [
+    "FRAMEWORKS",
+    "Callback",
+    "Engine",
+    "FitResult",
+    "StopTraining",
+    "TrainingDiverged",
+    "get_engine",
+]
 
 
 def get_engine(framework: str) -> Engine:

@@ -62,7 +62,7 @@ class FitSession(ABC):
     def restore(self, snapshot) -> None:
         """Put back the weights of a ``snapshot``."""
 
-    def freeze_backbone(self, frozen: bool) -> None:
+    def freeze_backbone(self, frozen: bool) -> None:  # noqa: B027 (optional: a no-op)
         """Train only the classifier head while ``frozen`` (``freeze_epochs``)."""
 
 
@@ -82,15 +82,20 @@ class Engine(ABC):
     def fit_session(self, model, cfg: TrainConfig, train_targets: np.ndarray) -> FitSession:
         """Set ``model`` up for training with ``cfg`` (device, loss, optimizer)."""
 
-    def fit(self, model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-            cfg: TrainConfig, callbacks: list[Callback]) -> FitResult:
+    def fit(
+        self,
+        model,
+        train: tuple[np.ndarray, np.ndarray],
+        val: tuple[np.ndarray, np.ndarray],
+        cfg: TrainConfig,
+        callbacks: list[Callback],
+    ) -> FitResult:
         """Train on uint8 (N, H, W, C) images and 0..K-1 targets; the weights of the epoch
         with the lowest validation loss are kept."""
         (x_train, y_train), (x_val, y_val) = train, val
         rng = np.random.default_rng(cfg.seed)
         session = self.fit_session(model, cfg, y_train)
-        weights = (class_weights(y_train, session.num_classes) if cfg.class_weighting
-                   else None)
+        weights = class_weights(y_train, session.num_classes) if cfg.class_weighting else None
         lr, stopper = LearningRate(cfg), EarlyStopping(cfg.early_stopping)
         n_batches = -(-len(y_train) // cfg.batch_size)
         clock = TrainingClock(cfg.epochs * n_batches, cfg.time_budget_min)
@@ -98,10 +103,16 @@ class Engine(ABC):
         for epoch in range(1, cfg.epochs + 1):
             session.freeze_backbone(epoch <= cfg.freeze_epochs)
             seen, loss_sum, correct = 0, 0.0, 0
-            bar = tqdm(training_batches(x_train, y_train, cfg.batch_size, cfg.augment, rng,
-                                        cfg.random_erasing),
-                       total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
-                       leave=False, disable=not interactive(cfg))
+            bar = tqdm(
+                training_batches(
+                    x_train, y_train, cfg.batch_size, cfg.augment, rng, cfg.random_erasing
+                ),
+                total=n_batches,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                unit="batch",
+                leave=False,
+                disable=not interactive(cfg),
+            )
             for xb, yb in bar:
                 rate = lr.at(clock.progress(steps))
                 session.set_lr(rate)
@@ -117,10 +128,13 @@ class Engine(ABC):
             proba = batched(session.probabilities, x_val)
             val_loss = mean_loss(proba, y_val, cfg.label_smoothing, weights)
             check_finite(val_loss, epoch)
-            logs = {"train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                    "val_loss": val_loss,
-                    "val_accuracy": float(np.mean(proba.argmax(1) == y_val)),
-                    "lr": rate}
+            logs = {
+                "train_loss": loss_sum / seen,
+                "train_accuracy": correct / seen,
+                "val_loss": val_loss,
+                "val_accuracy": float(np.mean(proba.argmax(1) == y_val)),
+                "lr": rate,
+            }
             for key, value in logs.items():
                 result.history.setdefault(key, []).append(value)
             result.epochs_run, result.images_seen = epoch, result.images_seen + seen
@@ -160,8 +174,15 @@ class Engine(ABC):
         """Size of the weights in memory (parameters and buffers such as BN statistics)."""
 
     @abstractmethod
-    def log_flavor(self, model, name: str, example: np.ndarray, *,
-                   pip_requirements: list[str], code_paths: list[str]) -> None:
+    def log_flavor(
+        self,
+        model,
+        name: str,
+        example: np.ndarray,
+        *,
+        pip_requirements: list[str],
+        code_paths: list[str],
+    ) -> None:
         """Log ``model`` in this framework's MLflow flavour as ``name`` of the active run;
         ``example``, uint8 (N, H, W, C) images, gives its signature; ``code_paths``,
         emorec's code where the saved model needs it to load."""
@@ -176,8 +197,9 @@ class Engine(ABC):
         """The network ``save_network`` wrote at ``path``, on the CPU, ready to predict."""
 
     @abstractmethod
-    def export_onnx(self, model, out, prep, *, opset: int, input_name: str,
-                    output_name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    def export_onnx(
+        self, model, out, prep, *, opset: int, input_name: str, output_name: str
+    ) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
         """Write ``model`` (softmax included, batch axis dynamic) as ONNX to ``out``; returns
         the graph's input layout ("NCHW" or "NHWC") and a reference function giving the
         model's probabilities for a normalised batch in that layout (the parity check)."""
@@ -205,21 +227,30 @@ class Engine(ABC):
         return model
 
 
-def batched(forward: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-            batch_size: int = EVAL_BATCH) -> np.ndarray:
+def batched(
+    forward: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
     """``forward`` over uint8 (N, H, W, C) ``images``, normalised, ``batch_size`` at a time."""
-    out = [forward(normalize(images[start:start + batch_size]))
-           for start in range(0, len(images), batch_size)]
+    out = [
+        forward(normalize(images[start : start + batch_size]))
+        for start in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def mean_loss(proba: np.ndarray, targets: np.ndarray, label_smoothing: float = 0.0,
-              weights: np.ndarray | None = None) -> float:
+def mean_loss(
+    proba: np.ndarray,
+    targets: np.ndarray,
+    label_smoothing: float = 0.0,
+    weights: np.ndarray | None = None,
+) -> float:
     """The cross-entropy training minimises (label smoothing, class weights), of
     probabilities: the validation loss of every framework, computed one way."""
     logp = np.log(np.clip(proba.astype(np.float64), 1e-12, 1.0))
-    per_image = -((1 - label_smoothing) * logp[np.arange(len(targets)), targets]
-                  + label_smoothing * logp.mean(axis=1))
+    per_image = -(
+        (1 - label_smoothing) * logp[np.arange(len(targets)), targets]
+        + label_smoothing * logp.mean(axis=1)
+    )
     if weights is None:
         return float(per_image.mean())
     w = weights[targets]
@@ -233,12 +264,18 @@ def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def training_batches(images: np.ndarray, targets: np.ndarray, batch_size: int, augment: bool,
-                     rng: np.random.Generator, erasing: float = 0.0):
+def training_batches(
+    images: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    augment: bool,
+    rng: np.random.Generator,
+    erasing: float = 0.0,
+):
     """Shuffled (float32 NHWC, int64) batches, augmented per batch when asked."""
     order = rng.permutation(len(targets))
     for start in range(0, len(order), batch_size):
-        index = np.sort(order[start:start + batch_size])  # sorted: faster gather
+        index = np.sort(order[start : start + batch_size])  # sorted: faster gather
         batch = images[index]
         if augment:
             batch = augment_batch(batch, rng, erasing)
@@ -247,5 +284,6 @@ def training_batches(images: np.ndarray, targets: np.ndarray, batch_size: int, a
 
 def check_finite(loss: float, epoch: int) -> None:
     if not np.isfinite(loss):
-        raise TrainingDiverged(f"loss became {loss} in epoch {epoch}; lower the learning "
-                               f"rate or check the data")
+        raise TrainingDiverged(
+            f"loss became {loss} in epoch {epoch}; lower the learning rate or check the data"
+        )

@@ -44,6 +44,9 @@ class EpochLog(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         now = time.perf_counter()
         took, self.started = now - self.started, now
-        print(f"epoch {epoch}/{self.epochs}: train_loss {logs['train_loss']:.3f} "
-              f"train_acc {logs['train_accuracy']:.3f} val_loss {logs['val_loss']:.3f} "
-              f"val_acc {logs['val_accuracy']:.3f} ({took:.1f} s)", flush=True)
+        print(
+            f"epoch {epoch}/{self.epochs}: train_loss {logs['train_loss']:.3f} "
+            f"train_acc {logs['train_accuracy']:.3f} val_loss {logs['val_loss']:.3f} "
+            f"val_acc {logs['val_accuracy']:.3f} ({took:.1f} s)",
+            flush=True,
+        )

@@ -24,8 +24,9 @@ from emorec.models import build_model  # noqa: E402
 
 def _optimizer(cfg: TrainConfig):
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(cfg.lr, momentum=SGD_MOMENTUM, nesterov=True,
-                                    weight_decay=cfg.weight_decay or None)
+        return keras.optimizers.SGD(
+            cfg.lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=cfg.weight_decay or None
+        )
     if cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay)
     return keras.optimizers.Adam(cfg.lr, weight_decay=cfg.weight_decay or None)
@@ -38,11 +39,14 @@ class _KerasFit(FitSession):
     def __init__(self, model, cfg: TrainConfig, train_targets: np.ndarray):
         self.model, self.num_classes = model, int(model.output_shape[-1])
         keras.utils.set_random_seed(cfg.seed)
-        self.class_weights = (class_weights(train_targets, self.num_classes)
-                              if cfg.class_weighting else None)
-        model.compile(optimizer=_optimizer(cfg), metrics=["accuracy"],
-                      loss=keras.losses.CategoricalCrossentropy(
-                          label_smoothing=cfg.label_smoothing))
+        self.class_weights = (
+            class_weights(train_targets, self.num_classes) if cfg.class_weighting else None
+        )
+        model.compile(
+            optimizer=_optimizer(cfg),
+            metrics=["accuracy"],
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        )
 
     def set_lr(self, lr: float) -> None:
         self.model.optimizer.learning_rate = lr
@@ -50,10 +54,8 @@ class _KerasFit(FitSession):
     def step(self, batch: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
         self.model.reset_metrics()  # this batch's loss and accuracy, not running means
         # Class weights as sample weights: Keras' class_weight wants integer targets.
-        weights = (self.class_weights[targets.argmax(1)] if self.class_weights is not None
-                   else None)
-        logs = self.model.train_on_batch(batch, targets, sample_weight=weights,
-                                         return_dict=True)
+        weights = self.class_weights[targets.argmax(1)] if self.class_weights is not None else None
+        logs = self.model.train_on_batch(batch, targets, sample_weight=weights, return_dict=True)
         return float(logs["loss"]), int(round(float(logs["accuracy"]) * len(targets)))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -78,9 +80,14 @@ class KerasEngine(Engine):
 
     def build(self, cfg: TrainConfig, num_classes: int):
         keras.utils.set_random_seed(cfg.seed)
-        return build_model(cfg.model, num_classes=num_classes, in_channels=cfg.channels,
-                           image_size=cfg.input_size, dropout=cfg.dropout,
-                           pretrained=cfg.pretrained)
+        return build_model(
+            cfg.model,
+            num_classes=num_classes,
+            in_channels=cfg.channels,
+            image_size=cfg.input_size,
+            dropout=cfg.dropout,
+            pretrained=cfg.pretrained,
+        )
 
     def fit_session(self, model, cfg: TrainConfig, train_targets: np.ndarray) -> FitSession:
         return _KerasFit(model, cfg, train_targets)
@@ -111,16 +118,24 @@ class KerasEngine(Engine):
     def weights_mb(self, model) -> float:
         return sum(np.asarray(w).nbytes for w in model.weights) / 2**20
 
-    def log_flavor(self, model, name: str, example: np.ndarray, *,
-                   pip_requirements: list[str], code_paths: list[str]) -> None:
+    def log_flavor(
+        self,
+        model,
+        name: str,
+        example: np.ndarray,
+        *,
+        pip_requirements: list[str],
+        code_paths: list[str],
+    ) -> None:
         # No code_paths: a Keras model is saved as its own graph, with no emorec class.
         import mlflow.keras
         from mlflow.models import infer_signature
 
         x = normalize(example)
         signature = infer_signature(x, np.asarray(model(x, training=False)))
-        mlflow.keras.log_model(model, name=name, signature=signature,
-                               pip_requirements=pip_requirements)
+        mlflow.keras.log_model(
+            model, name=name, signature=signature, pip_requirements=pip_requirements
+        )
 
     def save_network(self, model, folder: Path) -> Path:
         path = Path(folder) / "network.keras"

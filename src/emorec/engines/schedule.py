@@ -44,7 +44,7 @@ class LearningRate:
         return self.base * self.cut
 
     def epoch_end(self, val_loss: float) -> None:
-        """"plateau": cut the rate once the validation loss has not improved for
+        """ "plateau": cut the rate once the validation loss has not improved for
         ``PLATEAU_PATIENCE`` epochs."""
         if val_loss < self.best - MIN_DELTA:
             self.best, self.bad_epochs = val_loss, 0
@@ -63,8 +63,7 @@ class TrainingClock:
         self.started = time.perf_counter()
 
     def progress(self, steps_done: int) -> float:
-        by_time = ((time.perf_counter() - self.started) / self.budget_s if self.budget_s
-                   else 0.0)
+        by_time = (time.perf_counter() - self.started) / self.budget_s if self.budget_s else 0.0
         return max(steps_done / self.total_steps, by_time)
 
     def out_of_time(self) -> bool:
@@ -87,4 +86,3 @@ class EarlyStopping:
 
     def should_stop(self, epoch: int) -> bool:
         return self.patience > 0 and epoch - self.best_epoch >= self.patience
-

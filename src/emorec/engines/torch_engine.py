@@ -56,8 +56,11 @@ class _TorchFit(FitSession):
         self.device = select_device()
         torch.manual_seed(cfg.seed)
         model.to(self.device, memory_format=torch.channels_last)
-        weight = (torch.from_numpy(class_weights(train_targets, self.num_classes))
-                  .to(self.device) if cfg.class_weighting else None)
+        weight = (
+            torch.from_numpy(class_weights(train_targets, self.num_classes)).to(self.device)
+            if cfg.class_weighting
+            else None
+        )
         self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
         self.opt = make_optimizer(model, cfg)
         self.amp = autocast_dtype(cfg, self.device)
@@ -121,22 +124,32 @@ class TorchEngine(Engine):
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
         torch.manual_seed(cfg.seed)
-        return build_model(cfg.model, num_classes=num_classes, in_channels=cfg.channels,
-                           image_size=cfg.input_size, dropout=cfg.dropout,
-                           pretrained=cfg.pretrained)
+        return build_model(
+            cfg.model,
+            num_classes=num_classes,
+            in_channels=cfg.channels,
+            image_size=cfg.input_size,
+            dropout=cfg.dropout,
+            pretrained=cfg.pretrained,
+        )
 
-    def fit_session(self, model: nn.Module, cfg: TrainConfig,
-                    train_targets: np.ndarray) -> FitSession:
+    def fit_session(
+        self, model: nn.Module, cfg: TrainConfig, train_targets: np.ndarray
+    ) -> FitSession:
         return _TorchFit(model, cfg, train_targets)
 
     def run_tags(self, cfg: TrainConfig) -> dict[str, str]:
         device = select_device()
         dtype = autocast_dtype(cfg, device)
-        return {"device": device.type, "cpu_flags": " ".join(cpu_flags()),
-                "precision_used": "fp32" if dtype is None else str(dtype).removeprefix("torch.")}
+        return {
+            "device": device.type,
+            "cpu_flags": " ".join(cpu_flags()),
+            "precision_used": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
+        }
 
-    def start_from(self, model: nn.Module, source_model: nn.Module,
-                   rows: list[tuple[int, int]]) -> None:
+    def start_from(
+        self, model: nn.Module, source_model: nn.Module, rows: list[tuple[int, int]]
+    ) -> None:
         source_model = self.without_tta(source_model)  # the weights are the wrapped model's
         target = model.state_dict()
         last = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
@@ -168,8 +181,15 @@ class TorchEngine(Engine):
         tensors = [*model.parameters(), *model.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
-    def log_flavor(self, model: nn.Module, name: str, example: np.ndarray, *,
-                   pip_requirements: list[str], code_paths: list[str]) -> None:
+    def log_flavor(
+        self,
+        model: nn.Module,
+        name: str,
+        example: np.ndarray,
+        *,
+        pip_requirements: list[str],
+        code_paths: list[str],
+    ) -> None:
         import mlflow.pytorch
         from mlflow.models import infer_signature
 
@@ -179,9 +199,14 @@ class TorchEngine(Engine):
             y = model(torch.from_numpy(x)).numpy()
         # Pickle (with our code beside it) rather than MLflow's default torch.export
         # graph, which fixes the batch size traced from the example.
-        mlflow.pytorch.log_model(model, name=name, signature=infer_signature(x, y),
-                                 code_paths=code_paths, pip_requirements=pip_requirements,
-                                 serialization_format="pickle")
+        mlflow.pytorch.log_model(
+            model,
+            name=name,
+            signature=infer_signature(x, y),
+            code_paths=code_paths,
+            pip_requirements=pip_requirements,
+            serialization_format="pickle",
+        )
 
     def save_network(self, model: nn.Module, folder: Path) -> Path:
         # cloudpickle, as MLflow's flavour pickles: a hook or a lambda on the model
@@ -198,20 +223,27 @@ class TorchEngine(Engine):
         # trusts its pickles as much.
         return torch.load(path, map_location="cpu", weights_only=False)
 
-    def export_onnx(self, model: nn.Module, out, prep, *, opset: int, input_name: str,
-                    output_name: str):
+    def export_onnx(
+        self, model: nn.Module, out, prep, *, opset: int, input_name: str, output_name: str
+    ):
         # The legacy TorchScript exporter (dynamo=False): the dynamo one needs onnxscript.
         # eval() on the wrapper: the exporter restores the wrapper's mode on all submodules.
         wrapped = _WithSoftmax(model.cpu()).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-            torch.onnx.export(wrapped, (torch.zeros((2, prep.channels, prep.image_size,
-                                                     prep.image_size)),), str(out),
-                              dynamo=False, opset_version=opset, input_names=[input_name],
-                              output_names=[output_name],
-                              dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
+            torch.onnx.export(
+                wrapped,
+                (torch.zeros((2, prep.channels, prep.image_size, prep.image_size)),),
+                str(out),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            )
 
         def reference(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 return wrapped(torch.from_numpy(x)).numpy()
+
         return "NCHW", reference

@@ -45,8 +45,12 @@ def evaluate(rows: list[dict]) -> dict:
             classes = [c for c in _classes(src) if c in _classes(tgt)]
             shared[f"{src['dataset']}->{tgt['dataset']}"] = classes
             if len(classes) < MIN_SHARED:
-                log.warning("%s -> %s: %d shared class(es); skipped", src["dataset"],
-                            tgt["dataset"], len(classes))
+                log.warning(
+                    "%s -> %s: %d shared class(es); skipped",
+                    src["dataset"],
+                    tgt["dataset"],
+                    len(classes),
+                )
                 continue
             try:
                 images, labels = test_split(tgt["params"], src["params"])
@@ -54,20 +58,28 @@ def evaluate(rows: list[dict]) -> dict:
                 log.warning("%s -> %s skipped: %s", src["dataset"], tgt["dataset"], exc)
                 continue
             acc[i, j], counts[i, j] = shared_accuracy(model, images, labels, classes)
-    return {"datasets": names, "models": [r["model"] for r in sources], "accuracy": acc,
-            "n": counts, "shared": shared}
+    return {
+        "datasets": names,
+        "models": [r["model"] for r in sources],
+        "accuracy": acc,
+        "n": counts,
+        "shared": shared,
+    }
 
 
 def _champion_per_dataset(rows: list[dict]) -> list[dict]:
     best: dict[str, dict] = {}
     for r in rows:
         if r["source"].startswith("champion") and (
-                r["dataset"] not in best
-                or (r["test_accuracy"] or 0) > (best[r["dataset"]]["test_accuracy"] or 0)):
+            r["dataset"] not in best
+            or (r["test_accuracy"] or 0) > (best[r["dataset"]]["test_accuracy"] or 0)
+        ):
             best[r["dataset"]] = r
     if len(best) < 2:
-        raise UserError("--cross needs registered champions on at least two datasets; found "
-                         f"{', '.join(best) or 'none'}")
+        raise UserError(
+            "--cross needs registered champions on at least two datasets; found "
+            f"{', '.join(best) or 'none'}"
+        )
     return [best[d] for d in sorted(best)]
 
 
@@ -84,23 +96,39 @@ def test_split(target: dict, source: dict) -> tuple[np.ndarray, np.ndarray]:
 
     cfg, src = TrainConfig.from_logged(target), TrainConfig.from_logged(source)
     prep = Preprocessing(src.input_size, src.channels, src.face_detect)
-    ds = load_dataset(cfg.dataset, cfg.data_dir, prep, options=cfg.dataset_options(),
-                      strict=cfg.strict, progress=False)
-    split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
-                       test_fraction=cfg.test_fraction, seed=cfg.seed)
+    ds = load_dataset(
+        cfg.dataset,
+        cfg.data_dir,
+        prep,
+        options=cfg.dataset_options(),
+        strict=cfg.strict,
+        progress=False,
+    )
+    split = make_split(
+        ds,
+        strategy=cfg.split,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+    )
     if cfg.dedupe:  # the logged digest is of the deduplicated split (test is untouched)
         from emorec.data.dedupe import drop_duplicates
 
         split, _ = drop_duplicates(ds, split)
     if split.digest != target.get("split_digest"):
-        log.warning("%s: rebuilt test split %s differs from the logged %s (data changed?)",
-                    cfg.dataset, split.digest, target.get("split_digest"))
+        log.warning(
+            "%s: rebuilt test split %s differs from the logged %s (data changed?)",
+            cfg.dataset,
+            split.digest,
+            target.get("split_digest"),
+        )
     names = np.asarray(ds.classes)[ds.targets[split.test]]
     return ds.images[split.test], names
 
 
-def shared_accuracy(model, images: np.ndarray, labels: np.ndarray,
-                    classes: list[str]) -> tuple[float, int]:
+def shared_accuracy(
+    model, images: np.ndarray, labels: np.ndarray, classes: list[str]
+) -> tuple[float, int]:
     """Accuracy of an ``emotion_model`` pyfunc over the images of ``classes`` (argmax over
     those classes only), fed as base64 PNG like a served request; and how many it saw."""
     import cv2
@@ -124,19 +152,25 @@ def write(result: dict, folder: Path) -> list[Path]:
     def cell(i: int, j: int) -> str:
         return "-" if np.isnan(acc[i, j]) else f"{acc[i, j]:.3f} (n={result['n'][i, j]})"
 
-    lines = ["# Cross-dataset accuracy over shared classes\n",
-             "Rows: the dataset the champion was trained on; columns: the test split it was "
-             "evaluated on.\n", "| trained on \\ tested on | " + " | ".join(names) + " |",
-             "|---|" + "---|" * len(names)]
-    lines += [f"| {labels[i]} | " + " | ".join(cell(i, j) for j in range(len(names))) + " |"
-              for i in range(len(names))]
+    lines = [
+        "# Cross-dataset accuracy over shared classes\n",
+        "Rows: the dataset the champion was trained on; columns: the test split it was "
+        "evaluated on.\n",
+        "| trained on \\ tested on | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    lines += [
+        f"| {labels[i]} | " + " | ".join(cell(i, j) for j in range(len(names))) + " |"
+        for i in range(len(names))
+    ]
     md.write_text("\n".join(lines) + "\n")
     with table.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["trained_on", "model", *names])
         for i, name in enumerate(names):
             writer.writerow([name, result["models"][i], *[f"{v:.6f}" for v in acc[i]]])
-    heatmap = figures.heatmap_figure(acc, labels, names, "Cross-dataset accuracy",
-                                     "Accuracy over shared classes")
+    heatmap = figures.heatmap_figure(
+        acc, labels, names, "Cross-dataset accuracy", "Accuracy over shared classes"
+    )
     heatmap.axes[0].set(xlabel="Tested on", ylabel="Trained on")
     return [md, table, figures.save(heatmap, folder / "cross_dataset.png")]

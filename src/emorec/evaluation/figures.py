@@ -40,14 +40,20 @@ def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def run_figures(confusion, class_names: Sequence[str], roc: Mapping[int, tuple],
-                history: Mapping[str, Sequence[float]]) -> dict[str, bytes]:
+def run_figures(
+    confusion,
+    class_names: Sequence[str],
+    roc: Mapping[int, tuple],
+    history: Mapping[str, Sequence[float]],
+) -> dict[str, bytes]:
     """A run's three figures, as SVG files' bytes by artifact path; ``roc`` is the
     evaluation's ``roc`` (``emorec.evaluation.metrics.classification_metrics``)."""
     names = [str(n) for n in class_names]
-    return {"plots/confusion_matrix.svg": figure_bytes(confusion_figure(confusion, names), "svg"),
-            "plots/roc_curves.svg": figure_bytes(roc_figure(roc, names), "svg"),
-            "plots/learning_curves.svg": figure_bytes(learning_curves_figure(history), "svg")}
+    return {
+        "plots/confusion_matrix.svg": figure_bytes(confusion_figure(confusion, names), "svg"),
+        "plots/roc_curves.svg": figure_bytes(roc_figure(roc, names), "svg"),
+        "plots/learning_curves.svg": figure_bytes(learning_curves_figure(history), "svg"),
+    }
 
 
 def confusion_figure(cm, class_names: Sequence[str]) -> Figure:
@@ -64,8 +70,15 @@ def confusion_figure(cm, class_names: Sequence[str]) -> Figure:
     if k <= 15:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, f"{counts[i, j]:.0f}", ha="center", va="center", fontsize=9,
-                        color="white" if shares[i, j] > 0.55 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{counts[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if shares[i, j] > 0.55 else "black",
+                )
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(k), class_names)
     ax.set_xlabel("Predicted")
@@ -85,8 +98,13 @@ def roc_figure(roc: Mapping[int, tuple], class_names: Sequence[str]) -> Figure:
     title = "ROC curves (one-vs-rest)"
     if roc:  # the same macro average as auc_roc_macro
         title += f", macro AUC {np.mean([auc for _, _, auc in roc.values()]):.3f}"
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="False positive rate",
-           ylabel="True positive rate", title=title)
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        xlabel="False positive rate",
+        ylabel="True positive rate",
+        title=title,
+    )
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -124,21 +142,35 @@ def class_distribution_figure(counts: Mapping[str, Mapping[str, int]]) -> Figure
     return grouped_bars(classes, table, "Images", title, legend="Split", rotate=True)
 
 
-def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | None]],
-                 ylabel: str, title: str, *, legend: str = "", rotate: bool = False) -> Figure:
+def grouped_bars(
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    ylabel: str,
+    title: str,
+    *,
+    legend: str = "",
+    rotate: bool = False,
+) -> Figure:
     """One group of bars per ``groups`` entry, one bar per series in each, labelled."""
     x = np.arange(len(groups))
     width = 0.8 / max(len(series), 1)
-    fig = Figure(figsize=(max(6.0, 1.0 + 0.45 * len(groups) * max(len(series), 2)), 4.5),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(max(6.0, 1.0 + 0.45 * len(groups) * max(len(series), 2)), 4.5),
+        layout="constrained",
+    )
     ax = fig.add_subplot()
     for i, (name, values) in enumerate(series.items()):
         heights = [np.nan if v is None else float(v) for v in values]
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=name)
         if len(groups) * len(series) <= 40:  # beyond that the labels overlap
             ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
-    ax.set_xticks(x, groups, rotation=30 if rotate else 0, ha="right" if rotate else "center",
-                  rotation_mode="anchor")
+    ax.set_xticks(
+        x,
+        groups,
+        rotation=30 if rotate else 0,
+        ha="right" if rotate else "center",
+        rotation_mode="anchor",
+    )
     ax.set(ylabel=ylabel, title=title)
     ax.margins(y=0.15)
     ax.grid(axis="y", alpha=0.3)
@@ -171,8 +203,13 @@ def sample_grid_figure(images_by_class: Mapping[str, np.ndarray], n_per_class: i
     return fig
 
 
-def heatmap_figure(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
-                   title: str, colour_label: str) -> Figure:
+def heatmap_figure(
+    values: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str,
+    colour_label: str,
+) -> Figure:
     """A matrix of shares in [0, 1], each cell written ("n/a" for NaN)."""
     size = 3 + 1.1 * len(col_labels)
     label_room = 0.09 * max(len(label) for label in row_labels)
@@ -183,8 +220,14 @@ def heatmap_figure(values: np.ndarray, row_labels: Sequence[str], col_labels: Se
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             text = "n/a" if np.isnan(values[i, j]) else f"{values[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center",
-                    color="black" if values[i, j] > 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                color="black" if values[i, j] > 0.6 else "white",
+            )
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=30, ha="right")
     ax.set_yticks(range(len(row_labels)), row_labels)
     ax.set(title=title)

@@ -98,7 +98,9 @@ def classification_metrics(
 
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "f1_macro": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
         "f1_weighted": float(
             f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
         ),
@@ -107,8 +109,12 @@ def classification_metrics(
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "classification_report": classification_report(
-            y_true, y_pred, labels=labels, target_names=list(class_names),
-            output_dict=True, zero_division=0,
+            y_true,
+            y_pred,
+            labels=labels,
+            target_names=list(class_names),
+            output_dict=True,
+            zero_division=0,
         ),
         "roc": roc,
     }
@@ -138,4 +144,3 @@ def _roc(positives: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndar
         tps, fps = tps[keep], fps[keep]
     tpr, fpr = np.r_[0, tps] / tps[-1], np.r_[0, fps] / fps[-1]
     return fpr, tpr, float(np.trapezoid(tpr, fpr))
-

@@ -28,17 +28,27 @@ log = logging.getLogger(__name__)
 
 # (row key, Markdown header, format); the CSV keeps every key unformatted.
 COLUMNS = (
-    ("model", "model", "{}"), ("dataset", "dataset", "{}"), ("source", "source", "{}"),
-    ("test_accuracy", "accuracy", "{:.4f}"), ("test_f1_macro", "F1 macro", "{:.4f}"),
-    ("test_auc_roc_macro", "AUC ROC", "{:.4f}"), ("train_time_s", "train s", "{:.1f}"),
-    ("eval_time_s", "eval s", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("model", "model", "{}"),
+    ("dataset", "dataset", "{}"),
+    ("source", "source", "{}"),
+    ("test_accuracy", "accuracy", "{:.4f}"),
+    ("test_f1_macro", "F1 macro", "{:.4f}"),
+    ("test_auc_roc_macro", "AUC ROC", "{:.4f}"),
+    ("train_time_s", "train s", "{:.1f}"),
+    ("eval_time_s", "eval s", "{:.2f}"),
+    ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("num_parameters", "parameters", "{:,.0f}"),
 )
-CSV_KEYS = [c[0] for c in COLUMNS] + list(queries.REPORT_PARAMS) + ["run_id", "run_link",
-                                                                      "model_uri"]
+CSV_KEYS = (
+    [c[0] for c in COLUMNS] + list(queries.REPORT_PARAMS) + ["run_id", "run_link", "model_uri"]
+)
 HYPERPARAMS = REPORTED
-CHARTS = (("test_accuracy", "Test accuracy"), ("test_f1_macro", "Test macro F1"),
-          ("train_time_s", "Training time (s)"), ("peak_rss_mb", "Peak RSS (MB)"))
+CHARTS = (
+    ("test_accuracy", "Test accuracy"),
+    ("test_f1_macro", "Test macro F1"),
+    ("train_time_s", "Training time (s)"),
+    ("peak_rss_mb", "Peak RSS (MB)"),
+)
 
 
 @dataclass
@@ -51,27 +61,37 @@ class Report:
     experiment: str = ""  # its experiment (emorec-comparison unless under `mlflow run`)
 
 
-def compare(datasets: list[str] | None = None, out: str | Path = "outputs/compare", *,
-            cross: bool = False, log_mlflow: bool = True) -> Report:
+def compare(
+    datasets: list[str] | None = None,
+    out: str | Path = "outputs/compare",
+    *,
+    cross: bool = False,
+    log_mlflow: bool = True,
+) -> Report:
     """Write the report for ``datasets`` (all when empty) into ``out``; log it to MLflow."""
     rows = collect_rows(datasets)
     if not rows:
-        raise UserError("nothing to compare: no registered champion or finished run"
-                         + (f" for dataset(s) {', '.join(datasets)}" if datasets else "")
-                         + "; run `emorec tune` or `emorec train` first")
+        raise UserError(
+            "nothing to compare: no registered champion or finished run"
+            + (f" for dataset(s) {', '.join(datasets)}" if datasets else "")
+            + "; run `emorec tune` or `emorec train` first"
+        )
     report = Report(Path(out), rows)
     report.folder.mkdir(parents=True, exist_ok=True)
     report.files += write_tables(rows, report.folder)
-    report.files += [figures.save(bar_chart(rows, key, title), report.folder / f"{key}.png")
-                     for key, title in CHARTS]
+    report.files += [
+        figures.save(bar_chart(rows, key, title), report.folder / f"{key}.png")
+        for key, title in CHARTS
+    ]
     if cross:
         from emorec.evaluation import cross_dataset
 
         report.cross = cross_dataset.evaluate(rows)
         report.files += cross_dataset.write(report.cross, report.folder)
     if log_mlflow:
-        report.run_id, report.experiment = tracking.log_report(report.folder, tags={
-            "datasets": ",".join(sorted({r["dataset"] for r in rows}))})
+        report.run_id, report.experiment = tracking.log_report(
+            report.folder, tags={"datasets": ",".join(sorted({r["dataset"] for r in rows}))}
+        )
     return report
 
 
@@ -107,9 +127,10 @@ def markdown(rows: list[dict]) -> str:
 
 def write_tables(rows: list[dict], folder: Path) -> list[Path]:
     md, table = folder / "results.md", folder / "results.csv"
-    md.write_text("# emorec: results per model and dataset\n\nTest-split numbers of each "
-                  "registered champion (or the best run where none is registered).\n\n"
-                  + markdown(rows))
+    md.write_text(
+        "# emorec: results per model and dataset\n\nTest-split numbers of each "
+        "registered champion (or the best run where none is registered).\n\n" + markdown(rows)
+    )
     with table.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_KEYS, extrasaction="ignore")
         writer.writeheader()
@@ -122,6 +143,10 @@ def bar_chart(rows: list[dict], key: str, title: str):
     models = sorted({r["model"] for r in rows})
     datasets = sorted({r["dataset"] for r in rows})
     values = {(r["model"], r["dataset"]): r.get(key) for r in rows}
-    return figures.grouped_bars(models, {d: [values.get((m, d)) for m in models]
-                                         for d in datasets},
-                                title, f"{title} per model", legend="Dataset")
+    return figures.grouped_bars(
+        models,
+        {d: [values.get((m, d)) for m in models] for d in datasets},
+        title,
+        f"{title} per model",
+        legend="Dataset",
+    )

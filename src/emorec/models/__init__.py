@@ -20,8 +20,7 @@ FRAMEWORK_NAMES = {"torch": "PyTorch", "keras": "Keras"}  # as a person writes t
 # The optional training features each framework's engine implements (beyond what every
 # engine does); a TrainConfig field that needs one names it (``needs``): bf16 autocast,
 # test-time augmentation, a frozen backbone's first epochs, averaged weights.
-FEATURES = {"torch": frozenset({"bf16", "tta", "freeze", "ema"}),
-            "keras": frozenset()}
+FEATURES = {"torch": frozenset({"bf16", "tta", "freeze", "ema"}), "keras": frozenset()}
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,15 @@ class ModelSpec:
 _ARCHITECTURES: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, framework: str, builder: str, min_image_size: int,
-             default_image_size: int, summary: str) -> ModelSpec:
+def register(
+    name: str,
+    *,
+    framework: str,
+    builder: str,
+    min_image_size: int,
+    default_image_size: int,
+    summary: str,
+) -> ModelSpec:
     if framework not in FRAMEWORKS:
         raise UserError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
     if name in _ARCHITECTURES:
@@ -68,40 +74,70 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _ARCHITECTURES[name]
     except KeyError:
-        raise UserError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
+        raise UserError(
+            f"unknown model {name!r}; valid models: {', '.join(list_models())}"
+        ) from None
 
 
-def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size: int | None = None,
-                **cfg):
+def build_model(
+    name: str, *, num_classes: int, in_channels: int = 1, image_size: int | None = None, **cfg
+):
     """Build a fresh model by name; ``cfg`` holds architecture options (dropout, pretrained)."""
     spec = get_spec(name)
     size = image_size or spec.default_image_size
     if size < spec.min_image_size:
-        raise UserError(f"image_size {size} is too small for {name}: it needs at least "
-                         f"{spec.min_image_size}")
+        raise UserError(
+            f"image_size {size} is too small for {name}: it needs at least {spec.min_image_size}"
+        )
     if num_classes < 2:
         raise UserError(f"num_classes must be >= 2, got {num_classes}")
     if in_channels not in (1, 3):
         raise UserError(f"in_channels must be 1 or 3, got {in_channels}")
-    return spec.load_builder()(num_classes=num_classes, in_channels=in_channels,
-                               image_size=size, **cfg)
+    return spec.load_builder()(
+        num_classes=num_classes, in_channels=in_channels, image_size=size, **cfg
+    )
 
 
 # The zoo. Four conv stages halve the input four times, hence min sizes of 16;
 # VGG-16 and ResNet50 downsample 32x and need at least 32; they default to 32 px, where a
 # training step costs about half of one at 48 px (FER's native size: pass image_size=48).
-register("cnn_torch", framework="torch", builder="emorec.models.cnn_torch:build",
-         min_image_size=16, default_image_size=48,
-         summary="the proposed CNN (4 conv stages 32-256, GAP, dense 256) in PyTorch")
-register("cnn_tf", framework="keras", builder="emorec.models.cnn_keras:build",
-         min_image_size=16, default_image_size=48,
-         summary="the proposed CNN, same architecture in Keras 3 / TensorFlow")
-register("sanet", framework="torch", builder="emorec.models.sanet:build",
-         min_image_size=16, default_image_size=48,
-         summary="the proposed CNN with a shuffle-attention block after each stage")
-register("vgg16", framework="torch", builder="emorec.models.torchvision_models:build_vgg16",
-         min_image_size=32, default_image_size=32,
-         summary="torchvision VGG-16 (batch-norm variant) with a small GAP classifier head")
-register("resnet50", framework="torch", builder="emorec.models.torchvision_models:build_resnet50",
-         min_image_size=32, default_image_size=32,
-         summary="torchvision ResNet50 with a small classifier head")
+register(
+    "cnn_torch",
+    framework="torch",
+    builder="emorec.models.cnn_torch:build",
+    min_image_size=16,
+    default_image_size=48,
+    summary="the proposed CNN (4 conv stages 32-256, GAP, dense 256) in PyTorch",
+)
+register(
+    "cnn_tf",
+    framework="keras",
+    builder="emorec.models.cnn_keras:build",
+    min_image_size=16,
+    default_image_size=48,
+    summary="the proposed CNN, same architecture in Keras 3 / TensorFlow",
+)
+register(
+    "sanet",
+    framework="torch",
+    builder="emorec.models.sanet:build",
+    min_image_size=16,
+    default_image_size=48,
+    summary="the proposed CNN with a shuffle-attention block after each stage",
+)
+register(
+    "vgg16",
+    framework="torch",
+    builder="emorec.models.torchvision_models:build_vgg16",
+    min_image_size=32,
+    default_image_size=32,
+    summary="torchvision VGG-16 (batch-norm variant) with a small GAP classifier head",
+)
+register(
+    "resnet50",
+    framework="torch",
+    builder="emorec.models.torchvision_models:build_resnet50",
+    min_image_size=32,
+    default_image_size=32,
+    summary="torchvision ResNet50 with a small classifier head",
+)

@@ -38,12 +38,19 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
-def build(*, num_classes: int, in_channels: int, image_size: int, dropout: float = 0.25,
-          pretrained: bool = False):
+def build(
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    dropout: float = 0.25,
+    pretrained: bool = False,
+):
     """Build the proposed CNN as an uncompiled ``keras.Model`` ending in softmax."""
     if pretrained:
-        raise UserError("cnn_tf is trained from scratch: it has no pretrained weights "
-                         "(use pretrained=False)")
+        raise UserError(
+            "cnn_tf is trained from scratch: it has no pretrained weights (use pretrained=False)"
+        )
     # This model is trained by the TensorFlow engine; a keras.json naming
     # another backend must not silently change that. No effect if keras is
     # already imported.
@@ -56,8 +63,9 @@ def build(*, num_classes: int, in_channels: int, image_size: int, dropout: float
     for i, ch in enumerate(FILTERS, start=1):
         for j in (1, 2):
             x = layers.Conv2D(ch, 3, padding="same", use_bias=False, name=f"stage{i}_conv{j}")(x)
-            x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                          name=f"stage{i}_bn{j}")(x)
+            x = layers.BatchNormalization(
+                momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"stage{i}_bn{j}"
+            )(x)
             x = layers.ReLU(name=f"stage{i}_relu{j}")(x)
         x = layers.MaxPooling2D(2, name=f"stage{i}_pool")(x)
         x = layers.Dropout(dropout, name=f"stage{i}_dropout")(x)

@@ -35,14 +35,18 @@ def conv_stage(in_ch: int, out_ch: int, dropout: float) -> nn.Sequential:
     layers = []
     for ch in (in_ch, out_ch):
         # No conv bias: the BatchNorm right after it has its own shift.
-        layers += [nn.Conv2d(ch, out_ch, kernel_size=3, padding=1, bias=False),
-                   nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(ch, out_ch, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        ]
     layers += [nn.MaxPool2d(2), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
 
-def backbone(in_channels: int, dropout: float,
-             after_stage: Callable[[int], nn.Module] | None = None) -> nn.Sequential:
+def backbone(
+    in_channels: int, dropout: float, after_stage: Callable[[int], nn.Module] | None = None
+) -> nn.Sequential:
     """The four stages; ``after_stage(channels)`` adds a block after each (e.g. attention)."""
     stages = OrderedDict()
     prev = in_channels
@@ -54,8 +58,9 @@ def backbone(in_channels: int, dropout: float,
     return nn.Sequential(stages)
 
 
-def classifier_head(in_features: int, num_classes: int, dropout: float, *,
-                    input_dropout: bool = False) -> nn.Sequential:
+def classifier_head(
+    in_features: int, num_classes: int, dropout: float, *, input_dropout: bool = False
+) -> nn.Sequential:
     """GAP + dense 256 head returning logits.
 
     ``input_dropout`` adds dropout on the pooled features, for backbones (VGG,
@@ -64,22 +69,35 @@ def classifier_head(in_features: int, num_classes: int, dropout: float, *,
     layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     if input_dropout:
         layers.append(nn.Dropout(dropout))
-    layers += [nn.Linear(in_features, HIDDEN_UNITS), nn.ReLU(inplace=True), nn.Dropout(dropout),
-               nn.Linear(HIDDEN_UNITS, num_classes)]
+    layers += [
+        nn.Linear(in_features, HIDDEN_UNITS),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(HIDDEN_UNITS, num_classes),
+    ]
     return nn.Sequential(*layers)
 
 
 def no_pretrained_weights(name: str, pretrained: bool) -> None:
     if pretrained:
-        raise UserError(f"{name} is trained from scratch: it has no pretrained weights "
-                         "(use pretrained=False)")
+        raise UserError(
+            f"{name} is trained from scratch: it has no pretrained weights (use pretrained=False)"
+        )
 
 
-def build(*, num_classes: int, in_channels: int, image_size: int, dropout: float = 0.25,
-          pretrained: bool = False) -> nn.Module:
+def build(
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    dropout: float = 0.25,
+    pretrained: bool = False,
+) -> nn.Module:
     """Build the proposed CNN. ``image_size`` is unused: global pooling makes it size-agnostic."""
     no_pretrained_weights("cnn_torch", pretrained)
-    return nn.Sequential(OrderedDict(
-        features=backbone(in_channels, dropout),
-        head=classifier_head(FILTERS[-1], num_classes, dropout),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            features=backbone(in_channels, dropout),
+            head=classifier_head(FILTERS[-1], num_classes, dropout),
+        )
+    )

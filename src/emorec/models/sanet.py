@@ -44,8 +44,10 @@ class ShuffleAttention(nn.Module):
     def __init__(self, channels: int, groups: int = SA_GROUPS):
         super().__init__()
         if channels % (2 * groups):
-            raise UserError(f"ShuffleAttention needs channels divisible by 2 * groups; "
-                             f"got channels={channels}, groups={groups}")
+            raise UserError(
+                f"ShuffleAttention needs channels divisible by 2 * groups; "
+                f"got channels={channels}, groups={groups}"
+            )
         self.groups = groups
         half = channels // (2 * groups)
         shape = (1, half, 1, 1)
@@ -67,11 +69,19 @@ class ShuffleAttention(nn.Module):
         return out.reshape(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
-def build(*, num_classes: int, in_channels: int, image_size: int, dropout: float = 0.25,
-          pretrained: bool = False) -> nn.Module:
+def build(
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    dropout: float = 0.25,
+    pretrained: bool = False,
+) -> nn.Module:
     """Build SANet returning logits. ``image_size`` is unused (global pooling)."""
     no_pretrained_weights("sanet", pretrained)
-    return nn.Sequential(OrderedDict(
-        features=backbone(in_channels, dropout, after_stage=ShuffleAttention),
-        head=classifier_head(FILTERS[-1], num_classes, dropout),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            features=backbone(in_channels, dropout, after_stage=ShuffleAttention),
+            head=classifier_head(FILTERS[-1], num_classes, dropout),
+        )
+    )

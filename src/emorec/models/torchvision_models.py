@@ -40,8 +40,15 @@ from emorec.models.cnn_torch import classifier_head
 class TorchvisionClassifier(nn.Module):
     """A torchvision body + our head; repeats grayscale input to RGB."""
 
-    def __init__(self, body: nn.Module, out_channels: int, *, num_classes: int,
-                 in_channels: int, dropout: float):
+    def __init__(
+        self,
+        body: nn.Module,
+        out_channels: int,
+        *,
+        num_classes: int,
+        in_channels: int,
+        dropout: float,
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.features = body
@@ -61,12 +68,19 @@ def _cached_state_dict(weights) -> dict:
             f"pretrained weights not found at {path}. Nothing is downloaded at run time: "
             f"on a machine with internet, fetch {weights.url} and copy it to that path "
             f"(set TORCH_HOME to use another cache; the file goes in $TORCH_HOME/hub/checkpoints), "
-            f"or use pretrained=False.")
+            f"or use pretrained=False."
+        )
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def build_vgg16(*, num_classes: int, in_channels: int, image_size: int, dropout: float = 0.25,
-                pretrained: bool = False) -> nn.Module:
+def build_vgg16(
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    dropout: float = 0.25,
+    pretrained: bool = False,
+) -> nn.Module:
     """VGG-16-BN conv body + our head; 512 channels out, 32x downsampling."""
     # Read the checkpoint first: a missing file fails before the slow model init.
     weights = torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1
@@ -74,12 +88,19 @@ def build_vgg16(*, num_classes: int, in_channels: int, image_size: int, dropout:
     vgg = torchvision.models.vgg16_bn(weights=None)
     if state is not None:
         vgg.load_state_dict(state)
-    return TorchvisionClassifier(vgg.features, 512, num_classes=num_classes,
-                                 in_channels=in_channels, dropout=dropout)
+    return TorchvisionClassifier(
+        vgg.features, 512, num_classes=num_classes, in_channels=in_channels, dropout=dropout
+    )
 
 
-def build_resnet50(*, num_classes: int, in_channels: int, image_size: int, dropout: float = 0.25,
-                   pretrained: bool = False) -> nn.Module:
+def build_resnet50(
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    dropout: float = 0.25,
+    pretrained: bool = False,
+) -> nn.Module:
     """ResNet50 up to layer4 + our head; 2048 channels out, 32x downsampling."""
     weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
     state = _cached_state_dict(weights) if pretrained else None
@@ -87,7 +108,13 @@ def build_resnet50(*, num_classes: int, in_channels: int, image_size: int, dropo
     if state is not None:
         resnet.load_state_dict(state)
     # Everything but torchvision's own avgpool and fc: our head pools itself.
-    body = nn.Sequential(OrderedDict((name, child) for name, child in resnet.named_children()
-                                     if name not in ("avgpool", "fc")))
-    return TorchvisionClassifier(body, 2048, num_classes=num_classes,
-                                 in_channels=in_channels, dropout=dropout)
+    body = nn.Sequential(
+        OrderedDict(
+            (name, child)
+            for name, child in resnet.named_children()
+            if name not in ("avgpool", "fc")
+        )
+    )
+    return TorchvisionClassifier(
+        body, 2048, num_classes=num_classes, in_channels=in_channels, dropout=dropout
+    )

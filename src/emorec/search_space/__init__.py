@@ -27,5 +27,14 @@ from emorec.search_space.files import PRESET_KEYS, default_path, list_presets, r
 from emorec.search_space.parse import DIST_KEYS, SECTIONS, load
 from emorec.search_space.types import Alternative, SearchSpace
 
-__all__ = ["DIST_KEYS", "PRESET_KEYS", "SECTIONS", "Alternative", "SearchSpace", "default_path",
-           "list_presets", "load", "read_preset"]
+__all__ = [
+    "DIST_KEYS",
+    "PRESET_KEYS",
+    "SECTIONS",
+    "Alternative",
+    "SearchSpace",
+    "default_path",
+    "list_presets",
+    "load",
+    "read_preset",
+]

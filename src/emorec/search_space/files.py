@@ -23,8 +23,10 @@ def default_path(model: str) -> Path:
     for folder in candidates:
         if (folder / f"{model}.yaml").is_file():
             return folder / f"{model}.yaml"
-    raise MissingFile(f"no search space for model {model!r}: looked for {model}.yaml in "
-                            f"{', '.join(str(c) for c in candidates)}; pass --space FILE")
+    raise MissingFile(
+        f"no search space for model {model!r}: looked for {model}.yaml in "
+        f"{', '.join(str(c) for c in candidates)}; pass --space FILE"
+    )
 
 
 def read_preset(name: str) -> tuple[Path, dict[str, str]]:
@@ -33,19 +35,21 @@ def read_preset(name: str) -> tuple[Path, dict[str, str]]:
     try:
         path = default_path(name)
     except FileNotFoundError:
-        raise UserError(f"unknown preset {name!r}; valid presets: "
-                         f"{', '.join(list_presets()) or 'none'}") from None
+        raise UserError(
+            f"unknown preset {name!r}; valid presets: {', '.join(list_presets()) or 'none'}"
+        ) from None
     raw = yaml.safe_load(path.read_text()) or {}
     preset = raw.get("preset") if isinstance(raw, dict) else None
     if not isinstance(preset, dict) or set(preset) != set(PRESET_KEYS):
-        raise UserError(f"{path} is not a preset: it needs a 'preset' section with "
-                         f"{' and '.join(PRESET_KEYS)}; valid presets: "
-                         f"{', '.join(list_presets()) or 'none'}")
+        raise UserError(
+            f"{path} is not a preset: it needs a 'preset' section with "
+            f"{' and '.join(PRESET_KEYS)}; valid presets: "
+            f"{', '.join(list_presets()) or 'none'}"
+        )
     return path, {k: str(v) for k, v in preset.items()}
 
 
 def list_presets() -> list[str]:
     """The names of the files in the tuning folder that hold a ``preset`` section."""
     folder = default_path("cnn_torch").parent
-    return sorted(p.stem for p in folder.glob("*.yaml")
-                  if "\npreset:" in "\n" + p.read_text())
+    return sorted(p.stem for p in folder.glob("*.yaml") if "\npreset:" in "\n" + p.read_text())

@@ -41,8 +41,11 @@ def load(path: str | os.PathLike, base: TrainConfig | None = None) -> SearchSpac
         str(path),
         grid={k: _grid_values(where, k, v) for k, v in _section(where, raw, "grid").items()},
         space={k: _alternatives(where, k, v) for k, v in _section(where, raw, "space").items()},
-        fixed={k: _coerce(where, f"fixed.{_field(where, 'fixed', k)}", k, v)
-               for k, v in _section(where, raw, "fixed").items()})
+        fixed={
+            k: _coerce(where, f"fixed.{_field(where, 'fixed', k)}", k, v)
+            for k, v in _section(where, raw, "fixed").items()
+        },
+    )
     space = dataclasses.replace(space, start=_start_points(where, raw.get("start"), space))
     _check_conditions(where, space)
     if base is not None:
@@ -69,11 +72,17 @@ def _section(where: _Where, raw: dict, name: str) -> dict:
 
 def _field(where: _Where, section: str, name: str) -> str:
     if name not in _FIELDS:
-        where.fail(f"{section}.{name}", "unknown parameter (not a TrainConfig field); valid: "
-                   + ", ".join(n for n in _FIELDS if n not in NOT_TUNABLE))
+        where.fail(
+            f"{section}.{name}",
+            "unknown parameter (not a TrainConfig field); valid: "
+            + ", ".join(n for n in _FIELDS if n not in NOT_TUNABLE),
+        )
     if name in NOT_TUNABLE:
-        where.fail(f"{section}.{name}", "cannot be tuned (it names what is trained or how "
-                   "it is tracked); set it on the command line")
+        where.fail(
+            f"{section}.{name}",
+            "cannot be tuned (it names what is trained or how "
+            "it is tracked); set it on the command line",
+        )
     return name
 
 
@@ -115,8 +124,10 @@ def _alternatives(where: _Where, name: str, spec: Any) -> tuple[Alternative, ...
     specs = spec if isinstance(spec, list) else [spec]
     if not specs:
         where.fail(key, "empty list; give a distribution")
-    return tuple(_alternative(where, f"{key}[{i}]" if len(specs) > 1 else key, name, s)
-                 for i, s in enumerate(specs))
+    return tuple(
+        _alternative(where, f"{key}[{i}]" if len(specs) > 1 else key, name, s)
+        for i, s in enumerate(specs)
+    )
 
 
 def _alternative(where: _Where, key: str, name: str, spec: Any) -> Alternative:
@@ -146,8 +157,14 @@ def _alternative(where: _Where, key: str, name: str, spec: Any) -> Alternative:
     step = spec.get("step")
     if step is not None and (log_scale or float(step) <= 0):
         where.fail(f"{key}.step", "must be positive and cannot be combined with log")
-    return Alternative(low=low, high=high, log=log_scale, step=step, when=when,
-                       is_int=type(_FIELDS[name].default) is int)
+    return Alternative(
+        low=low,
+        high=high,
+        log=log_scale,
+        step=step,
+        when=when,
+        is_int=type(_FIELDS[name].default) is int,
+    )
 
 
 def _condition(where: _Where, key: str, cond: Any) -> tuple:
@@ -172,8 +189,11 @@ def _check_conditions(where: _Where, space: SearchSpace) -> None:
         for alt in alternatives:
             for other, _ in alt.when:
                 if other not in seen and other not in space.fixed:
-                    where.fail(f"space.{name}.if.{other}", "must name a parameter listed earlier "
-                               f"in 'space' or in 'fixed'; earlier: {', '.join(seen) or 'none'}")
+                    where.fail(
+                        f"space.{name}.if.{other}",
+                        "must name a parameter listed earlier "
+                        f"in 'space' or in 'fixed'; earlier: {', '.join(seen) or 'none'}",
+                    )
         seen.append(name)
 
 
@@ -188,14 +208,17 @@ def _start_points(where: _Where, points: Any, space: SearchSpace) -> tuple[dict,
             where.fail(f"start[{i}]", "must map parameters to values")
         for name in point:
             if name not in space.space:
-                where.fail(f"start[{i}].{name}", "not a 'space' parameter; valid: "
-                           + ", ".join(space.space))
+                where.fail(
+                    f"start[{i}].{name}",
+                    "not a 'space' parameter; valid: " + ", ".join(space.space),
+                )
         out.append({k: _coerce(where, f"start[{i}].{k}", k, v) for k, v in point.items()})
     return tuple(out)
 
 
 def _check_values(where: _Where, space: SearchSpace, base: TrainConfig) -> None:
     """Every single value must be one ``TrainConfig`` accepts (combinations are not enumerated)."""
+
     def check(key: str, name: str, value: Any) -> None:
         try:
             base.replace(**{name: value})

@@ -55,15 +55,21 @@ class SearchSpace:
         if dropped:
             log.info("%s: %s fixed by the caller; not tuned", self.path, ", ".join(dropped))
         keep = lambda d: {k: v for k, v in d.items() if k not in names}  # noqa: E731
-        return dataclasses.replace(self, grid=keep(self.grid), space=keep(self.space),
-                                   fixed=keep(self.fixed),
-                                   start=tuple(keep(p) for p in self.start))
+        return dataclasses.replace(
+            self,
+            grid=keep(self.grid),
+            space=keep(self.space),
+            fixed=keep(self.fixed),
+            start=tuple(keep(p) for p in self.start),
+        )
 
     def digest(self, part: str | None = None) -> str:
         """Identifies the grid (``part="grid"``), the space (``"tpe"``) or both; a study
         checks on resume that what its sampler searches has not changed."""
-        data = {"grid": self.grid, "space": {k: [dataclasses.asdict(a) for a in v]
-                                             for k, v in self.space.items()}}
+        data = {
+            "grid": self.grid,
+            "space": {k: [dataclasses.asdict(a) for a in v] for k, v in self.space.items()},
+        }
         if part is not None:
             data = data["grid" if part == "grid" else "space"]
         text = json.dumps(data, sort_keys=True, default=str)

@@ -25,8 +25,7 @@ def collect_images(inputs) -> list[tuple[Path, Path]]:
     found = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += [(f, f.relative_to(item)) for f in sorted(item.rglob("*"))
-                      if is_image_file(f)]
+            found += [(f, f.relative_to(item)) for f in sorted(item.rglob("*")) if is_image_file(f)]
         elif item.exists():
             found.append((item, Path(item.name)))  # given by name: kept even if the suffix is odd
         else:
@@ -34,18 +33,28 @@ def collect_images(inputs) -> list[tuple[Path, Path]]:
     return found
 
 
-def predict_files(predictor: Predictor, files: list[Path], *, batch_size: int = 64,
-                  detect_faces: bool = True, progress: bool | None = None):
+def predict_files(
+    predictor: Predictor,
+    files: list[Path],
+    *,
+    batch_size: int = 64,
+    detect_faces: bool = True,
+    progress: bool | None = None,
+):
     """Yield (file, pixels, predictions, error) per file, ``batch_size`` files at a time;
     an unreadable file gives its ImageError message and no predictions."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(files), unit="img", file=sys.stderr,
-               disable=not (len(files) > 50 if progress is None else progress))
+    bar = tqdm(
+        total=len(files),
+        unit="img",
+        file=sys.stderr,
+        disable=not (len(files) > 50 if progress is None else progress),
+    )
     with bar:
         for start in range(0, len(files), batch_size):
             decoded = {}
-            for f in files[start:start + batch_size]:
+            for f in files[start : start + batch_size]:
                 try:
                     decoded[f] = decode_image(f)
                 except ImageError as exc:
@@ -56,8 +65,12 @@ def predict_files(predictor: Predictor, files: list[Path], *, batch_size: int = 
                 by_source.setdefault(p.source, []).append(p)
             for f, px in decoded.items():
                 failed = isinstance(px, ImageError)
-                yield f, (None if failed else px), by_source.get(str(f), []), \
-                    (str(px) if failed else None)
+                yield (
+                    f,
+                    (None if failed else px),
+                    by_source.get(str(f), []),
+                    (str(px) if failed else None),
+                )
             bar.update(len(decoded))
 
 
@@ -110,19 +123,24 @@ def _check_target(out_dir: Path, target: Path, source: Path, inputs: dict) -> No
     below = target.relative_to(out_dir)
     for part in [out_dir.joinpath(*below.parts[:i]) for i in range(1, len(below.parts) + 1)]:
         if part.is_symlink():
-            raise UserError(f"--annotate {out_dir}: {part} is a symbolic link; emorec does "
-                             "not write through links, remove it or choose another folder")
+            raise UserError(
+                f"--annotate {out_dir}: {part} is a symbolic link; emorec does "
+                "not write through links, remove it or choose another folder"
+            )
         if part != target and part.exists() and not part.is_dir():
-            raise UserError(f"--annotate {out_dir}: cannot write {target}, {part} is a file, "
-                             "not a folder")
+            raise UserError(
+                f"--annotate {out_dir}: cannot write {target}, {part} is a file, not a folder"
+            )
     if target.is_dir():
         raise UserError(f"--annotate {out_dir}: cannot write {target}, it is a folder")
     if target.exists():
         st = target.stat()
         clash = inputs.get((st.st_dev, st.st_ino))
         if clash is not None:
-            raise UserError(f"--annotate {out_dir}: the copy of {source} would replace the "
-                             f"input {clash}; choose an output folder apart from the inputs")
+            raise UserError(
+                f"--annotate {out_dir}: the copy of {source} would replace the "
+                f"input {clash}; choose an output folder apart from the inputs"
+            )
 
 
 def annotate(pixels: np.ndarray, predictions: list[Prediction], out: Path) -> Path:
@@ -141,9 +159,16 @@ def annotate(pixels: np.ndarray, predictions: list[Prediction], out: Path) -> Pa
         x, y, w, h = p.box
         colour = (0, 200, 0) if p.face_found else (0, 165, 255)
         cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, max(1, round(2 * scale)))
-        cv2.putText(img, f"{p.label} {p.confidence:.2f}", (x + 2, max(y - 4, 12)),
-                    cv2.FONT_HERSHEY_SIMPLEX, max(0.3, 0.5 * scale), colour,
-                    max(1, round(scale)), cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"{p.label} {p.confidence:.2f}",
+            (x + 2, max(y - 4, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            max(0.3, 0.5 * scale),
+            colour,
+            max(1, round(scale)),
+            cv2.LINE_AA,
+        )
     out = _writable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(out.suffix, img)

@@ -37,8 +37,14 @@ class OnnxParityError(RuntimeError):
     """The exported graph does not reproduce the original model's probabilities."""
 
 
-def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True,
-                opset: int = OPSET, tta: bool = True) -> Path:
+def export_onnx(
+    model_uri: str,
+    out_path: str | Path,
+    *,
+    log_to_run: bool = True,
+    opset: int = OPSET,
+    tta: bool = True,
+) -> Path:
     """Export the ``emotion_model`` at ``model_uri`` (PyTorch or Keras) to ``out_path`` (ONNX,
     with softmax, dynamic batch), check parity, and log it to the source run under ``onnx/``.
 
@@ -57,8 +63,10 @@ def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     out = writable_output(out_path)
     emotion_model = tracking.load_emotion_model(model_uri)
     if emotion_model.framework not in FRAMEWORKS:
-        raise UserError(f"ONNX export supports {', '.join(FRAMEWORKS)} models; {model_uri} is "
-                         f"a {emotion_model.framework} model")
+        raise UserError(
+            f"ONNX export supports {', '.join(FRAMEWORKS)} models; {model_uri} is "
+            f"a {emotion_model.framework} model"
+        )
     prep = emotion_model.prep
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -66,7 +74,8 @@ def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     bare = engine.without_tta(trained)
     network = trained if tta else bare
     layout, reference = engine.export_onnx(
-        network, out, prep, opset=opset, input_name=INPUT, output_name=OUTPUT)
+        network, out, prep, opset=opset, input_name=INPUT, output_name=OUTPUT
+    )
     export_s = time.perf_counter() - start
 
     # Parity on a batch size other than the traced one, so the dynamic axis is exercised too.
@@ -79,20 +88,29 @@ def export_onnx(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
     if not diff < PARITY_ATOL:
         out.unlink(missing_ok=True)
-        raise OnnxParityError(f"ONNX export of {model_uri} does not match the "
-                              f"{emotion_model.framework} model: max probability difference "
-                              f"{diff:.3g} (allowed < {PARITY_ATOL}; shapes {got.shape} vs "
-                              f"{expected.shape})")
+        raise OnnxParityError(
+            f"ONNX export of {model_uri} does not match the "
+            f"{emotion_model.framework} model: max probability difference "
+            f"{diff:.3g} (allowed < {PARITY_ATOL}; shapes {got.shape} vs "
+            f"{expected.shape})"
+        )
 
     proto = onnx.load(str(out))
-    meta = {"classes": list(emotion_model.classes), "prep": prep.to_dict(),
-            "source_uri": model_uri, "framework": emotion_model.framework, "opset": opset,
-            "parity_max_abs_diff": diff, "parity_samples": PARITY_SAMPLES, "layout": layout,
-            # The test-time augmentation in the graph, and the one the run evaluated with.
-            "tta": "none" if network is bare else "flip",
-            "tta_trained": "none" if trained is bare else "flip",
-            "input": f"float32 {layout} in [-1, 1]",
-            "output": "probabilities, one column per class"}
+    meta = {
+        "classes": list(emotion_model.classes),
+        "prep": prep.to_dict(),
+        "source_uri": model_uri,
+        "framework": emotion_model.framework,
+        "opset": opset,
+        "parity_max_abs_diff": diff,
+        "parity_samples": PARITY_SAMPLES,
+        "layout": layout,
+        # The test-time augmentation in the graph, and the one the run evaluated with.
+        "tta": "none" if network is bare else "flip",
+        "tta_trained": "none" if trained is bare else "flip",
+        "input": f"float32 {layout} in [-1, 1]",
+        "output": "probabilities, one column per class",
+    }
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     proto.doc_string = f"emorec emotion model exported from {model_uri}"
@@ -110,5 +128,7 @@ def writable_output(path: str | Path) -> Path:
     """``path`` as a file to write, refused before any work when it is a folder."""
     out = Path(path)
     if out.is_dir():
-        raise UserError(f"{out} is a folder: give the .onnx file to write, e.g. {out / 'model.onnx'}")
+        raise UserError(
+            f"{out} is a folder: give the .onnx file to write, e.g. {out / 'model.onnx'}"
+        )
     return out

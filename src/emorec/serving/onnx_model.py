@@ -39,15 +39,17 @@ class OnnxModel:
         if not self.path.is_file():
             raise MissingFile(f"no such ONNX model: {self.path}")
         try:
-            self.session = ort.InferenceSession(str(self.path),
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise UserError(f"cannot load {self.path} with ONNX Runtime: "
-                             f"{str(exc).splitlines()[0][:300]}") from None
+            raise UserError(
+                f"cannot load {self.path} with ONNX Runtime: {str(exc).splitlines()[0][:300]}"
+            ) from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
-            raise UserError(f"{self.path} is not an emorec ONNX export (no {METADATA_KEY!r} "
-                             "metadata with classes and preprocessing)")
+            raise UserError(
+                f"{self.path} is not an emorec ONNX export (no {METADATA_KEY!r} "
+                "metadata with classes and preprocessing)"
+            )
         self.metadata = json.loads(raw)
         self.classes = list(self.metadata["classes"])
         self.prep = Preprocessing.from_dict(self.metadata["prep"])
@@ -89,7 +91,7 @@ def log_to_run(run_id: str, onnx_path: str | Path, name: str) -> str:
     from emorec.tracking import logged_models
 
     model = OnnxModel(onnx_path)
-    logged_models.log_image_pyfunc(OnnxPyfunc(model), onnx_path,
-                                   logged_models.requirements(RUNTIME), name=name,
-                                   run_id=run_id)
+    logged_models.log_image_pyfunc(
+        OnnxPyfunc(model), onnx_path, logged_models.requirements(RUNTIME), name=name, run_id=run_id
+    )
     return f"runs:/{run_id}/{name}"

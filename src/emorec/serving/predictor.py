@@ -69,16 +69,20 @@ class Predictor:
             return
         missing = [c for c in expected if named[c] not in self.classes]
         extra = [c for c in self.classes if c not in named.values()]
-        raise UserError(f"model {self.uri} was trained on classes {self.classes}, but "
-                         f"{expected} were expected (not in the model: {missing or 'none'}; "
-                         f"only in the model: {extra or 'none'})")
+        raise UserError(
+            f"model {self.uri} was trained on classes {self.classes}, but "
+            f"{expected} were expected (not in the model: {missing or 'none'}; "
+            f"only in the model: {extra or 'none'})"
+        )
 
-    def predict(self, images, *, detect_faces: bool = True,
-                batch_size: int = 256) -> list[Prediction]:
+    def predict(
+        self, images, *, detect_faces: bool = True, batch_size: int = 256
+    ) -> list[Prediction]:
         """One prediction per face (or per image without a face), in input order."""
         items = images if isinstance(images, (list, tuple)) else [images]
-        return self.predict_pixels([_as_pixels(image, i) for i, image in enumerate(items)],
-                                   detect_faces, batch_size)
+        return self.predict_pixels(
+            [_as_pixels(image, i) for i, image in enumerate(items)], detect_faces, batch_size
+        )
 
     def predict_pixels(self, sourced, detect_faces: bool, batch_size: int) -> list[Prediction]:
         """``predict`` for decoded images: ``sourced`` holds (source name, pixels) pairs."""
@@ -90,19 +94,31 @@ class Predictor:
                 crops.append(pixels)
                 meta.append((source, 0, (0, 0, w, h), False))
             for j, (x, y, w, h) in enumerate(boxes):
-                crops.append(pixels[y:y + h, x:x + w])
+                crops.append(pixels[y : y + h, x : x + w])
                 meta.append((source, j, (x, y, w, h), True))
         proba = self.predict_proba(crops, batch_size=batch_size)
-        return [Prediction(src, face, box, found, self.classes[int(p.argmax())], float(p.max()),
-                           dict(zip(self.classes, map(float, p))))
-                for (src, face, box, found), p in zip(meta, proba)]
+        return [
+            Prediction(
+                src,
+                face,
+                box,
+                found,
+                self.classes[int(p.argmax())],
+                float(p.max()),
+                dict(zip(self.classes, map(float, p))),
+            )
+            for (src, face, box, found), p in zip(meta, proba)
+        ]
 
     def predict_proba(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, K) for face crops of any size (no detection: they are faces
         already), through the model's preprocessing."""
-        out = [self.model.probabilities(prepare_batch(crops[s:s + batch_size], self.prep,
-                                                      detect=False))
-               for s in range(0, len(crops), batch_size)]
+        out = [
+            self.model.probabilities(
+                prepare_batch(crops[s : s + batch_size], self.prep, detect=False)
+            )
+            for s in range(0, len(crops), batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
 
@@ -113,8 +129,10 @@ def _as_pixels(image, index: int) -> tuple[str, np.ndarray]:
         return f"<array {index}>", as_pixels(image, f"<array {index}>")
     if hasattr(image, "convert"):  # a PIL image
         return f"<image {index}>", as_pixels(image, f"<image {index}>")
-    raise ImageError(f"item {index}: expected a file path, a PIL image or a NumPy array, "
-                     f"got {type(image).__name__}")
+    raise ImageError(
+        f"item {index}: expected a file path, a PIL image or a NumPy array, "
+        f"got {type(image).__name__}"
+    )
 
 
 def load(model_uri: str, *, expect_classes=None) -> Predictor:
@@ -125,8 +143,11 @@ def load(model_uri: str, *, expect_classes=None) -> Predictor:
     class set raises ValueError naming both (see ``Predictor.check_classes``).
     """
     uri = str(model_uri)
-    if uri.lower().endswith(".onnx") and "://" not in uri \
-            and not uri.startswith(("runs:/", "models:/")):
+    if (
+        uri.lower().endswith(".onnx")
+        and "://" not in uri
+        and not uri.startswith(("runs:/", "models:/"))
+    ):
         from emorec.serving.onnx_model import OnnxModel
 
         predictor = Predictor(OnnxModel(uri), uri)

@@ -63,14 +63,17 @@ def prepared_request(frame, prep: Preprocessing) -> np.ndarray:
         raise ImageError(f"expected a DataFrame with an 'image' column, got {columns}")
     files = [payload_bytes(i, v) for i, v in enumerate(frame["image"])]
     if not files:
-        raise ImageError("the request holds no images (expected at least one row in the "
-                         "'image' column)")
+        raise ImageError(
+            "the request holds no images (expected at least one row in the 'image' column)"
+        )
     sizes = [_size(i, data) for i, data in enumerate(files)]
     total = sum(w * h for w, h in sizes)
     if total > REQUEST_PIXELS:
-        raise ImageError(f"the request's {len(files)} images hold {total} pixels in all; the "
-                         f"limit is {REQUEST_PIXELS} pixels a request: send fewer or smaller "
-                         "images per request")
+        raise ImageError(
+            f"the request's {len(files)} images hold {total} pixels in all; the "
+            f"limit is {REQUEST_PIXELS} pixels a request: send fewer or smaller "
+            "images per request"
+        )
     crops = []
     for i, data in enumerate(files):
         try:
@@ -126,8 +129,7 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
 
         outputs = [ColSpec("float", c) for c in self.classes]
         outputs += [ColSpec("string", "label"), ColSpec("float", "confidence")]
-        return ModelSignature(inputs=Schema([ColSpec("string", "image")]),
-                              outputs=Schema(outputs))
+        return ModelSignature(inputs=Schema([ColSpec("string", "image")]), outputs=Schema(outputs))
 
     # The hint tells MLflow not to infer a schema from type hints (it warns otherwise).
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

@@ -57,13 +57,20 @@ def check_request(scheme: str, framework: str | None = None, model: str = "") ->
         names = [m for m in list_models() if get_spec(m).framework in QUANTIZABLE]
         # Keras graphs (tf2onnx, NHWC) have not been measured quantized: until a benchmark
         # shows int8 keeps their accuracy, they stay float32.
-        raise UserError(f"--quantize {scheme} supports PyTorch models ({', '.join(names)}); "
-                         f"{model or 'this model'} is a {framework} model: export it as "
-                         "float32 (without --quantize)")
+        raise UserError(
+            f"--quantize {scheme} supports PyTorch models ({', '.join(names)}); "
+            f"{model or 'this model'} is a {framework} model: export it as "
+            "float32 (without --quantize)"
+        )
 
 
-def training_sample(run_id: str, prep, calibration: int = CALIBRATION_IMAGES,
-                    check: int = CHECK_IMAGES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def training_sample(
+    run_id: str,
+    prep,
+    calibration: int = CALIBRATION_IMAGES,
+    check: int = CHECK_IMAGES,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(calibration images from the run's train part, check images from its validation
     part): uint8 (N, S, S, C) after ``prep``, the run's own split rebuilt from what it
     logged; refused when the data is not what the run trained on."""
@@ -75,32 +82,44 @@ def training_sample(run_id: str, prep, calibration: int = CALIBRATION_IMAGES,
     facts = tracking.training_facts(run_id)
     cfg = TrainConfig.from_logged(facts["params"])
     try:
-        ds = load_dataset(cfg.dataset, cfg.data_dir, prep, options=cfg.dataset_options(),
-                          progress=False)
+        ds = load_dataset(
+            cfg.dataset, cfg.data_dir, prep, options=cfg.dataset_options(), progress=False
+        )
     except DatasetError as exc:
-        raise UserError(f"int8 calibration reads the model's training images ({cfg.dataset} "
-                         f"in {cfg.data_dir or 'built-in'}): {exc}") from None
-    split = make_split(ds, strategy=cfg.split, val_fraction=cfg.val_fraction,
-                       test_fraction=cfg.test_fraction, seed=cfg.seed)
+        raise UserError(
+            f"int8 calibration reads the model's training images ({cfg.dataset} "
+            f"in {cfg.data_dir or 'built-in'}): {exc}"
+        ) from None
+    split = make_split(
+        ds,
+        strategy=cfg.split,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+    )
     if cfg.dedupe:  # the logged split is the deduplicated one
         from emorec.data.dedupe import drop_duplicates
 
         split, _ = drop_duplicates(ds, split)
     now = {"dataset_digest": tracking.dataset_digest(ds), "split_digest": split.digest}
-    changed = [f"{key} {facts[key]} then, {now[key]} now" for key in now
-               if facts[key] != now[key]]
+    changed = [f"{key} {facts[key]} then, {now[key]} now" for key in now if facts[key] != now[key]]
     if changed:  # ``prep`` is the model's, so the images are prepared as in training
-        raise UserError(f"int8 calibration must use run {run_id}'s training images, but "
-                         f"{cfg.data_dir or cfg.dataset} has changed since it trained "
-                         f"({'; '.join(changed)}): restore the data it trained on")
+        raise UserError(
+            f"int8 calibration must use run {run_id}'s training images, but "
+            f"{cfg.data_dir or cfg.dataset} has changed since it trained "
+            f"({'; '.join(changed)}): restore the data it trained on"
+        )
     rng = np.random.default_rng(seed)
-    pick = lambda part, n: ds.images[np.sort(rng.choice(part, min(n, len(part)),  # noqa: E731
-                                                         replace=False))]
+
+    def pick(part: np.ndarray, n: int) -> np.ndarray:
+        return ds.images[np.sort(rng.choice(part, min(n, len(part)), replace=False))]
+
     return pick(split.train, calibration), pick(split.val, check)
 
 
-def quantize_file(float_path: Path, out_path: Path, calibration: np.ndarray,
-                  batch_size: int = 32) -> None:
+def quantize_file(
+    float_path: Path, out_path: Path, calibration: np.ndarray, batch_size: int = 32
+) -> None:
     """Static int8 quantization of ``float_path`` into ``out_path``, calibrated on
     ``calibration`` (float32, already the graph's input)."""
     from onnxruntime.quantization import (
@@ -116,8 +135,12 @@ def quantize_file(float_path: Path, out_path: Path, calibration: np.ndarray,
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self._it = iter([{INPUT: calibration[s:s + batch_size]}
-                             for s in range(0, len(calibration), batch_size)])
+            self._it = iter(
+                [
+                    {INPUT: calibration[s : s + batch_size]}
+                    for s in range(0, len(calibration), batch_size)
+                ]
+            )
 
         def get_next(self):
             return next(self._it, None)
@@ -125,18 +148,28 @@ def quantize_file(float_path: Path, out_path: Path, calibration: np.ndarray,
     with tempfile.TemporaryDirectory(prefix="emorec-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared))
-        quantize_static(str(prepared), str(out_path), Batches(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=PER_CHANNEL, reduce_range=REDUCE_RANGE,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=PER_CHANNEL,
+            reduce_range=REDUCE_RANGE,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
 
 
 def agreement(float_model, int8_model, x: np.ndarray) -> dict:
     """How the int8 graph's probabilities compare with the float32 graph's on ``x``."""
     p32, p8 = float_model.run(x), int8_model.run(x)
-    return {"images": len(x), "top1_agreement": float(np.mean(p32.argmax(1) == p8.argmax(1))),
-            "max_abs_diff": float(np.abs(p32 - p8).max()),
-            "mean_abs_diff": float(np.abs(p32 - p8).mean())}
+    return {
+        "images": len(x),
+        "top1_agreement": float(np.mean(p32.argmax(1) == p8.argmax(1))),
+        "max_abs_diff": float(np.abs(p32 - p8).max()),
+        "mean_abs_diff": float(np.abs(p32 - p8).mean()),
+    }
 
 
 def _write_metadata(path: Path, meta: dict) -> None:
@@ -152,9 +185,14 @@ def _write_metadata(path: Path, meta: dict) -> None:
     onnx.save(proto, str(path))
 
 
-def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True,
-                calibration_images: int = CALIBRATION_IMAGES,
-                tta: bool = True) -> tuple[Path, dict]:
+def export_int8(
+    model_uri: str,
+    out_path: str | Path,
+    *,
+    log_to_run: bool = True,
+    calibration_images: int = CALIBRATION_IMAGES,
+    tta: bool = True,
+) -> tuple[Path, dict]:
     """Write the int8 ONNX model of ``model_uri`` to ``out_path``; returns (path, the
     ``quantization`` facts stored in its metadata). With ``log_to_run`` the file goes to
     the source run under ``onnx/`` and as the pyfunc ``emotion_model_int8`` (or
@@ -171,21 +209,28 @@ def export_int8(model_uri: str, out_path: str | Path, *, log_to_run: bool = True
     check_request("int8", get_spec(model).framework, model)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="emorec-int8-") as tmp:
-        float_path = export_onnx(model_uri, Path(tmp) / "float32.onnx", log_to_run=False,
-                                 tta=tta)
+        float_path = export_onnx(model_uri, Path(tmp) / "float32.onnx", log_to_run=False, tta=tta)
         float_model = OnnxModel(float_path)
         calib, check = training_sample(run_id, float_model.prep, calibration_images)
         quantize_file(float_path, out, network_input(calib, float_model.layout))
-        facts = {"scheme": "int8", "method": "static", "format": "QDQ",
-                 "activations": "uint8", "weights": "int8", "per_channel": PER_CHANNEL,
-                 "reduce_range": REDUCE_RANGE, "calibration": "MinMax",
-                 "calibration_images": len(calib),
-                 "calibration_source": calib_source(run_id),
-                 "float32_bytes": float_path.stat().st_size}
+        facts = {
+            "scheme": "int8",
+            "method": "static",
+            "format": "QDQ",
+            "activations": "uint8",
+            "weights": "int8",
+            "per_channel": PER_CHANNEL,
+            "reduce_range": REDUCE_RANGE,
+            "calibration": "MinMax",
+            "calibration_images": len(calib),
+            "calibration_source": calib_source(run_id),
+            "float32_bytes": float_path.stat().st_size,
+        }
         meta = {**float_model.metadata, "quantization": facts}
         _write_metadata(out, meta)
-        facts["check"] = agreement(float_model, OnnxModel(out),
-                                   network_input(check, float_model.layout))
+        facts["check"] = agreement(
+            float_model, OnnxModel(out), network_input(check, float_model.layout)
+        )
         facts["int8_bytes"] = out.stat().st_size
     _write_metadata(out, meta)  # now with the check
     log.info("quantized %s to %s: %s", model_uri, out, facts)
@@ -204,5 +249,7 @@ def calib_source(run_id: str) -> str:
     from emorec import tracking
 
     facts = tracking.training_facts(run_id)
-    return (f"train split of run {run_id} ({facts['params'].get('dataset')}; dataset digest "
-            f"{facts['dataset_digest']}, split digest {facts['split_digest']})")
+    return (
+        f"train split of run {run_id} ({facts['params'].get('dataset')}; dataset digest "
+        f"{facts['dataset_digest']}, split digest {facts['split_digest']})"
+    )

@@ -44,17 +44,29 @@ parent run's record and registration).
 """
 
 from emorec.study.options import (
-                                  OBJECTIVES,
-                                  PRUNERS,
-                                  SAMPLERS,
-                                  TEST_METRIC,
-                                  StudyOptions,
-                                  StudyResult,
+    OBJECTIVES,
+    PRUNERS,
+    SAMPLERS,
+    TEST_METRIC,
+    StudyOptions,
+    StudyResult,
 )
 from emorec.study.run import run_study
 from emorec.study.storage import default_storage, make_storage, mask, status
 from emorec.study.trials import PointTaken, PruningCallback
 
-__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "TEST_METRIC", "PointTaken", "PruningCallback",
-           "StudyOptions", "StudyResult", "default_storage", "make_storage", "mask", "run_study",
-           "status"]
+__all__ = [
+    "OBJECTIVES",
+    "PRUNERS",
+    "SAMPLERS",
+    "TEST_METRIC",
+    "PointTaken",
+    "PruningCallback",
+    "StudyOptions",
+    "StudyResult",
+    "default_storage",
+    "make_storage",
+    "mask",
+    "run_study",
+    "status",
+]

@@ -28,10 +28,17 @@ class BenchmarkResult:
     report: report_mod.Report | None = None
 
 
-def benchmark_all(models: list[str], datasets: list[str], *,
-                  data_dirs: dict[str, str] | None = None, overrides: dict | None = None,
-                  options: StudyOptions = StudyOptions(), out: str = "outputs/compare",
-                  cross: bool = False, progress: bool = True) -> BenchmarkResult:
+def benchmark_all(
+    models: list[str],
+    datasets: list[str],
+    *,
+    data_dirs: dict[str, str] | None = None,
+    overrides: dict | None = None,
+    options: StudyOptions = StudyOptions(),
+    out: str = "outputs/compare",
+    cross: bool = False,
+    progress: bool = True,
+) -> BenchmarkResult:
     if options.study_name:
         raise UserError("benchmark-all names one study per pair; drop --study-name")
     data_dirs = data_dirs or {}

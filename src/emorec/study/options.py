@@ -15,8 +15,11 @@ from emorec.tracking import model_registry
 OBJECTIVES = {
     "accuracy": (("val_final_accuracy", "maximize"),),
     "f1": (("val_final_f1_macro", "maximize"),),
-    "multi": (("val_final_accuracy", "maximize"), ("train_time_s", "minimize"),
-              ("peak_rss_mb", "minimize")),
+    "multi": (
+        ("val_final_accuracy", "maximize"),
+        ("train_time_s", "minimize"),
+        ("peak_rss_mb", "minimize"),
+    ),
 }
 # The test metric registration compares champions on, per objective.
 TEST_METRIC = {"accuracy": "test_accuracy", "f1": "test_f1_macro", "multi": "test_accuracy"}
@@ -59,13 +62,16 @@ class StudyOptions:
         if self.pruner is not None:
             _choice("pruner", self.pruner, PRUNERS)
         if self.pruner not in (None, "none") and self.objective == "multi":
-            raise UserError("pruning needs a single objective; use --pruner none with "
-                             "--objective multi")
+            raise UserError(
+                "pruning needs a single objective; use --pruner none with --objective multi"
+            )
         if self.n_trials is not None and self.n_trials < 1:
             raise UserError(f"n_trials must be >= 1, got {self.n_trials}")
         if self.heartbeat_interval < 1 or self.grace_period < self.heartbeat_interval:
-            raise UserError("heartbeat_interval must be >= 1 and grace_period at least as "
-                             f"long, got {self.heartbeat_interval} and {self.grace_period}")
+            raise UserError(
+                "heartbeat_interval must be >= 1 and grace_period at least as "
+                f"long, got {self.heartbeat_interval} and {self.grace_period}"
+            )
 
     @property
     def pruner_name(self) -> str:

@@ -31,9 +31,11 @@ def failed_points(study: optuna.Study) -> tuple[int, dict]:
     for t in study.get_trials():  # copies: a retry appends to its trial's retry_history
         if "grid_id" in t.system_attrs:
             by_point.setdefault(t.system_attrs["grid_id"], []).append(t)
-    return len(by_point), {p: ts[-1] for p, ts in sorted(by_point.items())
-                           if all(t.state == TrialState.FAIL for t in ts)
-                           and not _diverged(ts[-1])}
+    return len(by_point), {
+        p: ts[-1]
+        for p, ts in sorted(by_point.items())
+        if all(t.state == TrialState.FAIL for t in ts) and not _diverged(ts[-1])
+    }
 
 
 def _diverged(trial: optuna.trial.FrozenTrial) -> bool:
@@ -54,16 +56,19 @@ def retry_failed_points(study: optuna.Study, space, options: StudyOptions) -> li
         return []
     held, failed = failed_points(study)
     # With --n-trials below the grid's size, retry only as many as the target still needs.
-    points = list(failed)[:max(0, target_trials(space, options) - (held - len(failed)))]
+    points = list(failed)[: max(0, target_trials(space, options) - (held - len(failed)))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback()  # keeps the grid point
     for point in points:
         retry(study, failed[point])
     if points:
-        log.info("study %s: retrying grid point(s) %s, which failed before (trial(s) %s)",
-                 study.study_name, ", ".join(map(str, points)),
-                 ", ".join(str(failed[p].number) for p in points))
+        log.info(
+            "study %s: retrying grid point(s) %s, which failed before (trial(s) %s)",
+            study.study_name,
+            ", ".join(map(str, points)),
+            ", ".join(str(failed[p].number) for p in points),
+        )
     return points
 
 
@@ -71,8 +76,12 @@ def warn_failed_points(study: optuna.Study, name: str, options: StudyOptions) ->
     """Say which grid points are left failed: the study is not done yet."""
     failed = failed_points(study)[1] if options.sampler == "grid" else {}
     if failed:
-        log.warning("study %s: grid point(s) %s failed (see the trials' state_reason); run "
-                    "the same command again to retry them", name, ", ".join(map(str, failed)))
+        log.warning(
+            "study %s: grid point(s) %s failed (see the trials' state_reason); run "
+            "the same command again to retry them",
+            name,
+            ", ".join(map(str, failed)),
+        )
 
 
 def recover(study: optuna.Study, name: str) -> list[str]:
@@ -109,7 +118,9 @@ def session_alive(run) -> bool:
         process = psutil.Process(int(tags["pid"]))
         # A recycled pid belongs to a process younger than the run; a killed process
         # whose parent has not reaped it yet is a zombie, dead all the same.
-        return (process.create_time() * 1000 <= run.info.start_time + 1000
-                and process.status() != psutil.STATUS_ZOMBIE)
+        return (
+            process.create_time() * 1000 <= run.info.start_time + 1000
+            and process.status() != psutil.STATUS_ZOMBIE
+        )
     except psutil.NoSuchProcess:
         return False

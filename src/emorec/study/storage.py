@@ -41,15 +41,17 @@ def mask(url: str) -> str:
         return "<not a database URL>"
 
 
-def make_storage(url: str, heartbeat_interval: int,
-                 grace_period: int) -> optuna.storages.RDBStorage:
+def make_storage(
+    url: str, heartbeat_interval: int, grace_period: int
+) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats: a trial a dead process left RUNNING is failed, retried once."""
     from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
     # SQLite: wait for a lock rather than fail while another process writes;
     # servers: test pooled connections, which idle through hour-long trials.
-    engine = ({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
-              else {"pool_pre_ping": True})
+    engine = (
+        {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    )
 
     attempt = 0
     while True:
@@ -57,12 +59,19 @@ def make_storage(url: str, heartbeat_interval: int,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period, heartbeat_stale_trial_callback=(
-                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+                    url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+                    ),
+                )
         except ArgumentError:
-            raise UserError(f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
-                             "mlruns/optuna.db or postgresql+psycopg2://user@host/db") from None
+            raise UserError(
+                f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
+                "mlruns/optuna.db or postgresql+psycopg2://user@host/db"
+            ) from None
         except OperationalError as exc:
             # A server that is down, a database or folder that does not exist: the user's
             # to fix, in one line (SQLAlchemy's own message is a page long).
@@ -97,32 +106,49 @@ def status(storage: str | None = None, name: str | None = None) -> list[dict]:
     url = storage or default_storage()
     path = _sqlite_file(url)
     if path is not None and not path.exists():  # opening it would create an empty one
-        raise UserError(f"no study storage at {path}: no study has run with it yet "
-                         "(check --storage or $EMOREC_OPTUNA_STORAGE)")
+        raise UserError(
+            f"no study storage at {path}: no study has run with it yet "
+            "(check --storage or $EMOREC_OPTUNA_STORAGE)"
+        )
     storage_obj = make_storage(url, 30, 120)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj,
-                                                                   include_best_trial=False)]
+    names = [
+        s.study_name for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)
+    ]
     if name is not None and name not in names:
-        raise UserError(f"no study {name!r} in {mask(url)}; studies there: "
-                         f"{', '.join(sorted(names)) or 'none'}")
+        raise UserError(
+            f"no study {name!r} in {mask(url)}; studies there: {', '.join(sorted(names)) or 'none'}"
+        )
     rows = []
     for study_name in [name] if name else sorted(names):
         study = optuna.load_study(study_name=study_name, storage=storage_obj)
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        rows.append({
-            "study": study_name, "storage": mask(url),
-            "directions": [d.name.lower() for d in study.directions],
-            "states": {s.name: n for s in TrialState
-                       if (n := sum(t.state == s for t in trials))},
-            "best": (max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-                     else min)((t.values[0] for t in complete), default=None),
-            "running": [{"number": t.number, "worker": t.user_attrs.get("worker", "?"),
-                         "since": t.datetime_start.isoformat(timespec="seconds")
-                         if t.datetime_start else None,
-                         "config": t.user_attrs.get("config", t.params)}
-                        for t in trials if t.state == TrialState.RUNNING],
-            "workers": sorted({t.user_attrs["worker"] for t in trials
-                               if "worker" in t.user_attrs}),
-        })
+        rows.append(
+            {
+                "study": study_name,
+                "storage": mask(url),
+                "directions": [d.name.lower() for d in study.directions],
+                "states": {
+                    s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))
+                },
+                "best": (
+                    max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
+                )((t.values[0] for t in complete), default=None),
+                "running": [
+                    {
+                        "number": t.number,
+                        "worker": t.user_attrs.get("worker", "?"),
+                        "since": t.datetime_start.isoformat(timespec="seconds")
+                        if t.datetime_start
+                        else None,
+                        "config": t.user_attrs.get("config", t.params),
+                    }
+                    for t in trials
+                    if t.state == TrialState.RUNNING
+                ],
+                "workers": sorted(
+                    {t.user_attrs["worker"] for t in trials if "worker" in t.user_attrs}
+                ),
+            }
+        )
     return rows

@@ -29,13 +29,22 @@ from emorec.tracking.trial_runs import running_study_sessions
 log = logging.getLogger(__name__)
 
 
-def finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOptions,
-            result: StudyResult, ran: list[int] | None) -> None:
+def finish(
+    study: optuna.Study,
+    name: str,
+    base: TrainConfig,
+    options: StudyOptions,
+    result: StudyResult,
+    ran: list[int] | None,
+) -> None:
     """Summarise the study; register its best trial when this session ran it (``ran``:
     the trial numbers this worker ran; None for a session that had nothing to run)."""
     trials = study.get_trials(deepcopy=False)
-    result.states = {s.name: sum(t.state == s for t in trials) for s in TrialState
-                     if any(t.state == s for t in trials)}
+    result.states = {
+        s.name: sum(t.state == s for t in trials)
+        for s in TrialState
+        if any(t.state == s for t in trials)
+    }
     result.best = _best(study, options.objective)
     if result.parent_run_id:
         _log_summary(study, result, options)
@@ -44,16 +53,26 @@ def finish(study: optuna.Study, name: str, base: TrainConfig, options: StudyOpti
     best = result.best[0]
     # With several workers, the one that ran the best trial registers it (once, not N times).
     if ran is not None and not _ours(study, name, best["number"], ran):
-        log.info("study %s: best trial %d ran on another worker, which registers it", name,
-                 best["number"])
+        log.info(
+            "study %s: best trial %d ran on another worker, which registers it",
+            name,
+            best["number"],
+        )
         return
     result.registration = reg = model_registry.register_best(
-        best["run_id"], model_registry.model_name(base.model, base.dataset),
+        best["run_id"],
+        model_registry.model_name(base.model, base.dataset),
         TEST_METRIC[options.objective],
-        tags={"study": name, "trial_number": best["number"], "objective": options.objective})
+        tags={"study": name, "trial_number": best["number"], "objective": options.objective},
+    )
     if result.parent_run_id and reg:
-        tracking.set_tags({"registered_model": reg.name, "registered_version": reg.version,
-                           "registered_alias": reg.alias})
+        tracking.set_tags(
+            {
+                "registered_model": reg.name,
+                "registered_version": reg.version,
+                "registered_alias": reg.alias,
+            }
+        )
 
 
 def _ours(study: optuna.Study, name: str, number: int, ran: list[int]) -> bool:
@@ -62,8 +81,9 @@ def _ours(study: optuna.Study, name: str, number: int, ran: list[int]) -> bool:
     is a no-op). A session still open registers its own best trial itself."""
     if number in ran:
         return True
-    worker = next(t for t in study.get_trials(deepcopy=False)
-                  if t.number == number).user_attrs.get("worker")
+    worker = next(t for t in study.get_trials(deepcopy=False) if t.number == number).user_attrs.get(
+        "worker"
+    )
     return worker not in {session_worker(r) for r in running_study_sessions(name)}
 
 
@@ -73,20 +93,36 @@ def _best(study: optuna.Study, objective: str) -> list[dict]:
         return []
     trials = study.best_trials if objective == "multi" else [study.best_trial]
     trials = sorted(trials, key=lambda t: (-t.values[0], *t.values[1:]))
-    return [{"number": t.number, "values": list(t.values), "config": t.user_attrs.get("config", {}),
-             "run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
+    return [
+        {
+            "number": t.number,
+            "values": list(t.values),
+            "config": t.user_attrs.get("config", {}),
+            "run_id": t.user_attrs.get("mlflow_run_id"),
+        }
+        for t in trials
+    ]
 
 
-def log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOptions,
-                  seed: int) -> None:
+def log_settings(
+    name: str, url: str, base: TrainConfig, space, options: StudyOptions, seed: int
+) -> None:
     """Study settings as ``study.*`` params: under `mlflow run` the parent run is the project
     run, which already holds the entry point's parameters under the plain names."""
-    settings = {k: v for k, v in dataclasses.asdict(options).items()
-                if k not in ("storage", "study_name", "pruner", "register", "plots")}
-    settings.update(name=name, storage=mask(url), pruner=options.pruner_name,
-                    space_digest=space.digest(options.sampler), grid_size=space.grid_size(),
-                    sampler_seed=seed,
-                    worker=worker_id())
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(options).items()
+        if k not in ("storage", "study_name", "pruner", "register", "plots")
+    }
+    settings.update(
+        name=name,
+        storage=mask(url),
+        pruner=options.pruner_name,
+        space_digest=space.digest(options.sampler),
+        grid_size=space.grid_size(),
+        sampler_seed=seed,
+        worker=worker_id(),
+    )
     tracking.log_params({f"study.{k}": v for k, v in settings.items()})
     tracking.log_text(Path(space.path).read_text(), "optuna/space.yaml")
     tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")
@@ -94,17 +130,27 @@ def log_settings(name: str, url: str, base: TrainConfig, space, options: StudyOp
 
 def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions) -> None:
     """The parent run's record: trial counts, the best trial, the trials table, the plots."""
-    tracking.log_metrics({"new_trials": result.new_trials,
-                          **{f"trials_{k.lower()}": v for k, v in result.states.items()}})
+    tracking.log_metrics(
+        {
+            "new_trials": result.new_trials,
+            **{f"trials_{k.lower()}": v for k, v in result.states.items()},
+        }
+    )
     if result.best:
         best = result.best[0]
         tracking.log_params({f"best.{k}": v for k, v in best["config"].items()})
-        tracking.log_metrics({f"best_{metric}": value for (metric, _), value
-                              in zip(OBJECTIVES[options.objective], best["values"])})
+        tracking.log_metrics(
+            {
+                f"best_{metric}": value
+                for (metric, _), value in zip(OBJECTIVES[options.objective], best["values"])
+            }
+        )
         tracking.set_tags({"best_trial": best["number"], "best_run_id": best["run_id"]})
     if options.objective == "multi":
-        tracking.log_json({"objectives": [m for m, _ in OBJECTIVES["multi"]],
-                           "pareto_front": result.best}, "optuna/pareto_front.json")
+        tracking.log_json(
+            {"objectives": [m for m, _ in OBJECTIVES["multi"]], "pareto_front": result.best},
+            "optuna/pareto_front.json",
+        )
     tracking.log_text(study.trials_dataframe().to_csv(index=False), "optuna/trials.csv")
     if not options.plots:
         return
@@ -132,14 +178,19 @@ def _plots(study: optuna.Study, objective: str):
         return
     metric = OBJECTIVES[objective][0][0]
     # Multi-objective plots need one target: validation accuracy.
-    target = ({"target": lambda t: t.values[0], "target_name": metric}
-              if objective == "multi" else {"target_name": metric})
+    target = (
+        {"target": lambda t: t.values[0], "target_name": metric}
+        if objective == "multi"
+        else {"target_name": metric}
+    )
     yield "optimization_history", lambda: vis.plot_optimization_history(study, **target)
     if len(complete) >= 2:  # importances need variation to attribute
         yield "param_importances", lambda: vis.plot_param_importances(study, **target)
     yield "parallel_coordinate", lambda: vis.plot_parallel_coordinate(study, **target)
     if objective == "multi":
-        yield "pareto_front", lambda: vis.plot_pareto_front(
-            study, target_names=[m for m, _ in OBJECTIVES["multi"]])
+        yield (
+            "pareto_front",
+            lambda: vis.plot_pareto_front(study, target_names=[m for m, _ in OBJECTIVES["multi"]]),
+        )
     elif any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         yield "intermediate_values", lambda: vis.plot_intermediate_values(study)

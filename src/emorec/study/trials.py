@@ -29,8 +29,10 @@ class PruningCallback(Callback):
         value = float(logs[self.monitor])
         self.trial.report(value, step=epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"{self.monitor} {value:.4f} after epoch {epoch}: "
-                                     f"stopped by the {self.pruner} pruner")
+            raise optuna.TrialPruned(
+                f"{self.monitor} {value:.4f} after epoch {epoch}: "
+                f"stopped by the {self.pruner} pruner"
+            )
 
 
 class Objective:
@@ -52,18 +54,27 @@ class Objective:
             if key in trial.user_attrs:
                 trial.set_user_attr(key, "")
         cfg = self.base.replace(**overrides, run_name=f"{self.name}/trial-{trial.number}")
-        tags = {"kind": "trial", "study": self.name, "trial_number": str(trial.number),
-                "trial_state": "RUNNING", "origin_trial": str(origin)}
+        tags = {
+            "kind": "trial",
+            "study": self.name,
+            "trial_number": str(trial.number),
+            "trial_state": "RUNNING",
+            "origin_trial": str(origin),
+        }
         # Report every epoch even without a pruner (the intermediate-values plot);
         # Optuna takes no reports from multi-objective trials.
-        callbacks = ([] if self.options.objective == "multi"
-                     else [PruningCallback(trial, self.options.pruner_name)])
+        callbacks = (
+            []
+            if self.options.objective == "multi"
+            else [PruningCallback(trial, self.options.pruner_name)]
+        )
         from emorec.tracking import MlflowTracker
         from emorec.training import train  # heavy imports (engines) only when a trial runs
 
         objective = self.options.objective
-        tracker = MlflowTracker(skip_model=lambda metrics: cannot_win(trial.study, metrics,
-                                                                      objective))
+        tracker = MlflowTracker(
+            skip_model=lambda metrics: cannot_win(trial.study, metrics, objective)
+        )
         try:
             result = train(cfg, callbacks, nested=True, tags=tags, tracker=tracker)
         except optuna.TrialPruned as exc:
@@ -74,14 +85,16 @@ class Objective:
             self._mark(trial, "FAIL", f"{type(exc).__name__}: {exc}")
             raise
         trial.set_user_attr("mlflow_run_id", result.run_id)
-        trial.set_user_attr("test", {k: v for k, v in result.metrics.items()
-                                     if k.startswith("test_")})
+        trial.set_user_attr(
+            "test", {k: v for k, v in result.metrics.items() if k.startswith("test_")}
+        )
         trial.set_user_attr("val_final_accuracy", result.metrics.get("val_final_accuracy"))
         mark_trial_run(self.name, trial.number, "COMPLETE")
         return _values(result.metrics, self.options.objective)
 
-    def _mark(self, trial: optuna.Trial, state: str, reason: str,
-              status: str | None = None) -> None:
+    def _mark(
+        self, trial: optuna.Trial, state: str, reason: str, status: str | None = None
+    ) -> None:
         trial.set_user_attr("state_reason", reason[:1000])
         run_id = mark_trial_run(self.name, trial.number, state, reason, status)
         if run_id:
@@ -108,11 +121,21 @@ def _claim_point(trial: optuna.Trial) -> None:
     """
     trials = trial.study.get_trials(deepcopy=False)
     point = _point(next(t for t in trials if t.number == trial.number))
-    holder = point and next((t for t in trials if t.number < trial.number and t.state in
-                             (TrialState.RUNNING, *FINISHED) and _point(t) == point), None)
+    holder = point and next(
+        (
+            t
+            for t in trials
+            if t.number < trial.number
+            and t.state in (TrialState.RUNNING, *FINISHED)
+            and _point(t) == point
+        ),
+        None,
+    )
     if holder:
-        reason = (f"{point[0]} {point[1]} is trial {holder.number}'s (another worker took it "
-                  "first): not run twice")
+        reason = (
+            f"{point[0]} {point[1]} is trial {holder.number}'s (another worker took it "
+            "first): not run twice"
+        )
         trial.set_user_attr("state_reason", reason)
         raise PointTaken(reason)
 
@@ -133,17 +156,25 @@ def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
-    (key, direction), = OBJECTIVES[objective]
+    ((key, direction),) = OBJECTIVES[objective]
     best = (max if direction == "maximize" else min)(complete, key=lambda t: t.values[0])
     value = float(metrics.get(key, np.nan))
     if value >= best.values[0] if direction == "maximize" else value <= best.values[0]:
         return None
-    held = max((t.user_attrs["val_final_accuracy"] for t in complete
-                if t.user_attrs.get("val_final_accuracy") is not None), default=-np.inf)
+    held = max(
+        (
+            t.user_attrs["val_final_accuracy"]
+            for t in complete
+            if t.user_attrs.get("val_final_accuracy") is not None
+        ),
+        default=-np.inf,
+    )
     if float(metrics.get("val_final_accuracy", np.nan)) >= held:
         return None
-    return (f"{key} {value:.4f} is below trial {best.number}'s {best.values[0]:.4f}, so "
-            "this trial cannot become the study's best (the one registered): model not logged")
+    return (
+        f"{key} {value:.4f} is below trial {best.number}'s {best.values[0]:.4f}, so "
+        "this trial cannot become the study's best (the one registered): model not logged"
+    )
 
 
 def _values(metrics: dict, objective: str):
@@ -164,8 +195,9 @@ def _suggest(trial: optuna.Trial, space, sampler: str, base: TrainConfig) -> dic
         if alt.choices is not None:
             value = trial.suggest_categorical(label, list(alt.choices))
         elif alt.is_int:
-            value = trial.suggest_int(label, int(alt.low), int(alt.high), step=int(alt.step or 1),
-                                      log=alt.log)
+            value = trial.suggest_int(
+                label, int(alt.low), int(alt.high), step=int(alt.step or 1), log=alt.log
+            )
         else:
             value = trial.suggest_float(label, alt.low, alt.high, step=alt.step, log=alt.log)
         values[name] = context[name] = value

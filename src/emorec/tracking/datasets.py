@@ -25,8 +25,11 @@ def dataset_digest(ds: Dataset) -> str:
 
 # How each SQL backend of MLflow names a second row of one dataset: PostgreSQL (and
 # MSSQL) by the constraint, SQLite by its columns, MySQL by the table's primary key.
-_DATASET_KEY_CLASHES = ("dataset_pk", "UNIQUE constraint failed: datasets",
-                        "for key 'datasets.PRIMARY'")
+_DATASET_KEY_CLASHES = (
+    "dataset_pk",
+    "UNIQUE constraint failed: datasets",
+    "for key 'datasets.PRIMARY'",
+)
 
 
 def _log_input_once_stored(dataset, attempts: int = 3) -> None:
@@ -63,13 +66,26 @@ def log_dataset(ds: Dataset, split: Split, cfg: TrainConfig) -> None:
     with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local folder
         warnings.simplefilter("ignore", UserWarning)
         # No source for the synthetic set: MLflow records the code that generated it.
-        dataset = mlflow.data.from_numpy(ds.images, targets=ds.labels, source=source,
-                                         name=name, digest=dataset_digest(ds))
+        dataset = mlflow.data.from_numpy(
+            ds.images, targets=ds.labels, source=source, name=name, digest=dataset_digest(ds)
+        )
     _log_input_once_stored(dataset)
     sizes = split.sizes()
-    mlflow.log_params({"split_strategy": split.strategy, "split_digest": split.digest,
-                       "classes": ",".join(ds.classes), "num_classes": len(ds.classes),
-                       **{f"{k}_size": v for k, v in sizes.items()}})
-    mlflow.log_dict({"classes": list(ds.classes), "split_sizes": sizes,
-                     "split_digest": split.digest, "decode": ds.stats},
-                    "data/dataset.json")
+    mlflow.log_params(
+        {
+            "split_strategy": split.strategy,
+            "split_digest": split.digest,
+            "classes": ",".join(ds.classes),
+            "num_classes": len(ds.classes),
+            **{f"{k}_size": v for k, v in sizes.items()},
+        }
+    )
+    mlflow.log_dict(
+        {
+            "classes": list(ds.classes),
+            "split_sizes": sizes,
+            "split_digest": split.digest,
+            "decode": ds.stats,
+        },
+        "data/dataset.json",
+    )

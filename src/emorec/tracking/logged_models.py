@@ -30,14 +30,36 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # server); where emorec is installed too, the rest comes from there, as ``emorec`` and
 # ``emorec.data`` extend their ``__path__``. tests/test_logged_code.py loads each kind of
 # logged model in a fresh process and checks every emorec module it imports is its own.
-SERVED_CODE = ("__init__.py", "config.py", "errors.py", "frameworks.py", "labels.py", "resources.py",
-               "serving/__init__.py", "serving/pyfunc.py", "serving/onnx_model.py",
-               "engines", "models", "data/__init__.py", "data/augment.py", "data/cache.py",
-               "data/errors.py", "data/faces.py", "data/images.py", "data/preprocess.py",
-               "data/types.py")
+SERVED_CODE = (
+    "__init__.py",
+    "config.py",
+    "errors.py",
+    "frameworks.py",
+    "labels.py",
+    "resources.py",
+    "serving/__init__.py",
+    "serving/pyfunc.py",
+    "serving/onnx_model.py",
+    "engines",
+    "models",
+    "data/__init__.py",
+    "data/augment.py",
+    "data/cache.py",
+    "data/errors.py",
+    "data/faces.py",
+    "data/images.py",
+    "data/preprocess.py",
+    "data/types.py",
+)
 # What every raw-image pyfunc imports, besides its model's own runtime.
-SERVING_REQUIREMENTS = ("mlflow", "numpy", "pandas", "pillow", "opencv-python-headless",
-                        "cloudpickle")
+SERVING_REQUIREMENTS = (
+    "mlflow",
+    "numpy",
+    "pandas",
+    "pillow",
+    "opencv-python-headless",
+    "cloudpickle",
+)
 
 
 class ModelNotFound(UserError):
@@ -106,8 +128,9 @@ def quiet_model_logging():
             lg.setLevel(level)
 
 
-def log_trained_model(engine, model, classes: tuple[str, ...], prep, framework: str,
-                      example: np.ndarray) -> str:
+def log_trained_model(
+    engine, model, classes: tuple[str, ...], prep, framework: str, example: np.ndarray
+) -> str:
     """The model in its own flavour (``model``), plus the raw-image ``emotion_model``
     pyfunc that serves it, in the active run; ``example``: a few uint8 test images (the
     signatures, and the pyfunc's input example). Returns the pyfunc's model id."""
@@ -115,16 +138,24 @@ def log_trained_model(engine, model, classes: tuple[str, ...], prep, framework: 
 
     reqs = requirements(engine.requirements)
     with quiet_model_logging(), tempfile.TemporaryDirectory() as tmp:
-        engine.log_flavor(model, "model", example, pip_requirements=reqs,
-                          code_paths=[served_code()])
+        engine.log_flavor(
+            model, "model", example, pip_requirements=reqs, code_paths=[served_code()]
+        )
         native = engine.save_network(model, Path(tmp))
-        return log_image_pyfunc(EmotionModel(framework, list(classes), prep), native, reqs,
-                                example=example[0])
+        return log_image_pyfunc(
+            EmotionModel(framework, list(classes), prep), native, reqs, example=example[0]
+        )
 
 
-def log_image_pyfunc(python_model, native_path, pip_requirements: list[str], *,
-                     name: str = EMOTION_MODEL, run_id: str | None = None,
-                     example: np.ndarray | None = None) -> str:
+def log_image_pyfunc(
+    python_model,
+    native_path,
+    pip_requirements: list[str],
+    *,
+    name: str = EMOTION_MODEL,
+    run_id: str | None = None,
+    example: np.ndarray | None = None,
+) -> str:
     """Log ``python_model`` (an ``EmotionModel``) as the raw-image pyfunc ``name``: in the
     active run, or in the run ``run_id`` (a finished one too); ``native_path`` is the
     network it loads, ``example`` (uint8) the input example as the REST API receives it,
@@ -144,14 +175,22 @@ def log_image_pyfunc(python_model, native_path, pip_requirements: list[str], *,
     if run_id is not None:  # a finished run: the model joins the run's experiment
         run = client().get_run(run_id)
         model_id = mlflow.initialize_logged_model(
-            name=name, source_run_id=run_id, experiment_id=run.info.experiment_id,
-            params=dict(run.data.params)).model_id
+            name=name,
+            source_run_id=run_id,
+            experiment_id=run.info.experiment_id,
+            params=dict(run.data.params),
+        ).model_id
     with quiet_model_logging():
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=python_model, artifacts={NATIVE: str(native_path)},
-            code_paths=[served_code()], signature=python_model.signature(),
+            name=name,
+            python_model=python_model,
+            artifacts={NATIVE: str(native_path)},
+            code_paths=[served_code()],
+            signature=python_model.signature(),
             input_example=pd.DataFrame({"image": [base64.b64encode(png).decode()]}),
-            pip_requirements=pip_requirements, model_id=model_id)
+            pip_requirements=pip_requirements,
+            model_id=model_id,
+        )
     return info.model_id
 
 
@@ -174,23 +213,31 @@ def load_emotion_model(uri: str):
     try:
         model = load_pyfunc(uri).unwrap_python_model()
     except (MlflowException, OSError) as exc:
-        raise ModelNotFound(f"cannot load {uri!r} ({str(exc).splitlines()[0][:200]}); "
-                            f"registered models: {registered_summary() or 'none'}") from None
+        raise ModelNotFound(
+            f"cannot load {uri!r} ({str(exc).splitlines()[0][:200]}); "
+            f"registered models: {registered_summary() or 'none'}"
+        ) from None
     if not isinstance(model, EmotionModel):
-        raise ModelNotFound(f"{uri!r} is not an emorec emotion_model (it is a "
-                            f"{type(model).__name__})")
+        raise ModelNotFound(
+            f"{uri!r} is not an emorec emotion_model (it is a {type(model).__name__})"
+        )
     return model
 
 
-URI_FORMS = ("runs:/RUN_ID/emotion_model", "models:/NAME@ALIAS", "models:/NAME/VERSION",
-             "models:/MODEL_ID")
+URI_FORMS = (
+    "runs:/RUN_ID/emotion_model",
+    "models:/NAME@ALIAS",
+    "models:/NAME/VERSION",
+    "models:/MODEL_ID",
+)
 
 
 def check_model_uri(uri: str) -> None:
     """ValueError naming the accepted forms for a URI that is none of them."""
     if not str(uri).startswith(("runs:/", "models:/")):
-        raise UserError(f"{uri!r} is not a model URI emorec reads; use one of "
-                         f"{', '.join(URI_FORMS)}")
+        raise UserError(
+            f"{uri!r} is not a model URI emorec reads; use one of {', '.join(URI_FORMS)}"
+        )
 
 
 def registered_summary() -> str:
@@ -210,15 +257,16 @@ def _named(uri: str):
     try:
         yield
     except MlflowException as exc:
-        raise ModelNotFound(f"{uri}: {str(exc).splitlines()[0][:200]}; registered models: "
-                            f"{registered_summary() or 'none'}") from None
+        raise ModelNotFound(
+            f"{uri}: {str(exc).splitlines()[0][:200]}; registered models: "
+            f"{registered_summary() or 'none'}"
+        ) from None
 
 
 def registered_version(uri: str):
     """The model version a ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` URI names,
     or None for any other URI."""
-    rest = str(uri).removeprefix("models:/").strip("/") if str(uri).startswith("models:/") \
-        else None
+    rest = str(uri).removeprefix("models:/").strip("/") if str(uri).startswith("models:/") else None
     with _named(uri):
         if rest and "@" in rest:
             return client().get_model_version_by_alias(*rest.split("@", 1))

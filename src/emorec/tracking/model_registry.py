@@ -44,8 +44,9 @@ class Registration:
         return f"models:/{self.name}@{self.alias}"
 
 
-def register_best(run_id: str, name: str, metric: str,
-                  tags: dict | None = None) -> Registration | None:
+def register_best(
+    run_id: str, name: str, metric: str, tags: dict | None = None
+) -> Registration | None:
     """Register the run's ``emotion_model`` as a version of ``name`` and set its alias.
 
     Idempotent: a run already registered under ``name`` is not registered
@@ -53,8 +54,11 @@ def register_best(run_id: str, name: str, metric: str,
     """
     uri = logged_models.emotion_model_uri(run_id)
     if uri is None:
-        log.warning("run %s logged no %s (log_model=false?): nothing registered", run_id,
-                    logged_models.EMOTION_MODEL)
+        log.warning(
+            "run %s logged no %s (log_model=false?): nothing registered",
+            run_id,
+            logged_models.EMOTION_MODEL,
+        )
         return None
     client = store.client()
     existing = client.search_model_versions(f"name = '{store.quote(name)}' AND run_id = '{run_id}'")
@@ -70,8 +74,16 @@ def register_best(run_id: str, name: str, metric: str,
     if alias == CHAMPION and champion is not None:
         client.set_model_version_tag(name, champion.version, "replaced_by_version", version.version)
     log.info("registered %s version %s as %s: %s", name, version.version, alias, reason)
-    return Registration(name, str(version.version), alias, metric, facts["value"], reason,
-                        champion and str(champion.version), held and held["value"])
+    return Registration(
+        name,
+        str(version.version),
+        alias,
+        metric,
+        facts["value"],
+        reason,
+        champion and str(champion.version),
+        held and held["value"],
+    )
 
 
 def decide(new: dict, champion: dict | None, metric: str) -> tuple[str, str]:
@@ -80,12 +92,15 @@ def decide(new: dict, champion: dict | None, metric: str) -> tuple[str, str]:
         return CHAMPION, "first registered model: no champion to beat"
     for key in ("split_digest", "dataset_digest"):
         if new[key] != champion[key]:
-            return CHALLENGER, (f"not comparable: {key} {new[key]} differs from the champion's "
-                                f"{champion[key]} (a different test set)")
+            return CHALLENGER, (
+                f"not comparable: {key} {new[key]} differs from the champion's "
+                f"{champion[key]} (a different test set)"
+            )
     if new["value"] > champion["value"]:
         return CHAMPION, f"{metric} {new['value']:.4f} beats the champion's {champion['value']:.4f}"
-    return CHALLENGER, (f"{metric} {new['value']:.4f} does not beat the champion's "
-                        f"{champion['value']:.4f}")
+    return CHALLENGER, (
+        f"{metric} {new['value']:.4f} does not beat the champion's {champion['value']:.4f}"
+    )
 
 
 def _facts(client: MlflowClient, run_id: str, metric: str) -> dict:
@@ -103,19 +118,35 @@ def current(client: MlflowClient, name: str, alias: str):
 
 def _record(client, version, facts: dict, champion, alias: str, reason: str, metric: str) -> None:
     against = f"champion version {champion.version}" if champion else "no champion"
-    client.update_model_version(version.name, version.version, description=(
-        f"Run {facts['run_id']}: {metric} {facts['value']:.4f} on split {facts['split_digest']}, "
-        f"compared with {against} -> {alias}. {reason}."))
-    for key, value in {"decision": alias, "decision_reason": reason, "metric": metric,
-                       "metric_value": facts["value"], "split_digest": facts["split_digest"],
-                       "dataset_digest": facts["dataset_digest"],
-                       "compared_with_version": champion.version if champion else ""}.items():
+    client.update_model_version(
+        version.name,
+        version.version,
+        description=(
+            f"Run {facts['run_id']}: {metric} {facts['value']:.4f} on split "
+            f"{facts['split_digest']}, "
+            f"compared with {against} -> {alias}. {reason}."
+        ),
+    )
+    for key, value in {
+        "decision": alias,
+        "decision_reason": reason,
+        "metric": metric,
+        "metric_value": facts["value"],
+        "split_digest": facts["split_digest"],
+        "dataset_digest": facts["dataset_digest"],
+        "compared_with_version": champion.version if champion else "",
+    }.items():
         client.set_model_version_tag(version.name, version.version, key, str(value))
 
 
 def _from_version(version, metric: str) -> Registration:
     tags = version.tags or {}
-    return Registration(version.name, str(version.version), tags.get("decision", CHALLENGER),
-                        tags.get("metric", metric), float(tags.get("metric_value", "nan")),
-                        "already registered: " + tags.get("decision_reason", ""),
-                        tags.get("compared_with_version") or None)
+    return Registration(
+        version.name,
+        str(version.version),
+        tags.get("decision", CHALLENGER),
+        tags.get("metric", metric),
+        float(tags.get("metric_value", "nan")),
+        "already registered: " + tags.get("decision_reason", ""),
+        tags.get("compared_with_version") or None,
+    )

@@ -9,8 +9,15 @@ from emorec.tracking import store
 from emorec.tracking.logged_models import EMOTION_MODEL
 from emorec.tracking.model_registry import CHAMPION, current
 
-REPORT_METRICS = ("test_accuracy", "test_f1_macro", "test_auc_roc_macro", "train_time_s",
-                  "eval_time_s", "peak_rss_mb", "num_parameters")
+REPORT_METRICS = (
+    "test_accuracy",
+    "test_f1_macro",
+    "test_auc_roc_macro",
+    "train_time_s",
+    "eval_time_s",
+    "peak_rss_mb",
+    "num_parameters",
+)
 REPORT_PARAMS = (*REPORTED, "split_digest")  # the split identifies what the test set was
 
 
@@ -20,8 +27,13 @@ def champions() -> list[dict]:
     for rm in client.search_registered_models("name LIKE 'emorec-%'"):
         version = current(client, rm.name, CHAMPION)
         if version is not None:
-            rows.append(run_row(version.run_id, source=f"champion v{version.version}",
-                                model_uri=f"models:/{rm.name}@{CHAMPION}"))
+            rows.append(
+                run_row(
+                    version.run_id,
+                    source=f"champion v{version.version}",
+                    model_uri=f"models:/{rm.name}@{CHAMPION}",
+                )
+            )
     return rows
 
 
@@ -33,9 +45,13 @@ def best_runs(metric: str = "val_final_accuracy") -> list[dict]:
     """
     store.configure()
     query = f"attributes.status = 'FINISHED' AND metrics.{metric} >= 0"
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=query, order_by=[f"metrics.{metric} DESC"],
-                              max_results=5000)
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=query,
+        order_by=[f"metrics.{metric} DESC"],
+        max_results=5000,
+    )
     best: dict[tuple[str, str], object] = {}
     for run in runs:
         best.setdefault((run.data.tags.get("model"), run.data.tags.get("dataset")), run)
@@ -46,9 +62,14 @@ def run_row(run_id: str, *, source: str, model_uri: str = "", run=None) -> dict:
     """A run's report row: model, dataset, metrics, hyperparameters, link."""
     run = run or store.client().get_run(run_id)
     data = run.data
-    return {"model": data.tags.get("model", "?"), "dataset": data.tags.get("dataset", "?"),
-            "source": source, **{m: data.metrics.get(m) for m in REPORT_METRICS},
-            **{p: data.params.get(p, "") for p in REPORT_PARAMS},
-            "run_id": run_id, "run_link": store.run_link(run.info.experiment_id, run_id),
-            "model_uri": model_uri or f"runs:/{run_id}/{EMOTION_MODEL}",
-            "params": dict(data.params)}
+    return {
+        "model": data.tags.get("model", "?"),
+        "dataset": data.tags.get("dataset", "?"),
+        "source": source,
+        **{m: data.metrics.get(m) for m in REPORT_METRICS},
+        **{p: data.params.get(p, "") for p in REPORT_PARAMS},
+        "run_id": run_id,
+        "run_link": store.run_link(run.info.experiment_id, run_id),
+        "model_uri": model_uri or f"runs:/{run_id}/{EMOTION_MODEL}",
+        "params": dict(data.params),
+    }

@@ -27,8 +27,13 @@ def git_commit() -> str:
     # Once per process (a study's trials each asked git again): the code a process runs is
     # the code it imported at its start, whatever is committed later.
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -41,14 +46,23 @@ def start_run(cfg: TrainConfig, *, nested: bool = False, tags: dict | None = Non
     # Under `mlflow run`, MLFLOW_RUN_ID names a run already created in the experiment
     # given to `mlflow run`; resume it there rather than in ours.
     resumed = not nested and bool(os.environ.get("MLFLOW_RUN_ID"))
-    run = mlflow.start_run(experiment_id=None if resumed else experiment_id(cfg.experiment_name),
-                           run_name=cfg.run_name or f"{cfg.model}-{cfg.dataset}", nested=nested,
-                           log_system_metrics=cfg.system_metrics,
-                           # Strings: a tracking server's REST store refuses other types.
-                           tags={k: str(v) for k, v in {
-                               "framework": cfg.framework, "model": cfg.model,
-                               "dataset": cfg.dataset, "git_commit": git_commit(),
-                               **(tags or {})}.items()})
+    run = mlflow.start_run(
+        experiment_id=None if resumed else experiment_id(cfg.experiment_name),
+        run_name=cfg.run_name or f"{cfg.model}-{cfg.dataset}",
+        nested=nested,
+        log_system_metrics=cfg.system_metrics,
+        # Strings: a tracking server's REST store refuses other types.
+        tags={
+            k: str(v)
+            for k, v in {
+                "framework": cfg.framework,
+                "model": cfg.model,
+                "dataset": cfg.dataset,
+                "git_commit": git_commit(),
+                **(tags or {}),
+            }.items()
+        },
+    )
     try:
         if resumed:
             mark_model_training(mlflow.get_experiment(run.info.experiment_id))
@@ -165,10 +179,13 @@ def training_facts(run_id: str) -> dict:
     digest and its dataset's content digest ("unknown" where it logged none)."""
     run = client().get_run(run_id)
     inputs = run.inputs.dataset_inputs if run.inputs else []
-    return {"run_id": run_id, "params": dict(run.data.params),
-            "metrics": dict(run.data.metrics),
-            "split_digest": run.data.params.get("split_digest", "unknown"),
-            "dataset_digest": inputs[0].dataset.digest if inputs else "unknown"}
+    return {
+        "run_id": run_id,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "split_digest": run.data.params.get("split_digest", "unknown"),
+        "dataset_digest": inputs[0].dataset.digest if inputs else "unknown",
+    }
 
 
 def log_artifact_to_run(run_id: str, path, folder: str | None = None) -> None:
@@ -179,21 +196,28 @@ def log_artifact_to_run(run_id: str, path, folder: str | None = None) -> None:
 def log_exploration(folder: Path, dataset: str) -> str:
     """Log an exploration folder as its own run in the dataset's experiment."""
     configure()
-    with mlflow.start_run(experiment_id=experiment_id(f"emorec-{dataset}"),
-                          run_name=f"explore-{dataset}", tags={"kind": "exploration"}) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id(f"emorec-{dataset}"),
+        run_name=f"explore-{dataset}",
+        tags={"kind": "exploration"},
+    ) as run:
         mlflow.log_artifacts(str(folder), "exploration")
         return run.info.run_id
 
 
-def log_report(folder, experiment: str = "emorec-comparison",
-               tags: dict | None = None) -> tuple[str, str]:
+def log_report(
+    folder, experiment: str = "emorec-comparison", tags: dict | None = None
+) -> tuple[str, str]:
     """Log a report folder as one run of ``experiment``; returns (run id, experiment name).
 
     Under `mlflow run` the run is the project run instead, in whatever experiment
     `--experiment-name` chose (MLflow resumes it from $MLFLOW_RUN_ID).
     """
     configure()
-    with mlflow.start_run(experiment_id=experiment_id(experiment), run_name="compare",
-                          tags={"kind": "comparison", **(tags or {})}) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id(experiment),
+        run_name="compare",
+        tags={"kind": "comparison", **(tags or {})},
+    ) as run:
         mlflow.log_artifacts(str(folder), "report")
         return run.info.run_id, mlflow.get_experiment(run.info.experiment_id).name

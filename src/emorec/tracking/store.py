@@ -59,8 +59,9 @@ def experiment_id(name: str) -> str:
     if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in ./mlartifacts
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     try:
-        return mlflow.create_experiment(name, artifact_location=location,
-                                        tags=dict([EXPERIMENT_KIND]))
+        return mlflow.create_experiment(
+            name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+        )
     except mlflow.exceptions.MlflowException:
         # Another worker created it since we looked (RESOURCE_ALREADY_EXISTS).
         existing = mlflow.get_experiment_by_name(name)
@@ -84,8 +85,11 @@ def mark_model_training(experiment) -> None:
 def run_link(experiment_id: str, run_id: str) -> str:
     """The run's page in the MLflow UI (the tracking server, or $EMOREC_MLFLOW_UI, or `make ui`)."""
     uri = mlflow.get_tracking_uri()
-    base = uri if uri.startswith(("http://", "https://")) else os.environ.get(
-        "EMOREC_MLFLOW_UI", "http://127.0.0.1:5000")
+    base = (
+        uri
+        if uri.startswith(("http://", "https://"))
+        else os.environ.get("EMOREC_MLFLOW_UI", "http://127.0.0.1:5000")
+    )
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 

@@ -51,8 +51,9 @@ class Tracker:
     def log_evaluation(self, report: dict, history: dict, classes: tuple[str, ...]) -> None:
         """The test evaluation's plots and classification report."""
 
-    def log_model(self, engine, model, cfg, classes: tuple[str, ...], prep,
-                  example: np.ndarray) -> None:
+    def log_model(
+        self, engine, model, cfg, classes: tuple[str, ...], prep, example: np.ndarray
+    ) -> None:
         """The trained model, as ``logged_models.log_trained_model`` logs it."""
 
 
@@ -101,8 +102,9 @@ class MlflowTracker(Tracker):
 
         drawn = run_figures(report["confusion_matrix"], classes, report["roc"], history)
         saved = {k: v for k, v in report.items() if k != "roc"}  # the curves are drawn
-        runs.log_files({**drawn, "reports/classification_report.json":
-                        runs.json_text(saved).encode()})
+        runs.log_files(
+            {**drawn, "reports/classification_report.json": runs.json_text(saved).encode()}
+        )
 
     def log_model(self, engine, model, cfg, classes, prep, example) -> None:
         reason = self.skip_model and self.skip_model(self._final_metrics)

@@ -25,8 +25,12 @@ def trial_runs(study: str, *, status: str | None = None, trial_number: int | Non
         query += f" AND attributes.status = '{status}'"
     if trial_number is not None:
         query += f" AND tags.trial_number = '{trial_number}'"
-    return mlflow.search_runs(search_all_experiments=True, filter_string=query,
-                              order_by=["attributes.start_time DESC"], output_format="list")
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=query,
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
 
 
 def run_exists(run_id: str) -> bool:
@@ -41,8 +45,9 @@ def run_exists(run_id: str) -> bool:
     return True
 
 
-def mark_trial_run(study: str, trial_number: int, state: str, reason: str = "",
-                   status: str | None = None) -> str | None:
+def mark_trial_run(
+    study: str, trial_number: int, state: str, reason: str = "", status: str | None = None
+) -> str | None:
     """Record a trial's Optuna state (and reason) on its run; optionally end it with ``status``."""
     runs = trial_runs(study, trial_number=trial_number)
     if not runs:  # the trial failed before its run started (e.g. while loading data)
@@ -72,9 +77,11 @@ def close_orphaned_trial_runs(study: str, states: dict[int, str]) -> list[str]:
         if state not in ("COMPLETE", "PRUNED", "FAIL"):
             continue
         client.set_tag(run.info.run_id, "trial_state", "FAIL")
-        client.set_tag(run.info.run_id, "failure_reason",
-                       f"orphaned: the process running trial {number} died; Optuna marks the "
-                       f"trial {state}")
+        client.set_tag(
+            run.info.run_id,
+            "failure_reason",
+            f"orphaned: the process running trial {number} died; Optuna marks the trial {state}",
+        )
         client.set_terminated(run.info.run_id, "FAILED")
         closed.append(run.info.run_id)
     if closed:
@@ -86,10 +93,13 @@ def running_study_sessions(study: str) -> list:
     """The RUNNING parent runs of ``study``: one per worker session still open (or dead
     and not yet closed), tagged with its ``host`` and ``pid``."""
     store.configure()
-    query = (f"tags.kind = 'study' AND tags.study = '{store.quote(study)}' "
-             "AND attributes.status = 'RUNNING'")
-    return mlflow.search_runs(search_all_experiments=True, filter_string=query,
-                              output_format="list")
+    query = (
+        f"tags.kind = 'study' AND tags.study = '{store.quote(study)}' "
+        "AND attributes.status = 'RUNNING'"
+    )
+    return mlflow.search_runs(
+        search_all_experiments=True, filter_string=query, output_format="list"
+    )
 
 
 def close_orphaned_study_runs(study: str, alive) -> list[str]:
@@ -98,9 +108,12 @@ def close_orphaned_study_runs(study: str, alive) -> list[str]:
     for run in running_study_sessions(study):
         if alive(run):
             continue
-        client.set_tag(run.info.run_id, "failure_reason",
-                       f"orphaned: its process ({run.data.tags.get('host')}, pid "
-                       f"{run.data.tags.get('pid')}) died before the session ended")
+        client.set_tag(
+            run.info.run_id,
+            "failure_reason",
+            f"orphaned: its process ({run.data.tags.get('host')}, pid "
+            f"{run.data.tags.get('pid')}) died before the session ended",
+        )
         client.set_terminated(run.info.run_id, "FAILED")
         closed.append(run.info.run_id)
     return closed
