@@ -88,3 +88,74 @@ def test_malformed_json_is_a_400(server):
     status, answer = post_json(url, b"")
     assert 400 <= status < 500, answer
     assert answer.get("message")
+
+
+def _server_rss_mb(proc) -> float:
+    """The RSS of the server and its workers (one process tree), in MB."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    total = 0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def _peak_rss_during(proc, request) -> tuple[object, float]:
+    """(the request's answer, the server tree's peak RSS in MB sampled while it ran)."""
+    import threading
+
+    peak, done = [_server_rss_mb(proc)], threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            peak.append(_server_rss_mb(proc))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        answer = request()
+    finally:
+        done.set()
+        sampler.join()
+    return answer, max(peak)
+
+
+def _big_png(side: int, seed: int) -> str:
+    """A grayscale photo-like PNG of side x side (a smooth gradient with noise: compresses)."""
+    rng = np.random.default_rng(seed)
+    row = np.linspace(0, 255, side, dtype=np.float32)
+    pixels = (row[None, :] * 0.5 + row[:, None] * 0.5).astype(np.uint8)
+    pixels[::97, ::89] = rng.integers(0, 255, pixels[::97, ::89].shape, np.uint8)
+    return _png(Image.fromarray(pixels))
+
+
+def test_a_request_past_the_pixel_budget_is_refused_before_any_decode(server):
+    """Many large images in one small request: refused whole, from their headers, with the
+    limit named; the server's memory does not grow by their decoded size."""
+    from emorec.serving.pyfunc import REQUEST_PIXELS
+
+    url, _, proc = server
+    big = _big_png(6000, 0)  # 36 megapixels, a few hundred kB as PNG
+    body = _request(*[big] * 30)  # 1.08 gigapixels decoded: ~1 GB as 8-bit gray
+    baseline = _server_rss_mb(proc)
+    (status, answer), peak = _peak_rss_during(proc, lambda: post_json(url, body))
+    assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert f"the limit is {REQUEST_PIXELS} pixels a request" in answer["message"]
+    assert peak - baseline < 150, f"the server grew {peak - baseline:.0f} MB"
+
+
+def test_a_request_within_the_budget_is_decoded_one_image_at_a_time(server):
+    """Two 36-megapixel photos (72 MP in all, under the 100 MP budget): answered, the
+    server holding one decoded photo at a time."""
+    url, classes, proc = server
+    body = _request(_big_png(6000, 1), _big_png(6000, 2))
+    baseline = _server_rss_mb(proc)
+    (status, answer), peak = _peak_rss_during(proc, lambda: post_json(url, body))
+    assert status == 200 and len(answer["predictions"]) == 2, answer
+    # One decoded 6000 x 6000 gray photo is 34 MB; decoding and resizing add about as much
+    # again: under what holding both at once, with their copies, would take.
+    assert peak - baseline < 140, f"the server grew {peak - baseline:.0f} MB"

@@ -634,3 +634,35 @@ def test_storage_tracking_store_and_n_trials_mistakes_are_one_line_each(
     assert "--n-trials 0 means the default: every grid point" in capsys.readouterr().err
     assert cli.main(["tune", "--model", "cnn_torch", "--n-trials", "-1"]) == 2
     one_line("n_trials must be >= 1, got -1")
+
+
+def test_a_finished_run_whose_trial_failed_is_failed_and_left_out_of_the_report():
+    """A worker killed after its run ended FINISHED but before Optuna recorded the trial
+    COMPLETE: Optuna fails the trial; recovery fails its run too, so the comparison (and
+    the UI's FINISHED filter) leaves it out, and the retry's run is the point's only one."""
+    from emorec.tracking import queries, trial_runs
+
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("emorec-synthetic")
+    ids = []
+    for number, state in ((0, "RUNNING"), (1, "COMPLETE")):
+        run = client.create_run(
+            experiment,
+            tags={
+                "kind": "trial",
+                "study": "s",
+                "trial_number": str(number),
+                "trial_state": state,
+                "model": "cnn_torch",
+                "dataset": "synthetic",
+            },
+        )
+        client.log_metric(run.info.run_id, "val_final_accuracy", 0.9 - number / 10)
+        client.set_terminated(run.info.run_id, "FINISHED")
+        ids.append(run.info.run_id)
+    assert trial_runs.close_orphaned_trial_runs("s", {0: "FAIL", 1: "COMPLETE"}) == ids[:1]
+    orphan, kept = client.get_run(ids[0]), client.get_run(ids[1])
+    assert orphan.info.status == "FAILED" and orphan.data.tags["trial_state"] == "FAIL"
+    assert "orphaned" in orphan.data.tags["failure_reason"]
+    assert kept.info.status == "FINISHED" and kept.data.tags["trial_state"] == "COMPLETE"
+    assert [r["run_id"] for r in queries.best_runs()] == [ids[1]]

@@ -177,8 +177,31 @@ def test_three_workers_share_a_grid_study_each_point_once(tmp_path, server, monk
     assert SECRET not in status.stdout and "postgres:***@" in status.stdout
 
 
+def mid_training(storage: str, name: str, workers, epochs: int):
+    """A worker frozen (SIGSTOP) while its trial is between its second and its last epoch,
+    as Optuna records it once the worker is frozen, so that the kill that follows lands
+    mid-training whatever the machine's speed; None if none got there in time."""
+    by_pid, deadline = {w.pid: w for w in workers}, time.time() + 180
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            running = [t for t in trials(storage, name) if t.state.name == "RUNNING"]
+        except KeyError:  # the study is not created yet
+            continue
+        for t in running:
+            proc = by_pid.get(int(t.user_attrs.get("worker", ":0").rsplit(":", 1)[1]))
+            if proc is None or not 2 <= len(t.intermediate_values) < epochs:
+                continue
+            proc.send_signal(signal.SIGSTOP)
+            now = next(n for n in trials(storage, name) if n.number == t.number)
+            if now.state.name == "RUNNING" and 2 <= len(now.intermediate_values) < epochs:
+                return proc
+            proc.send_signal(signal.SIGCONT)  # it moved on before it stopped: try again
+    return None
+
+
 def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, server):
-    """(b): SIGKILL the worker of a trial mid-way; the other finishes the study."""
+    """(b): SIGKILL the worker of a trial mid-training; the other finishes the study."""
     space = tmp_path / "grid.yaml"
     space.write_text("grid:\n  lr: [1.0e-2, 3.0e-3, 1.0e-3]\n")
     name = "killed-worker"
@@ -187,21 +210,7 @@ def test_killed_worker_its_trial_is_retried_and_nothing_stays_running(tmp_path, 
             worker(tmp_path, server, storage, name, str(space), epochs=6, log_model="false")
             for _ in range(2)
         ]
-        victim, deadline = None, time.time() + 180
-        while victim is None and time.time() < deadline:
-            time.sleep(0.5)
-            try:
-                running = [
-                    t
-                    for t in trials(storage, name)
-                    if t.state.name == "RUNNING" and len(t.intermediate_values) >= 2
-                ]
-            except KeyError:  # the study is not created yet
-                continue
-            by_pid = {w.pid: w for w in workers}
-            for t in running:
-                pid = int(t.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
-                victim = victim or by_pid.get(pid)
+        victim = mid_training(storage, name, workers, epochs=6)
         assert victim is not None, "no trial reached its second epoch"
         victim.send_signal(signal.SIGKILL)
         victim.wait()  # reaped at once, as a shell or an init system would

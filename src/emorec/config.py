@@ -15,6 +15,7 @@ from typing import Any
 from emorec.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+MAX_SAMPLES = 1_000_000  # synthetic faces: a million 48-px images is ~2.3 GB in memory
 LR_SCHEDULES = ("none", "cosine", "step", "plateau", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 TTA_MODES = ("none", "flip")
@@ -304,7 +305,11 @@ class TrainConfig:
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             _check(0 < value < 0.5, f"{name} must be in (0, 0.5), got {value}")
-        _check(self.samples >= 14, f"samples must be >= 14 (two per emotion), got {self.samples}")
+        _check(
+            14 <= self.samples <= MAX_SAMPLES,
+            f"samples must be in [14, {MAX_SAMPLES}] (two per emotion at least; the synthetic "
+            f"set is generated in memory), got {self.samples}",
+        )
         _check(
             self.dataset == "synthetic" or bool(self.data_dir),
             f"dataset {self.dataset!r} needs data_dir (its root folder)",
@@ -349,7 +354,7 @@ class TrainConfig:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise UserError(f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(known)}")
-        return cls(**{k: _coerce(v, known[k].default) for k, v in values.items()})
+        return cls(**{k: _coerce(k, v, known[k].default) for k, v in values.items()})
 
     @classmethod
     def from_logged(cls, params: dict[str, str]) -> TrainConfig:
@@ -425,13 +430,27 @@ def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _coerce(value: Any, default: Any) -> Any:
-    """Convert a string to the type of the field's default (bools through ``parse_bool``)."""
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert a string to the type of the field's default (bools through ``parse_bool``);
+    a whole-number float is an integer field's integer (MLproject parameters are floats)."""
+    whole_number_field = isinstance(default, int) and not isinstance(default, bool)
+    if whole_number_field and isinstance(value, float) and value.is_integer():
+        return int(value)
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value if value != "" or default is not None else None
-    if isinstance(default, bool):
-        return parse_bool(value)
     try:
-        return type(default)(value)
-    except ValueError:
-        raise UserError(f"expected a {type(default).__name__}, got {value!r}") from None
+        if isinstance(default, bool):
+            return parse_bool(value)
+        return _whole(value) if whole_number_field else type(default)(value)
+    except ValueError as exc:
+        kind = "whole number" if whole_number_field else type(default).__name__
+        reason = str(exc) if isinstance(exc, UserError) else f"expected a {kind}, got {value!r}"
+        raise UserError(f"{name}: {reason}") from None
+
+
+def _whole(text: str) -> int:
+    """ "3" or "3.0" -> 3; "3.5" raises ValueError."""
+    number = float(text)
+    if not number.is_integer():
+        raise ValueError(text)
+    return int(number)

@@ -31,18 +31,24 @@ from emorec.errors import UserError
 __all__ = ["STUDY_OBJECTIVES", "STUDY_PRUNERS", "STUDY_SAMPLERS", "build_parser", "main"]
 
 
-_NOT_SET = object()
-
-
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, ``docker stop``, systemd) as an interrupt: the open runs end
-    KILLED with this reason, as on Ctrl-C, rather than the process vanishing mid-run."""
+    """SIGTERM (``timeout``, ``docker stop``, systemd) or SIGHUP (a closed terminal, a
+    dropped ssh connection) as an interrupt: the open runs end KILLED with this reason, as
+    on Ctrl-C, rather than the process vanishing mid-run."""
+
+
+# The signals that end a command as Ctrl-C does, and who usually sends them.
+ENDING_SIGNALS = {
+    signal.SIGTERM: "timeout, docker stop, systemd",
+    signal.SIGHUP: "a closed terminal or a dropped connection",
+}
 
 
 def _terminate(signum, _frame) -> None:
-    # Once: a second SIGTERM must not cut short the first one's cleanup (ending the runs).
-    signal.signal(signum, signal.SIG_IGN)
-    raise Terminated(f"terminated by {signal.Signals(signum).name} (timeout, docker stop, systemd)")
+    # Once: a second signal must not cut short the first one's cleanup (ending the runs).
+    for ending in ENDING_SIGNALS:
+        signal.signal(ending, signal.SIG_IGN)
+    raise Terminated(f"terminated by {signal.Signals(signum).name} ({ENDING_SIGNALS[signum]})")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -66,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {sig: signal.signal(sig, _terminate) for sig in ENDING_SIGNALS}
     except ValueError:  # not the main thread: the embedding program owns the signals
-        previous = _NOT_SET
+        previous = {}
     try:
         return args.func(args)
     except UserError as exc:
@@ -93,5 +99,5 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     finally:
-        if previous is not _NOT_SET:  # main() also runs inside other programs (tests)
-            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+        for sig, handler in previous.items():  # main() also runs inside other programs
+            signal.signal(sig, handler or signal.SIG_DFL)

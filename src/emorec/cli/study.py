@@ -131,29 +131,23 @@ def _n_trials(value: int | None) -> int | None:
 def _storage_flag(url: str | None) -> str | None:
     """``--storage``, refused when it holds a password: a command line shows in the process
     list, and ``mlflow run`` logs it as a parameter and prints it; secrets go in the environment."""
-    if url:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+    from emorec.urls import password_in
 
-        try:
-            password = make_url(url).password
-        except ArgumentError:
-            password = None  # not a URL at all: opening the storage says so
-        if password:
-            # Under `mlflow run -P storage=...` MLflow logged the value before this process
-            # started: refusing cannot take it back, so say where it now is.
-            run_id = os.environ.get("MLFLOW_RUN_ID")
-            logged = (
-                f" (mlflow run has already logged it as a parameter of run {run_id}: "
-                "delete that run and change the password)"
-                if run_id
-                else ""
-            )
-            raise UserError(
-                "--storage holds a password, which the process list and MLflow "
-                "would show; give the URL without it and the password in "
-                "PGPASSWORD or ~/.pgpass, or the whole URL in EMOREC_OPTUNA_STORAGE" + logged
-            )
+    if url and password_in(url):
+        # Under `mlflow run -P storage=...` MLflow logged the value before this process
+        # started: refusing cannot take it back, so say where it now is.
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        logged = (
+            f" (mlflow run has already logged it as a parameter of run {run_id}: "
+            "delete that run and change the password)"
+            if run_id
+            else ""
+        )
+        raise UserError(
+            "--storage holds a password, which the process list and MLflow "
+            "would show; give the URL without it and the password in "
+            "PGPASSWORD or ~/.pgpass, or the whole URL in EMOREC_OPTUNA_STORAGE" + logged
+        )
     return url
 
 
@@ -286,8 +280,9 @@ def cmd_study_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     from emorec.study import default_storage, mask
+    from emorec.study.storage import with_driver
 
-    where = mask(args.storage or default_storage())
+    where = mask(with_driver(args.storage or default_storage()))
     print(f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'} in {where}")
     for row in rows:
         states = ", ".join(f"{n} {s.lower()}" for s, n in row["states"].items()) or "no trials"

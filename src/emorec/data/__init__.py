@@ -115,7 +115,16 @@ def load_dataset(
     )
     if key and (hit := cache.load(key)) is not None:
         return _from_arrays(name, hit)
-    ds = _materialize(name, scan(root, **opts), prep, strict, progress)
+    try:
+        listing = scan(root, **opts)
+    except PermissionError as exc:  # a folder the scanner cannot do without
+        raise DatasetError(f"cannot read {exc.filename or root}: {exc.strerror}") from None
+    if strict and listing.notes.get("unreadable_folders"):
+        raise DatasetError(
+            f"{listing.notes['unreadable_folders']} folder(s) of {root} cannot "
+            "be read (strict mode: fix their permissions)"
+        )
+    ds = _materialize(name, listing, prep, strict, progress)
     if key:
         cache.save(key, _to_arrays(ds))
     return ds

@@ -28,6 +28,7 @@ from emorec.data.errors import DatasetError, describe_contents, require_dir
 from emorec.data.folder import add_note, class_folders, list_images, scan_class_folders
 from emorec.data.types import Listing
 from emorec.errors import UserError
+from emorec.inputs import read_text
 from emorec.labels import CKPLUS_CODES, EMOTION_ID
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def find_label_file(sequence: Path) -> Path | None:
 
 def read_label(path: Path) -> str:
     """The canonical emotion of a CK+ label file (one float code, e.g. ``3.0000000e+00``)."""
-    text = path.read_text(encoding="ascii", errors="replace").strip()
+    text = read_text(path, "CK+ label file", limit=1000).strip()
     try:
         value = float(text)
     except ValueError:

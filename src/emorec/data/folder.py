@@ -11,6 +11,7 @@ and Natural Human Faces reuse.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from emorec.labels import EMOTION_ID, canonical
 IGNORED_PREFIXES = (".", "_")
 # A set, since this is checked once per file of datasets with ~30k files.
 _SUFFIXES = frozenset(IMAGE_SUFFIXES)
+
+log = logging.getLogger(__name__)
 
 
 def is_image_name(name: str) -> bool:
@@ -57,18 +60,26 @@ def list_images(directory: Path, notes: dict | None = None) -> list[Path]:
     Other files are counted in ``notes["non_image_files"]`` and subfolders in
     ``notes["ignored_subfolders"]`` when ``notes`` is given. A broken link under an
     image name (dangling, or looping) is listed: decoding skips and counts it like any
-    unreadable image, where the user sees it.
+    unreadable image, where the user sees it. A folder that cannot be read (no
+    permission) is skipped and counted in ``notes["unreadable_folders"]``, like an
+    unreadable image (strict mode refuses the dataset, see ``load_dataset``).
     """
     names: list[str] = []
     other_files = subfolders = 0
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if _is_dir(entry):
-                subfolders += 1
-            elif is_image_name(entry.name) and (entry.is_symlink() or entry.is_file()):
-                names.append(entry.name)
-            else:
-                other_files += 1
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _is_dir(entry):
+                    subfolders += 1
+                elif is_image_name(entry.name) and (entry.is_symlink() or entry.is_file()):
+                    names.append(entry.name)
+                else:
+                    other_files += 1
+    except OSError as exc:
+        log.warning("skipping folder %s: %s", directory, exc.strerror)
+        if notes is not None:
+            add_note(notes, "unreadable_folders", 1)
+        return []
     if notes is not None:
         add_note(notes, "non_image_files", other_files)
         add_note(notes, "ignored_subfolders", subfolders)
@@ -136,7 +147,10 @@ def scan_class_folders(
     emotions: set[str] = set()
     for folder in folders:
         emotion = folder_emotion(folder, allowed)
+        unreadable = notes.get("unreadable_folders", 0)
         images = list_images(folder, notes)
+        if not images and notes.get("unreadable_folders", 0) > unreadable:
+            continue  # skipped and counted, like an unreadable image
         if not images:
             raise DatasetError(
                 f"class folder {folder} holds no images (expected files "

@@ -69,6 +69,9 @@ def compare(
     log_mlflow: bool = True,
 ) -> Report:
     """Write the report for ``datasets`` (all when empty) into ``out``; log it to MLflow."""
+    from emorec.data.errors import require_output_dir
+
+    folder = require_output_dir(out, "--out")  # before the queries, not after them
     rows = collect_rows(datasets)
     if not rows:
         raise UserError(
@@ -76,7 +79,7 @@ def compare(
             + (f" for dataset(s) {', '.join(datasets)}" if datasets else "")
             + "; run `emorec tune` or `emorec train` first"
         )
-    report = Report(Path(out), rows)
+    report = Report(folder, rows)
     report.folder.mkdir(parents=True, exist_ok=True)
     report.files += write_tables(rows, report.folder)
     report.files += [

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
-
 from emorec.errors import MissingFile, UserError
+from emorec.inputs import read_text, read_yaml
 
 PRESET_KEYS = ("model", "dataset")  # what a preset file's ``preset`` section names
 # The repository's tuning/ folder, beside src/ (an editable install or a checkout).
@@ -38,7 +37,7 @@ def read_preset(name: str) -> tuple[Path, dict[str, str]]:
         raise UserError(
             f"unknown preset {name!r}; valid presets: {', '.join(list_presets()) or 'none'}"
         ) from None
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path, "preset") or {}
     preset = raw.get("preset") if isinstance(raw, dict) else None
     if not isinstance(preset, dict) or set(preset) != set(PRESET_KEYS):
         raise UserError(
@@ -52,4 +51,6 @@ def read_preset(name: str) -> tuple[Path, dict[str, str]]:
 def list_presets() -> list[str]:
     """The names of the files in the tuning folder that hold a ``preset`` section."""
     folder = default_path("cnn_torch").parent
-    return sorted(p.stem for p in folder.glob("*.yaml") if "\npreset:" in "\n" + p.read_text())
+    return sorted(
+        p.stem for p in folder.glob("*.yaml") if "\npreset:" in "\n" + read_text(p, "preset")
+    )

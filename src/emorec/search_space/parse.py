@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emorec.config import NOT_TUNABLE, TrainConfig
 from emorec.errors import UserError
+from emorec.inputs import read_yaml
 from emorec.search_space.types import Alternative, SearchSpace
 
 SECTIONS = ("grid", "space", "fixed", "start", "preset")
@@ -25,10 +24,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 def load(path: str | os.PathLike, base: TrainConfig | None = None) -> SearchSpace:
     """Read and validate a space file; with ``base``, every value must also make a valid config."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_yaml(path, "search space") or {}
     where = _Where(str(path))
     if not isinstance(raw, dict):
         where.fail("", "must be a mapping with sections " + ", ".join(SECTIONS))

@@ -41,15 +41,12 @@ def benchmark_all(
 ) -> BenchmarkResult:
     if options.study_name:
         raise UserError("benchmark-all names one study per pair; drop --study-name")
-    data_dirs = data_dirs or {}
+    pairs = check_pairs(models, datasets, data_dirs or {}, overrides or {})
     result = BenchmarkResult()
-    pairs = [(m, d) for d in datasets for m in models]
     bar = tqdm(pairs, desc="benchmark", unit="study", disable=not progress)
-    for model, dataset in bar:
+    for values in bar:
+        model, dataset = values["model"], values["dataset"]
         bar.set_postfix_str(f"{model} on {dataset}")
-        values = {"model": model, "dataset": dataset, **(overrides or {})}
-        if dataset in data_dirs:
-            values["data_dir"] = data_dirs[dataset]
         try:
             study = run_study(values, options)
         except Exception as exc:  # keep going: the report shows what did finish
@@ -62,3 +59,35 @@ def benchmark_all(
     bar.close()
     result.report = report_mod.compare(datasets, out, cross=cross)
     return result
+
+
+def check_pairs(
+    models: list[str], datasets: list[str], data_dirs: dict[str, str], overrides: dict
+) -> list[dict]:
+    """Each pair's config values, every name and value checked before any study runs: an
+    unknown model or dataset, a data folder that is missing or given for no dataset, or a
+    value a config refuses costs one line, not the studies before it."""
+    from pathlib import Path
+
+    from emorec.config import TrainConfig
+
+    if not models or not datasets:
+        raise UserError("benchmark-all needs at least one model and one dataset")
+    unused = sorted(set(data_dirs) - set(datasets))
+    if unused:
+        raise UserError(
+            f"--data-dir given for {', '.join(unused)}, which --datasets does not name "
+            f"({', '.join(datasets)})"
+        )
+    for dataset, folder in data_dirs.items():
+        if not Path(folder).exists():
+            raise UserError(f"--data-dir {dataset}={folder}: no such file or folder")
+    pairs = []
+    for dataset in datasets:
+        for model in models:
+            values = {"model": model, "dataset": dataset, **overrides}
+            if dataset in data_dirs:
+                values["data_dir"] = data_dirs[dataset]
+            TrainConfig.from_mapping(values)  # raises, naming the valid choices
+            pairs.append(values)
+    return pairs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -67,6 +68,11 @@ class StudyOptions:
             )
         if self.n_trials is not None and self.n_trials < 1:
             raise UserError(f"n_trials must be >= 1, got {self.n_trials}")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise UserError(
+                f"timeout must be a positive number of seconds (absent or 0 for none), "
+                f"got {self.timeout}"
+            )
         if self.heartbeat_interval < 1 or self.grace_period < self.heartbeat_interval:
             raise UserError(
                 "heartbeat_interval must be >= 1 and grace_period at least as "

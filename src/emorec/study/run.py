@@ -111,7 +111,10 @@ def _open(
 ) -> tuple[optuna.Study, int]:
     """The study, created or loaded and checked, with this session's sampler and its seed."""
     directions = [d for _, d in OBJECTIVES[options.objective]]
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
+    # emorec logs each trial in a line; Optuna's own warning for a failed trial repeats it
+    # with a traceback, which only -v (debug logging) asks for.
+    debugging = logging.getLogger().isEnabledFor(logging.DEBUG)
+    optuna.logging.set_verbosity(optuna.logging.WARNING if debugging else optuna.logging.ERROR)
     study = optuna.create_study(
         storage=storage,
         study_name=name,

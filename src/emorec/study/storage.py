@@ -6,6 +6,7 @@ several workers. Passwords are masked wherever a URL is printed or logged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 
 from emorec import tracking
 from emorec.errors import UserError
+from emorec.urls import mask
 
 _SCHEMA_ATTEMPTS = 5  # tries to open a storage whose tables another worker is creating
 
@@ -30,15 +32,15 @@ def default_storage() -> str:
     return f"sqlite:///{path}"
 
 
-def mask(url: str) -> str:
-    """The URL with its password hidden, for anything printed or logged."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+# SQLAlchemy's default driver for a bare scheme, and the one emorec installs.
+INSTALLED_DRIVERS = {"postgresql": "postgresql+psycopg2", "postgres": "postgresql+psycopg2"}
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<not a database URL>"
+
+def with_driver(url: str) -> str:
+    """``url`` with the installed driver named where it gives a bare ``postgresql://``
+    (SQLAlchemy would pick psycopg 3, which is not installed)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{INSTALLED_DRIVERS[scheme]}://{rest}" if sep and scheme in INSTALLED_DRIVERS else url
 
 
 def make_storage(
@@ -47,16 +49,19 @@ def make_storage(
     """RDB storage with heartbeats: a trial a dead process left RUNNING is failed, retried once."""
     from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
+    url = with_driver(url)
     # SQLite: wait for a lock rather than fail while another process writes;
     # servers: test pooled connections, which idle through hour-long trials.
     engine = (
         {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     )
 
+    database = _sqlite_file(url)  # created by one process at a time, as MLflow's store
     attempt = 0
     while True:
+        creating = tracking.store.sqlite_lock(database) if database else contextlib.nullcontext()
         try:
-            with warnings.catch_warnings():
+            with creating, warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url,
@@ -71,6 +76,11 @@ def make_storage(
             raise UserError(
                 f"storage {mask(url)!r} is not a SQLAlchemy URL; e.g. sqlite:///"
                 "mlruns/optuna.db or postgresql+psycopg2://user@host/db"
+            ) from None
+        except ImportError as exc:  # a database whose driver is not installed
+            raise UserError(
+                f"storage {mask(url)}: its driver is not installed ({exc.name or exc}); emorec "
+                "supports sqlite:///FILE and postgresql+psycopg2://USER@HOST:PORT/DB"
             ) from None
         except OperationalError as exc:
             # A server that is down, a database or folder that does not exist: the user's

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -14,6 +13,7 @@ from optuna.trial import TrialState
 
 from emorec import tracking
 from emorec.config import TrainConfig
+from emorec.inputs import read_text
 from emorec.study.options import (
     OBJECTIVES,
     TEST_METRIC,
@@ -124,7 +124,7 @@ def log_settings(
         worker=worker_id(),
     )
     tracking.log_params({f"study.{k}": v for k, v in settings.items()})
-    tracking.log_text(Path(space.path).read_text(), "optuna/space.yaml")
+    tracking.log_text(read_text(space.path, "search space"), "optuna/space.yaml")
     tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")
 
 

@@ -8,11 +8,14 @@ store). One experiment per dataset.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
 
 import mlflow
+
+from emorec.urls import mask, password_in
 
 log = logging.getLogger(__name__)
 STORE_DIR = Path("mlruns")
@@ -36,10 +39,41 @@ def configure() -> str:
     # waits for the queue's own event rather than a fixed timeout; queued metrics are
     # written after at most this long.
     os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if password_in(uri):  # MLflow prints its server's URL as given at each run's end
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _create_once(Path(uri.removeprefix("sqlite:///")))
     return uri
+
+
+_created: set[Path] = set()
+
+
+def _create_once(database: Path) -> None:
+    """Create (or upgrade) a local SQLite store under a file lock: two processes that start
+    on a fresh store at once would otherwise both run MLflow's schema migrations on it, and
+    one fails (duplicate column, circular dependency). The first query creates the schema."""
+    if database in _created:
+        return
+    with sqlite_lock(database):
+        mlflow.search_experiments(max_results=1)
+    _created.add(database)
+
+
+@contextlib.contextmanager
+def sqlite_lock(database: Path):
+    """An exclusive lock beside a SQLite file (``<file>.lock``), held through the block:
+    one process at a time creates or upgrades the schema in it."""
+    import fcntl
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def client() -> mlflow.MlflowClient:
@@ -90,7 +124,7 @@ def run_link(experiment_id: str, run_id: str) -> str:
         if uri.startswith(("http://", "https://"))
         else os.environ.get("EMOREC_MLFLOW_UI", "http://127.0.0.1:5000")
     )
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{mask(base).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def quote(text: str) -> str:

@@ -62,19 +62,27 @@ def mark_trial_run(
 
 
 def close_orphaned_trial_runs(study: str, states: dict[int, str]) -> list[str]:
-    """End as FAILED each RUNNING run whose trial Optuna has finished (``states``: number->state).
+    """End as FAILED each run a dead process left behind (``states``: trial number ->
+    Optuna's state of it).
 
-    Such a run belonged to a process that died mid-trial: Optuna's heartbeat
-    has since failed (and maybe re-queued) the trial, but nothing ended the
-    run (a live trial ends its run before Optuna records its state). Runs of
-    trials RUNNING, or too new to be in ``states``, are left alone: another
-    worker may own them.
+    Such a run belonged to a process that died mid-trial: Optuna's heartbeat has since
+    failed (and maybe re-queued) the trial. The run is either still RUNNING, or it had
+    ended FINISHED just before the process died and Optuna never recorded the trial
+    COMPLETE: either way its trial is FAIL, and so must the run be (the comparison report
+    and the UI's FINISHED filter then leave it out). Runs of trials RUNNING, or too new to
+    be in ``states``, are left alone: another worker may own them.
     """
     closed, client = [], store.client()
-    for run in trial_runs(study, status="RUNNING"):
+    for run in trial_runs(study):
         number = int(run.data.tags.get("trial_number", -1))
         state = states.get(number)
-        if state not in ("COMPLETE", "PRUNED", "FAIL"):
+        orphaned = run.info.status == "RUNNING" and state in ("COMPLETE", "PRUNED", "FAIL")
+        unrecorded = (
+            run.info.status == "FINISHED"
+            and state == "FAIL"
+            and run.data.tags.get("trial_state") != "FAIL"
+        )
+        if not (orphaned or unrecorded):
             continue
         client.set_tag(run.info.run_id, "trial_state", "FAIL")
         client.set_tag(
