@@ -64,6 +64,12 @@ def _datasets():
     return tuple(FORMATS)
 
 
+def _detectors():
+    from emorec.data.faces import DETECTORS
+
+    return DETECTORS
+
+
 def _splits():
     from emorec.data.splits import STRATEGIES
 
@@ -197,7 +203,18 @@ class TrainConfig:
         0, "Side of the square input image in pixels; 0 for the model's default.", reported=7
     )
     channels: int = option(1, "Input channels: 1 for grayscale, 3 for RGB.")
-    face_detect: bool = option(False, "Crop the largest face (Haar cascade) before resizing.")
+    face_detect: bool = option(
+        False,
+        "Photos (not crops): cut out the largest face, its eyes levelled, framed as "
+        "FER2013 frames faces, before resizing; serving does the same to every face.",
+    )
+    detector: str = option(
+        "yunet",
+        "What finds faces, in training and in serving: yunet (OpenCV's YuNet, "
+        "with eyes to level a face by) or haar (OpenCV's frontal cascade, no eyes).",
+        choices=_detectors,
+        tunable=False,
+    )
     # Data selection and split.
     split: str = option(
         "auto",
@@ -327,6 +344,14 @@ class TrainConfig:
         from emorec.models import get_spec
 
         return self.image_size or get_spec(self.model).default_image_size
+
+    @property
+    def preprocessing(self):
+        """The ``Preprocessing`` of this config: how raw images become the model's input,
+        in training and, stored with the model, in serving."""
+        from emorec.data.preprocess import Preprocessing
+
+        return Preprocessing(self.input_size, self.channels, self.face_detect, self.detector)
 
     @property
     def experiment_name(self) -> str:

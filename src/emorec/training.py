@@ -17,7 +17,6 @@ from emorec import transfer
 from emorec.config import TrainConfig
 from emorec.data import load_dataset
 from emorec.data.dedupe import drop_duplicates
-from emorec.data.preprocess import Preprocessing
 from emorec.data.splits import Split, make_split
 from emorec.data.types import Dataset
 from emorec.engines import Callback, get_engine
@@ -45,7 +44,7 @@ def load_data(cfg: TrainConfig) -> Dataset:
     return load_dataset(
         cfg.dataset,
         cfg.data_dir,
-        Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect),
+        cfg.preprocessing,
         options=cfg.dataset_options(),
         strict=cfg.strict,
         progress=interactive(cfg),
@@ -82,7 +81,7 @@ def train(
     """
     tracker = tracker or MlflowTracker()
     source = transfer.load_source(cfg) if cfg.init_from else None
-    prep = Preprocessing(cfg.input_size, cfg.channels, cfg.face_detect)
+    prep = cfg.preprocessing
     ds = load_data(cfg)
     split = split or split_data(ds, cfg)
     dedupe_counts = {}

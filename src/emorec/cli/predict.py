@@ -4,35 +4,76 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from emorec.cli.args import EXIT_FAILED, split_list
 from emorec.errors import UserError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from emorec.serving import files as photo_files
     from emorec.serving import predictor as inference
 
-    files = photo_files.collect_images(args.inputs)
-    if not files:
-        raise UserError(f"no image files in {' '.join(args.inputs)}")
+    images, videos = photo_files.collect_inputs(args.inputs)
+    if not images and not videos and args.camera is None:
+        raise UserError(f"no image or video files in {' '.join(args.inputs) or 'the inputs'}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     expected = split_list(args.expect_classes) if args.expect_classes else None
-    names = dict(files)
-    # Planned before the model loads, so a refused --annotate costs nothing and writes nothing.
-    copies = photo_files.annotation_paths(files, args.annotate) if args.annotate else {}
+    # Every output planned before the model loads: a refused one costs nothing, writes nothing.
+    copies = photo_files.annotation_paths(images, args.annotate) if args.annotate else {}
+    names = dict(images)
     for path, copy in copies.items():
         if copy.stem != Path(names[path]).stem:
             print(
                 f"emorec: {path}: its annotated copy is {copy} (the name was taken)",
                 file=sys.stderr,
             )
-    predictor = inference.load(args.model_uri, expect_classes=expected)
-    skipped, width = 0, max(len(str(f)) for f in names)
+    clips = _video_outputs(videos, args)
+    predictor = inference.load(args.model_uri, expect_classes=expected, detector=args.detector)
+    failed = _predict_images(predictor, images, copies, args) if images else 0
+    for source, outputs in clips.items():
+        _predict_video(predictor, source, outputs, args)
+    return EXIT_FAILED if images and failed == len(images) and not clips else 0
+
+
+def _video_outputs(videos, args) -> dict:
+    """Each video (or the camera) -> its timeline files and annotated copy, checked."""
+    from emorec.serving import files as photo_files
+
+    if args.every < 1 or (args.fps is not None and not args.fps > 0):
+        raise UserError(f"--every must be >= 1 and --fps > 0, got {args.every} and {args.fps}")
+    if not 0 <= args.smooth < 1:
+        raise UserError(f"--smooth must be in [0, 1) (0 = none), got {args.smooth}")
+    sources = list(videos)
+    if args.camera is not None:
+        sources.append((args.camera, Path(f"camera{args.camera}")))
+    files = [(s, n) for s, n in sources if not isinstance(s, int)]
+    cameras = [(s, n) for s, n in sources if isinstance(s, int)]
+
+    def paths(flag, folder, suffix):
+        found = photo_files.output_paths(files, folder, flag, lambda p: p.with_suffix(suffix))
+        found.update({s: Path(folder) / n.with_suffix(suffix) for s, n in cameras})
+        return found
+
+    if not sources:
+        return {}
+    csvs, jsons = (
+        paths("--timeline", args.timeline, ".csv"),
+        paths("--timeline", args.timeline, ".json"),
+    )
+    annotated = paths("--annotate", args.annotate, ".mp4") if args.annotate else {}
+    return {s: (csvs[s], jsons[s], annotated.get(s)) for s, _ in sources}
+
+
+def _predict_images(predictor, images, copies, args) -> int:
+    """The table (or JSON lines) of every face in ``images``; returns how many failed."""
+    import json
+
+    from emorec.serving import files as photo_files
+
+    skipped, names = 0, dict(images)
+    width = max(len(str(f)) for f in names)
     if not args.json:
         print(f"{'file':{width}s} {'face':>4s} {'label':10s} {'confidence':>10s}")
     for path, pixels, preds, error in photo_files.predict_files(
@@ -53,6 +94,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                             "face_found": p.face_found,
                             "label": p.label,
                             "confidence": round(p.confidence, 6),
+                            "detector_score": p.detector_score,
+                            "landmarks": p.landmarks,
                             "probabilities": {k: round(v, 6) for k, v in p.probabilities.items()},
                         }
                     )
@@ -63,8 +106,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.annotate:
             photo_files.annotate(pixels, preds, copies[path])
     if skipped:
-        print(f"emorec: {skipped} of {len(files)} file(s) skipped (unreadable)", file=sys.stderr)
-    return EXIT_FAILED if skipped == len(files) else 0
+        print(f"emorec: {skipped} of {len(images)} file(s) skipped (unreadable)", file=sys.stderr)
+    return skipped
+
+
+def _predict_video(predictor, source, outputs, args) -> None:
+    from emorec.serving import video
+
+    csv_path, json_path, annotated = outputs
+    info: dict = {}
+    frames = video.predict_video(
+        predictor, source, every=args.every, fps=args.fps, smoothing=args.smooth, info=info
+    )
+    summary = video.write_timeline(
+        frames, predictor.classes, csv_path, json_path, info, annotated, progress=not args.json
+    )
+    tracks = ", ".join(f"#{t} {label}" for t, label in sorted(summary["tracks"].items()))
+    print(
+        f"{info.get('name', source)}: {summary['frames']} frames read "
+        f"({summary['frames_per_s']:.1f} frames/s), faces: {tracks or 'none'}; timeline "
+        f"{csv_path} and {json_path}" + (f", annotated {annotated}" if annotated else "")
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -128,13 +190,55 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("predict", help="emotions of the faces in images or folders of images")
+    p = sub.add_parser(
+        "predict", help="emotions of the faces in images, videos, folders of them, or a camera"
+    )
     p.add_argument(
         "--model-uri",
         required=True,
         help="runs:/RUN/emotion_model, models:/NAME@ALIAS or models:/NAME/VERSION",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_VIDEO_OR_FOLDER")
+    p.add_argument(
+        "--camera",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read camera N (0 is the first) until Ctrl-C",
+    )
+    p.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="videos: read every N-th frame (default: every frame)",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="videos: read this many frames a second instead of --every",
+    )
+    p.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="videos: average each face's probabilities over time, each frame "
+        "weighing 1 - A (0, the default, for none; 0.7 is smooth)",
+    )
+    p.add_argument(
+        "--timeline",
+        default="outputs/timelines",
+        metavar="DIR",
+        help="videos: where each one's timeline goes, as CSV and JSON (default: outputs/timelines)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=("yunet", "haar"),
+        default=None,
+        help="find faces with this detector instead of the model's own",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per face")
     p.add_argument(
         "--annotate",

@@ -153,8 +153,8 @@ def _materialize(
                 raise DatasetError(f"{exc} (strict mode: fix or remove the file)") from exc
             failures.append(str(exc))
             continue
-        img, box = prepare_image(pixels, prep)
-        no_face += prep.face_detect and box is None
+        img, face = prepare_image(pixels, prep)
+        no_face += prep.face_detect and face is None
         images.append(img)
         keep.append(i)
     if failures:

@@ -29,9 +29,14 @@ class Preprocessing:
 
     image_size: int = 48  # side of the square image the model sees
     channels: int = 1  # 1 = grayscale, 3 = RGB
-    face_detect: bool = False  # crop the largest detected face (Haar cascade) first
+    face_detect: bool = False  # crop the largest face first, levelled and framed
+    detector: str = faces.DEFAULT_DETECTOR  # what finds faces, in training and serving
 
     def __post_init__(self) -> None:
+        if self.detector not in faces.DETECTORS:
+            raise UserError(
+                f"unknown detector {self.detector!r}; valid: {', '.join(faces.DETECTORS)}"
+            )
         if not 16 <= self.image_size <= 512:
             raise UserError(f"image_size must be in [16, 512], got {self.image_size}")
         if self.channels not in (1, 3):
@@ -46,7 +51,7 @@ class Preprocessing:
     def from_dict(cls, d: dict) -> Preprocessing:
         # The logged model's settings, written by to_dict (pickled, or JSON in an ONNX
         # export): face_detect is a real bool, never text to parse.
-        return cls(int(d["image_size"]), int(d["channels"]), d["face_detect"])
+        return cls(int(d["image_size"]), int(d["channels"]), d["face_detect"], d["detector"])
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -64,21 +69,25 @@ def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
 
 def prepare_image(
     img: np.ndarray, prep: Preprocessing, *, detect: bool | None = None
-) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
-    """One raw image -> (image_size, image_size, channels) uint8, plus the face box used.
+) -> tuple[np.ndarray, faces.Face | None]:
+    """One raw image -> (image_size, image_size, channels) uint8, plus the face used.
 
-    ``detect`` (default ``prep.face_detect``) crops the largest face first; the box is
-    ``(x, y, w, h)`` in the input's pixels, or ``None`` when detection is off or found no
-    face (the whole image is used then).
+    ``detect`` (default ``prep.face_detect``) first cuts out the largest face, levelled and
+    framed (``faces.face_crop``); the face is None when detection is off or found none
+    (the whole image is used then).
     """
     if img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
-    box = None
+    face = None
     if prep.face_detect if detect is None else detect:
-        box = faces.largest_face(img)
-        if box is not None:
-            x, y, w, h = box
-            img = img[y : y + h, x : x + w]
+        face = faces.largest_face(img, prep.detector)
+        if face is not None:
+            img = faces.face_crop(img, face)
+    return resized(img, prep), face
+
+
+def resized(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """A face crop (or a whole image) -> (image_size, image_size, channels) uint8."""
     img = to_channels(img, prep.channels)
     side = prep.image_size
     if img.shape[0] != side or img.shape[1] != side:
@@ -86,7 +95,7 @@ def prepare_image(
         img = cv2.resize(img, (side, side), interpolation=interp)
         if img.ndim == 2:
             img = img[:, :, None]
-    return np.ascontiguousarray(img), box
+    return np.ascontiguousarray(img)
 
 
 def normalize(batch: np.ndarray) -> np.ndarray:

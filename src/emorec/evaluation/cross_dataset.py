@@ -91,11 +91,10 @@ def test_split(target: dict, source: dict) -> tuple[np.ndarray, np.ndarray]:
     """The target run's test images (at the source model's input size) and class names."""
     from emorec.config import TrainConfig
     from emorec.data import load_dataset
-    from emorec.data.preprocess import Preprocessing
     from emorec.data.splits import make_split
 
     cfg, src = TrainConfig.from_logged(target), TrainConfig.from_logged(source)
-    prep = Preprocessing(src.input_size, src.channels, src.face_detect)
+    prep = src.preprocessing
     ds = load_dataset(
         cfg.dataset,
         cfg.data_dir,

@@ -17,20 +17,28 @@ from emorec.errors import MissingFile, UserError
 from emorec.serving.predictor import Prediction, Predictor
 
 
-def collect_images(inputs) -> list[tuple[Path, Path]]:
-    """(file, name to write it under) for every image file given or found in a folder, sorted
-    per folder; a path that does not exist raises FileNotFoundError."""
+def collect_inputs(inputs) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """(images, videos): (file, name to write its outputs under) for every image or video
+    given or found in a folder, sorted per folder. A file given by name is an image unless
+    its suffix says video (an odd image suffix is kept); a path that does not exist raises
+    MissingFile."""
     from emorec.data.images import is_image_file
+    from emorec.serving.video import is_video
 
-    found = []
+    images, videos = [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += [(f, f.relative_to(item)) for f in sorted(item.rglob("*")) if is_image_file(f)]
+            for f in sorted(item.rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    if is_video(f):
+                        videos.append((f, f.relative_to(item)))
+                    elif is_image_file(f):
+                        images.append((f, f.relative_to(item)))
         elif item.exists():
-            found.append((item, Path(item.name)))  # given by name: kept even if the suffix is odd
+            (videos if is_video(item) else images).append((item, Path(item.name)))
         else:
             raise MissingFile(f"no such file or folder: {item}")
-    return found
+    return images, videos
 
 
 def predict_files(
@@ -82,25 +90,32 @@ def _writable(path: Path) -> Path:
 
 
 def annotation_paths(files: list[tuple[Path, Path]], out_dir) -> dict[Path, Path]:
-    """Where each (file, name) of ``collect_images`` gets its annotated copy in ``out_dir``.
+    """Where each (file, name) of ``collect_inputs`` gets its annotated copy in ``out_dir``
+    (``output_paths``): the file's name, ``.png`` when OpenCV cannot write its format."""
+    return output_paths(files, out_dir, "--annotate", _writable)
 
-    The copy keeps the file's name (``.png`` when OpenCV cannot write its format); when two
-    inputs would share a name (``face.gif`` and ``face.png``, or one name in two folders),
-    later ones get ``-2``, ``-3`` ... before the suffix, a file keeping its own name first.
-    Names are compared ignoring case, as macOS and Windows do. Raises ValueError, before
-    anything is written, when a copy would replace an input, or would be written through a
-    symbolic link or where a file stands in for a folder inside ``out_dir``.
+
+def output_paths(
+    files: list[tuple[Path, Path]], out_dir, flag: str, rename=lambda path: path
+) -> dict[Path, Path]:
+    """Where each (file, name) of ``collect_inputs`` gets its output in ``out_dir``: its
+    name, changed by ``rename`` (a suffix, say); when two inputs would share a name
+    (``face.gif`` and ``face.png``, or one name in two folders), later ones get ``-2``,
+    ``-3`` ... before the suffix, a file keeping its own name first. Names are compared
+    ignoring case, as macOS and Windows do. Raises UserError, before anything is written,
+    when an output would replace an input, or would be written through a symbolic link or
+    where a file stands in for a folder inside ``out_dir``; ``flag`` names the option.
     """
     from emorec.data.errors import require_output_dir
 
-    out_dir = require_output_dir(out_dir, "--annotate")
+    out_dir = require_output_dir(out_dir, flag)
     files = list(dict(files).items())  # a file given twice gets one copy
     # Both the link and what it points to: neither may be replaced by a copy.
     inputs = {}
     for f, _ in files:
         for st in (f.stat(), f.lstat()):
             inputs[(st.st_dev, st.st_ino)] = f
-    natural = {f: _writable(out_dir / name) for f, name in files}
+    natural = {f: rename(out_dir / name) for f, name in files}
     claimed = {str(t).casefold() for t in natural.values()}
     taken: set[str] = set()
     paths: dict[Path, Path] = {}
@@ -113,34 +128,59 @@ def annotation_paths(files: list[tuple[Path, Path]], out_dir) -> dict[Path, Path
             target = natural[f].with_name(f"{natural[f].stem}-{n}{natural[f].suffix}")
         taken.add(str(target).casefold())
         paths[f] = target
-        _check_target(out_dir, target, f, inputs)
+        _check_target(out_dir, target, f, inputs, flag)
     return {f: paths[f] for f, _ in files}
 
 
-def _check_target(out_dir: Path, target: Path, source: Path, inputs: dict) -> None:
+def _check_target(out_dir: Path, target: Path, source: Path, inputs: dict, flag: str) -> None:
     """ValueError when writing ``target`` would follow a link inside ``out_dir``, meet a
     file where a folder is needed, or replace an input."""
     below = target.relative_to(out_dir)
     for part in [out_dir.joinpath(*below.parts[:i]) for i in range(1, len(below.parts) + 1)]:
         if part.is_symlink():
             raise UserError(
-                f"--annotate {out_dir}: {part} is a symbolic link; emorec does "
+                f"{flag} {out_dir}: {part} is a symbolic link; emorec does "
                 "not write through links, remove it or choose another folder"
             )
         if part != target and part.exists() and not part.is_dir():
             raise UserError(
-                f"--annotate {out_dir}: cannot write {target}, {part} is a file, not a folder"
+                f"{flag} {out_dir}: cannot write {target}, {part} is a file, not a folder"
             )
     if target.is_dir():
-        raise UserError(f"--annotate {out_dir}: cannot write {target}, it is a folder")
+        raise UserError(f"{flag} {out_dir}: cannot write {target}, it is a folder")
     if target.exists():
         st = target.stat()
         clash = inputs.get((st.st_dev, st.st_ino))
         if clash is not None:
             raise UserError(
-                f"--annotate {out_dir}: the copy of {source} would replace the "
+                f"{flag} {out_dir}: the output for {source} would replace the "
                 f"input {clash}; choose an output folder apart from the inputs"
             )
+
+
+def draw(pixels: np.ndarray, predictions: list[Prediction]) -> np.ndarray:
+    """A BGR copy of ``pixels`` (gray or RGB) with each face's box, label and confidence
+    (and its track, in a video) drawn: green for faces, orange for whole images."""
+    import cv2
+
+    img = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR if pixels.ndim == 2 else cv2.COLOR_RGB2BGR)
+    scale = max(img.shape[:2]) / 500
+    for p in predictions:
+        x, y, w, h = p.box
+        colour = (0, 200, 0) if p.face_found else (0, 165, 255)
+        track = "" if p.track is None else f"#{p.track} "
+        cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, max(1, round(2 * scale)))
+        cv2.putText(
+            img,
+            f"{track}{p.label} {p.confidence:.2f}",
+            (x + 2, max(y - 4, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            max(0.3, 0.5 * scale),
+            colour,
+            max(1, round(scale)),
+            cv2.LINE_AA,
+        )
+    return img
 
 
 def annotate(pixels: np.ndarray, predictions: list[Prediction], out: Path) -> Path:
@@ -153,22 +193,7 @@ def annotate(pixels: np.ndarray, predictions: list[Prediction], out: Path) -> Pa
 
     import cv2
 
-    img = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR if pixels.ndim == 2 else cv2.COLOR_RGB2BGR)
-    scale = max(img.shape[:2]) / 500
-    for p in predictions:
-        x, y, w, h = p.box
-        colour = (0, 200, 0) if p.face_found else (0, 165, 255)
-        cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, max(1, round(2 * scale)))
-        cv2.putText(
-            img,
-            f"{p.label} {p.confidence:.2f}",
-            (x + 2, max(y - 4, 12)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            max(0.3, 0.5 * scale),
-            colour,
-            max(1, round(scale)),
-            cv2.LINE_AA,
-        )
+    img = draw(pixels, predictions)
     out = _writable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(out.suffix, img)

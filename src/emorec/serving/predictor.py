@@ -5,11 +5,11 @@
     for p in predictor.predict(["photo.jpg", pil_image, numpy_array]):
         print(p.source, p.face, p.label, p.confidence, p.box)
 
-Each photo is searched for faces with the detector training uses
-(``emorec.data.faces``): every face found gives one prediction; a photo
-where none is found is classified whole and flagged (``face_found=False``).
-The crop is then prepared by the model's own preprocessing (``prep``), never
-re-guessed. Arrays and PIL images are checked like files
+Each photo is searched for faces with the detector the model was trained with
+(``emorec.data.faces``): every face found gives one prediction, cut out levelled and
+framed as training cut faces (``faces.face_crop``); a photo where none is found is
+classified whole and flagged (``face_found=False``). The crop is then prepared by the
+model's own preprocessing (``prep``), never re-guessed. Arrays and PIL images are checked like files
 (``emorec.data.images.as_pixels``): integers 0..255 (uint16 scaled) or floats
 in [0, 1], 8 px to 40 megapixels.
 """
@@ -39,17 +39,24 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    detector_score: float | None = None  # the detector's confidence in the face
+    # (x, y) of the right eye, left eye, nose tip, right and left mouth corners
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    track: int | None = None  # in a video, the face's id across frames
 
 
 class Predictor:
-    """Faces found, cropped and classified by ``model``: anything with the serving
+    """Faces found, levelled, framed and classified by ``model``: anything with the serving
     contract (``classes``, ``prep``, ``probabilities(crops)``), a logged model's
-    ``EmotionModel`` or an ``OnnxModel``."""
+    ``EmotionModel`` or an ``OnnxModel``. Faces are found by the detector the model was
+    trained with (``prep.detector``) unless ``detector`` names another."""
 
-    def __init__(self, model, uri: str):
+    def __init__(self, model, uri: str, detector: str | None = None):
         self.uri, self.model = uri, model
         self.classes: list[str] = list(model.classes)
         self.prep = model.prep
+        self.detector = detector or self.prep.detector
+        faces.detect_faces(np.zeros((16, 16), np.uint8), self.detector)  # a bad name: now
 
     def check_classes(self, expected) -> None:
         """Raise ValueError when the model's class set differs from ``expected`` (order
@@ -84,30 +91,50 @@ class Predictor:
             [_as_pixels(image, i) for i, image in enumerate(items)], detect_faces, batch_size
         )
 
-    def predict_pixels(self, sourced, detect_faces: bool, batch_size: int) -> list[Prediction]:
-        """``predict`` for decoded images: ``sourced`` holds (source name, pixels) pairs."""
+    def dominant_emotion(self, images) -> tuple[str, float]:
+        """The emotion of a photo (or of several, or of a video file: every sampled frame)
+        in one call: the class with the highest mean probability over every face found,
+        and that mean."""
+        from emorec.serving import video
+
+        if isinstance(images, (str, Path)) and video.is_video(images):
+            predictions = [p for frame in video.predict_video(self, images) for p in frame.faces]
+        else:
+            predictions = self.predict(images)
+        if not predictions:
+            raise UserError("no face and no image to read an emotion from")
+        mean = np.mean([[p.probabilities[c] for c in self.classes] for p in predictions], axis=0)
+        return self.classes[int(mean.argmax())], float(mean.max())
+
+    def predict_pixels(
+        self, sourced, detect_faces: bool, batch_size: int, detect_side: int = faces.DETECT_SIDE
+    ) -> list[Prediction]:
+        """``predict`` for decoded images: ``sourced`` holds (source name, pixels) pairs;
+        faces are searched with the image scaled to ``detect_side`` at most."""
         crops, meta = [], []
         for source, pixels in sourced:
-            boxes = faces.detect_faces(pixels) if detect_faces else []
-            if not boxes:
+            found = faces.detect_faces(pixels, self.detector, detect_side) if detect_faces else []
+            if not found:
                 h, w = pixels.shape[:2]
                 crops.append(pixels)
-                meta.append((source, 0, (0, 0, w, h), False))
-            for j, (x, y, w, h) in enumerate(boxes):
-                crops.append(pixels[y : y + h, x : x + w])
-                meta.append((source, j, (x, y, w, h), True))
+                meta.append((source, 0, None, (0, 0, w, h)))
+            for j, face in enumerate(found):
+                crops.append(faces.face_crop(pixels, face))
+                meta.append((source, j, face, face.box))
         proba = self.predict_proba(crops, batch_size=batch_size)
         return [
             Prediction(
                 src,
-                face,
+                index,
                 box,
-                found,
+                face is not None,
                 self.classes[int(p.argmax())],
                 float(p.max()),
                 dict(zip(self.classes, map(float, p))),
+                None if face is None else face.score,
+                None if face is None else face.landmarks,
             )
-            for (src, face, box, found), p in zip(meta, proba)
+            for (src, index, face, box), p in zip(meta, proba)
         ]
 
     def predict_proba(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
@@ -135,12 +162,13 @@ def _as_pixels(image, index: int) -> tuple[str, np.ndarray]:
     )
 
 
-def load(model_uri: str, *, expect_classes=None) -> Predictor:
+def load(model_uri: str, *, expect_classes=None, detector: str | None = None) -> Predictor:
     """A predictor for any MLflow URI of an emorec ``emotion_model`` (runs:/, models:/ ...),
     or for the path of an ``.onnx`` file written by ``emorec export`` (run on ONNX Runtime).
 
     ``expect_classes``: the class names the caller relies on; a model trained on another
     class set raises ValueError naming both (see ``Predictor.check_classes``).
+    ``detector``: find faces with another detector than the model's (``haar``, ``yunet``).
     """
     uri = str(model_uri)
     if (
@@ -150,11 +178,11 @@ def load(model_uri: str, *, expect_classes=None) -> Predictor:
     ):
         from emorec.serving.onnx_model import OnnxModel
 
-        predictor = Predictor(OnnxModel(uri), uri)
+        predictor = Predictor(OnnxModel(uri), uri, detector)
     else:
         from emorec import tracking
 
-        predictor = Predictor(tracking.load_emotion_model(uri), uri)
+        predictor = Predictor(tracking.load_emotion_model(uri), uri, detector)
     if expect_classes is not None:
         predictor.check_classes(expect_classes)
     return predictor
