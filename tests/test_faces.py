@@ -33,15 +33,22 @@ def tilted(img: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(img, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
-@pytest.mark.parametrize("degrees", [0, 20, -25])
-def test_a_tilted_face_is_found_and_cut_out_with_level_eyes(photo, degrees):
-    img = tilted(photo, degrees)
-    face = faces.largest_face(img, "yunet")
-    assert face is not None and face.score > 0.7 and len(face.landmarks) == 5
-    crop = faces.face_crop(img, face)
-    assert crop.shape[0] == crop.shape[1] == round(face.box[2] / faces.FRAME["yunet"])
-    again = faces.largest_face(cv2.copyMakeBorder(crop, 40, 40, 40, 40, cv2.BORDER_REPLICATE))
-    assert again is not None and abs(again.roll) < 4.0, again.roll
+def test_a_tilted_face_is_found_and_cut_out_level(photo):
+    """Tilted by known angles, colour and gray, the face is found and levelled to within a
+    few degrees (YuNet's landmarks are that precise: benchmarks/faces.py measures it)."""
+    upright = faces.level_angle(photo, faces.largest_face(photo))
+    errors = []
+    for degrees, gray in ((20, False), (-25, True), (10, True), (-15, False)):
+        img = tilted(photo, degrees)
+        if gray:  # most news photos are grayscale
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        face = faces.largest_face(img, "yunet")
+        assert face is not None and face.score > 0.7 and len(face.landmarks) == 5
+        crop = faces.face_crop(img, face)
+        assert crop.shape[0] == crop.shape[1] == round(face.box[2] / faces.FRAME["yunet"])
+        # The photo's own tilt plus the one added: what levelling must undo.
+        errors.append(faces.level_angle(img, face) - (upright - degrees))
+    assert np.abs(errors).max() < 8 and np.abs(errors).mean() < 5, errors
 
 
 def test_the_haar_fallback_finds_the_face_and_a_bad_detector_is_named(photo):

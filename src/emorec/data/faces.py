@@ -36,6 +36,7 @@ YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10
 # which it scores ~0.87-0.93.
 YUNET_THRESHOLD = 0.7
 DETECT_SIDE = 640  # photos are searched at most this large (their long side), for speed
+LEVEL_SIDE = 400  # the levelled face is searched again this large at most: its eyes' detail
 CASCADE = "haarcascade_frontalface_default.xml"
 
 
@@ -66,7 +67,9 @@ def detect_faces(
         from emorec.errors import UserError
 
         raise UserError(f"unknown detector {detector!r}; valid: {', '.join(DETECTORS)}")
-    gray_or_rgb = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img[..., :3]
+    if img.ndim == 3:  # (H, W, 1) gray, RGB or RGBA
+        img = img[:, :, 0] if img.shape[2] == 1 else img[:, :, :3]
+    gray_or_rgb = img
     h, w = gray_or_rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     small = (
@@ -93,7 +96,7 @@ def face_crop(img: np.ndarray, face: Face) -> np.ndarray:
     x, y, w, h = face.box
     centre = (x + w / 2.0, y + h / 2.0)
     side = max(8, round(w / FRAME[face.detector]))
-    matrix = cv2.getRotationMatrix2D(centre, _level(img, face), 1.0)
+    matrix = cv2.getRotationMatrix2D(centre, level_angle(img, face), 1.0)
     matrix[:, 2] += (side / 2.0 - centre[0], side / 2.0 - centre[1])
     return cv2.warpAffine(
         np.ascontiguousarray(img),
@@ -104,15 +107,14 @@ def face_crop(img: np.ndarray, face: Face) -> np.ndarray:
     )
 
 
-def _level(img: np.ndarray, face: Face) -> float:
+def level_angle(img: np.ndarray, face: Face) -> float:
     """The rotation (degrees, OpenCV's sign) that levels the eyes. YuNet's eyes report a
-    tilted head as about a sixth less tilted than it is: once levelled by that, the
-    face is found again and the tilt left over is added."""
+    tilted head as less tilted than it is: once levelled by what they say, the face is
+    found again, at full size, and the tilt left over is added (benchmarks/faces.py
+    measures how level faces come out)."""
     if face.landmarks is None:
         return 0.0
     roll = face.roll
-    if abs(roll) < 3.0:
-        return roll
     x, y, w, h = face.box
     centre = (x + w / 2.0, y + h / 2.0)
     side = round(1.6 * max(w, h))
@@ -121,7 +123,7 @@ def _level(img: np.ndarray, face: Face) -> float:
     levelled = cv2.warpAffine(
         np.ascontiguousarray(img), matrix, (side, side), borderMode=cv2.BORDER_REPLICATE
     )
-    again = detect_faces(levelled, face.detector, max_side=160)
+    again = detect_faces(levelled, face.detector, max_side=LEVEL_SIDE)
     return roll + (again[0].roll if again else 0.0)
 
 
