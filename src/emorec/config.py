@@ -223,6 +223,13 @@ class TrainConfig:
         "stratifies by class.",
         choices=_splits,
     )
+    folds: int = option(
+        0,
+        "K-fold cross-validation: every image tested once, in K runs nested under one "
+        "(subject-independent where the dataset has subject ids, stratified otherwise), "
+        "and a final fit on all images; K >= 2, or 0 for one train/val/test split.",
+        tunable=False,
+    )
     val_fraction: float = option(0.15, "Share of the images held out for validation, in (0, 0.5).")
     test_fraction: float = option(0.15, "Share of the images held out for testing, in (0, 0.5).")
     samples: int = option(1400, "Size of the synthetic dataset, at least 14.")
@@ -304,6 +311,10 @@ class TrainConfig:
             f"mixup and cutmix must be >= 0 (0 = off), got {self.mixup}, {self.cutmix}",
         )
         _check(0 <= self.ema < 1, f"ema must be in [0, 1) (0 = off), got {self.ema}")
+        _check(
+            self.folds == 0 or self.folds >= 2,
+            f"folds must be >= 2 (or 0 for one train/val/test split), got {self.folds}",
+        )
         _check(self.freeze_epochs >= 0, f"freeze_epochs must be >= 0, got {self.freeze_epochs}")
         _check(
             not self.freeze_epochs or bool(self.init_from),

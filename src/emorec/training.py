@@ -70,6 +70,7 @@ def train(
     nested: bool = False,
     tags: dict | None = None,
     split: Split | None = None,
+    extra_metrics: dict[str, float] | None = None,
 ) -> TrainResult:
     """Train, evaluate and record one run of ``cfg``.
 
@@ -77,7 +78,8 @@ def train(
     records nothing (``run_id`` is then ""). ``callbacks`` see every epoch's values.
     ``nested``/``tags``: the run's place under a parent run, and extra tags.
     ``split``: train/val/test indices into the dataset (a cross-validation fold, say)
-    instead of the split ``cfg.split`` makes.
+    instead of the split ``cfg.split`` makes; ``extra_metrics``: logged with the run's
+    final ones (a cross-validated config's final fit carries its folds' ``cv_*``).
     """
     tracker = tracker or MlflowTracker()
     source = transfer.load_source(cfg) if cfg.init_from else None
@@ -142,6 +144,7 @@ def train(
             "weights_mb": engine.weights_mb(model),
             **memory.as_metrics(),
             **dedupe_counts,
+            **(extra_metrics or {}),
         }
         tracker.log_metrics(metrics)
         tracker.log_evaluation(report, fit.history, classes)

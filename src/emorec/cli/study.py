@@ -216,6 +216,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     values = {"model": args.model, "dataset": args.dataset or "synthetic", **parse_sets(args.set)}
     if args.data_dir:
         values["data_dir"] = args.data_dir
+    if args.folds:
+        values["folds"] = args.folds
     result = run_study(values, _study_options(args, args.study_name))
     _print_study(result)
     if not result.best:
@@ -323,6 +325,13 @@ def add_commands(sub) -> None:
         default=None,
         help="The Optuna study to create or resume. Default: "
         "<model>-<dataset>-<sampler>-<objective>.",
+    )
+    p.add_argument(
+        "--folds",
+        type=optional(int),
+        default=None,
+        help=describe("folds", default=False) + " Trials are ranked by their folds' mean "
+        "(cv_test_accuracy_mean), and the best one's final fit is registered.",
     )
     _add_tuning_flags(p)
     p.set_defaults(func=cmd_tune)

@@ -35,9 +35,12 @@ def _config_from(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from emorec.tracking.store import run_link
-    from emorec.training import train
 
     cfg = _config_from(args)
+    if cfg.folds:
+        return _cross_validate(cfg)
+    from emorec.training import train
+
     result = train(cfg)
     m = result.metrics
     # What a person reads at the end: how good, where to look, what to do next.
@@ -47,12 +50,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {m['epochs_run']:.0f} epochs in {m['train_time_s']:.1f} s, "
         f"peak RSS {m.get('peak_rss_mb', float('nan')):.0f} MB"
     )
-    link = run_link(result.experiment_id, result.run_id)
+    _where(run_link(result.experiment_id, result.run_id), result.run_id, cfg.log_model)
+    return 0
+
+
+def _cross_validate(cfg) -> int:
+    """``--folds K``: the folds, then (with log_model) the final fit whose model the
+    cross-validation stands for."""
+    from emorec.cross_validation import cross_validate, final_fit
+    from emorec.tracking.store import run_link
+
+    cv = cross_validate(cfg)
+    m = cv.metrics
+    print(
+        f"\n{cfg.folds}-fold cross-validation ({len(cv.classes)} classes): test accuracy "
+        f"{m['cv_test_accuracy_mean']:.3f} +- {m['cv_test_accuracy_std']:.3f}, macro F1 "
+        f"{m['cv_test_f1_macro_mean']:.3f} +- {m['cv_test_f1_macro_std']:.3f}, AUC "
+        f"{m['cv_test_auc_roc_macro_mean']:.3f}; folds: "
+        + ", ".join(f"{f['test_accuracy']:.3f}" for f in cv.folds)
+    )
+    if not cfg.log_model:
+        return 0
+    final = final_fit(cfg, cv.metrics)
+    print(f"final fit on every image but a validation part: run {final.run_id}")
+    _where(run_link(final.experiment_id, final.run_id), final.run_id, True)
+    return 0
+
+
+def _where(link: str, run_id: str, logged: bool) -> None:
     server = os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://"))
     print(f"the run:  {link}" if server else f"the run:  make ui, then open {link}")
-    if cfg.log_model:
-        print(f"predict:  emorec predict --model-uri runs:/{result.run_id}/emotion_model photos/")
-    return 0
+    if logged:
+        print(f"predict:  emorec predict --model-uri runs:/{run_id}/emotion_model photos/")
 
 
 def cmd_explore(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ def resolve_strategy(ds: Dataset, strategy: str) -> str:
     return strategy
 
 
-def _carve(
+def carve(
     ds: Dataset, index: np.ndarray, fraction: float, seed: int, grouped: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``index`` into (rest, carved) with ~``fraction`` carved, class-stratified."""
@@ -111,15 +111,15 @@ def make_split(
         parts = {u: everything[ds.usage == u] for u in ("train", "val", "test")}
         grouped = ds.groups is not None
         if len(parts["test"]) == 0:
-            parts["train"], parts["test"] = _carve(ds, parts["train"], test_fraction, seed, grouped)
+            parts["train"], parts["test"] = carve(ds, parts["train"], test_fraction, seed, grouped)
         if len(parts["val"]) == 0:
             frac = val_fraction / (1.0 - test_fraction)
-            parts["train"], parts["val"] = _carve(ds, parts["train"], frac, seed + 1, grouped)
+            parts["train"], parts["val"] = carve(ds, parts["train"], frac, seed + 1, grouped)
         split = Split(parts["train"], parts["val"], parts["test"], used)
     else:
         grouped = used == "grouped"
-        rest, test = _carve(ds, everything, test_fraction, seed, grouped)
-        train, val = _carve(ds, rest, val_fraction / (1.0 - test_fraction), seed + 1, grouped)
+        rest, test = carve(ds, everything, test_fraction, seed, grouped)
+        train, val = carve(ds, rest, val_fraction / (1.0 - test_fraction), seed + 1, grouped)
         split = Split(train, val, test, used)
     _check_classes(ds, split)
     return split

@@ -24,6 +24,35 @@ OBJECTIVES = {
 }
 # The test metric registration compares champions on, per objective.
 TEST_METRIC = {"accuracy": "test_accuracy", "f1": "test_f1_macro", "multi": "test_accuracy"}
+# Cross-validated trials (--folds) are ranked and registered by their folds' means: the
+# test folds' for quality (each image tested once), training time and memory per fold.
+CV_OBJECTIVES = {
+    "accuracy": (("cv_test_accuracy_mean", "maximize"),),
+    "f1": (("cv_test_f1_macro_mean", "maximize"),),
+    "multi": (
+        ("cv_test_accuracy_mean", "maximize"),
+        ("cv_train_time_s_mean", "minimize"),
+        ("cv_peak_rss_mb_mean", "minimize"),
+    ),
+}
+CV_TEST_METRIC = {
+    "accuracy": "cv_test_accuracy_mean",
+    "f1": "cv_test_f1_macro_mean",
+    "multi": "cv_test_accuracy_mean",
+}
+
+
+def ranked_by(objective: str, folds: int) -> tuple[tuple[str, str], ...]:
+    """(run metric, direction) of each value a trial returns; the first is what pruning and
+    "best" use."""
+    return (CV_OBJECTIVES if folds else OBJECTIVES)[objective]
+
+
+def registered_by(objective: str, folds: int) -> str:
+    """The metric registration compares a study's best model with the champion on."""
+    return (CV_TEST_METRIC if folds else TEST_METRIC)[objective]
+
+
 SAMPLERS = ("grid", "tpe")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_TPE_TRIALS = 20

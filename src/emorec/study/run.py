@@ -18,9 +18,9 @@ from emorec.errors import UserError
 from emorec.study.options import (
     DEFAULT_TPE_TRIALS,
     FINISHED,
-    OBJECTIVES,
     StudyOptions,
     StudyResult,
+    ranked_by,
     target_trials,
     worker_id,
 )
@@ -103,14 +103,20 @@ def _check_data(base: TrainConfig) -> None:
     the trials with the base's preprocessing read them back rather than decode again."""
     from emorec.training import load_data, split_data
 
-    split_data(load_data(base), base)
+    ds = load_data(base)
+    if base.folds:
+        from emorec.cross_validation import check_folds
+
+        check_folds(ds, base.folds)
+    else:
+        split_data(ds, base)
 
 
 def _open(
     name: str, storage, base: TrainConfig, space, options: StudyOptions
 ) -> tuple[optuna.Study, int]:
     """The study, created or loaded and checked, with this session's sampler and its seed."""
-    directions = [d for _, d in OBJECTIVES[options.objective]]
+    directions = [d for _, d in ranked_by(options.objective, base.folds)]
     # emorec logs each trial in a line; Optuna's own warning for a failed trial repeats it
     # with a traceback, which only -v (debug logging) asks for.
     debugging = logging.getLogger().isEnabledFor(logging.DEBUG)

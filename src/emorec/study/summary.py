@@ -15,10 +15,10 @@ from emorec import tracking
 from emorec.config import TrainConfig
 from emorec.inputs import read_text
 from emorec.study.options import (
-    OBJECTIVES,
-    TEST_METRIC,
     StudyOptions,
     StudyResult,
+    ranked_by,
+    registered_by,
     session_worker,
     worker_id,
 )
@@ -47,7 +47,7 @@ def finish(
     }
     result.best = _best(study, options.objective)
     if result.parent_run_id:
-        _log_summary(study, result, options)
+        _log_summary(study, result, options, base.folds)
     if not (options.register and result.best and result.best[0]["run_id"]):
         return
     best = result.best[0]
@@ -59,10 +59,15 @@ def finish(
             best["number"],
         )
         return
+    run_id = (
+        _final_fit(study, best, base, nested=bool(result.parent_run_id))
+        if base.folds
+        else best["run_id"]
+    )
     result.registration = reg = model_registry.register_best(
-        best["run_id"],
+        run_id,
         model_registry.model_name(base.model, base.dataset),
-        TEST_METRIC[options.objective],
+        registered_by(options.objective, base.folds),
         tags={"study": name, "trial_number": best["number"], "objective": options.objective},
     )
     if result.parent_run_id and reg:
@@ -73,6 +78,27 @@ def finish(
                 "registered_alias": reg.alias,
             }
         )
+
+
+def _final_fit(study: optuna.Study, best: dict, base: TrainConfig, nested: bool) -> str:
+    """The run whose model a cross-validated study registers: the best trial's config
+    trained on every image but a validation part (``cross_validation.final_fit``), made
+    once and remembered in the study, so a resumed study does not train it again."""
+    from emorec.cross_validation import final_fit
+
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == best["number"])
+    key = f"final_fit_of_trial_{trial.number}"
+    if study.user_attrs.get(key):
+        return study.user_attrs[key]
+    cfg = base.replace(**best["config"], run_name=f"{study.study_name}/trial-{trial.number}")
+    final = final_fit(
+        cfg,
+        trial.user_attrs.get("cv", {}),
+        nested=nested,
+        tags={"study": study.study_name, "trial_number": str(trial.number)},
+    )
+    study.set_user_attr(key, final.run_id)
+    return final.run_id
 
 
 def _ours(study: optuna.Study, name: str, number: int, ran: list[int]) -> bool:
@@ -128,7 +154,9 @@ def log_settings(
     tracking.log_json({"base_config": base.to_params(), "fixed": space.fixed}, "optuna/base.json")
 
 
-def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions) -> None:
+def _log_summary(
+    study: optuna.Study, result: StudyResult, options: StudyOptions, folds: int
+) -> None:
     """The parent run's record: trial counts, the best trial, the trials table, the plots."""
     tracking.log_metrics(
         {
@@ -142,13 +170,13 @@ def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions
         tracking.log_metrics(
             {
                 f"best_{metric}": value
-                for (metric, _), value in zip(OBJECTIVES[options.objective], best["values"])
+                for (metric, _), value in zip(ranked_by(options.objective, folds), best["values"])
             }
         )
         tracking.set_tags({"best_trial": best["number"], "best_run_id": best["run_id"]})
     if options.objective == "multi":
         tracking.log_json(
-            {"objectives": [m for m, _ in OBJECTIVES["multi"]], "pareto_front": result.best},
+            {"objectives": [m for m, _ in ranked_by("multi", folds)], "pareto_front": result.best},
             "optuna/pareto_front.json",
         )
     tracking.log_text(study.trials_dataframe().to_csv(index=False), "optuna/trials.csv")
@@ -157,7 +185,7 @@ def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", UserWarning)  # tight_layout on twin axes, small studies
-        for name, make in _plots(study, options.objective):
+        for name, make in _plots(study, options.objective, folds):
             try:
                 axes = make()
             except Exception as exc:  # a plot is a bonus: never fail a finished study over one
@@ -169,14 +197,14 @@ def _log_summary(study: optuna.Study, result: StudyResult, options: StudyOptions
             tracking.log_figure(fig, f"optuna/{name}.png")
 
 
-def _plots(study: optuna.Study, objective: str):
+def _plots(study: optuna.Study, objective: str, folds: int = 0):
     """(name, thunk) for each Optuna plot that makes sense for this study."""
     from optuna.visualization import matplotlib as vis
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return
-    metric = OBJECTIVES[objective][0][0]
+    metric = ranked_by(objective, folds)[0][0]
     # Multi-objective plots need one target: validation accuracy.
     target = (
         {"target": lambda t: t.values[0], "target_name": metric}
@@ -190,7 +218,9 @@ def _plots(study: optuna.Study, objective: str):
     if objective == "multi":
         yield (
             "pareto_front",
-            lambda: vis.plot_pareto_front(study, target_names=[m for m, _ in OBJECTIVES["multi"]]),
+            lambda: vis.plot_pareto_front(
+                study, target_names=[m for m, _ in ranked_by("multi", folds)]
+            ),
         )
     elif any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         yield "intermediate_values", lambda: vis.plot_intermediate_values(study)

@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from emorec.config import TrainConfig
 from emorec.engines.callbacks import Callback
-from emorec.study.options import FINISHED, OBJECTIVES, StudyOptions, worker_id
+from emorec.study.options import FINISHED, StudyOptions, ranked_by, worker_id
 from emorec.tracking.trial_runs import mark_trial_run
 
 
@@ -62,10 +62,11 @@ class Objective:
             "origin_trial": str(origin),
         }
         # Report every epoch even without a pruner (the intermediate-values plot);
-        # Optuna takes no reports from multi-objective trials.
+        # Optuna takes no reports from multi-objective trials, and the epochs of K folds
+        # are not one trial's progress.
         callbacks = (
             []
-            if self.options.objective == "multi"
+            if self.options.objective == "multi" or cfg.folds
             else [PruningCallback(trial, self.options.pruner_name)]
         )
         from emorec.tracking import MlflowTracker
@@ -76,7 +77,12 @@ class Objective:
             skip_model=lambda metrics: cannot_win(trial.study, metrics, objective)
         )
         try:
-            result = train(cfg, callbacks, nested=True, tags=tags, tracker=tracker)
+            if cfg.folds:  # the trial's run is the folds' parent (its model: see summary)
+                from emorec.cross_validation import cross_validate
+
+                result = cross_validate(cfg, callbacks, nested=True, tags=tags)
+            else:
+                result = train(cfg, callbacks, nested=True, tags=tags, tracker=tracker)
         except optuna.TrialPruned as exc:
             # KILLED, not FAILED: the run was stopped on purpose and nothing went wrong.
             self._mark(trial, "PRUNED", str(exc), status="KILLED")
@@ -89,8 +95,10 @@ class Objective:
             "test", {k: v for k, v in result.metrics.items() if k.startswith("test_")}
         )
         trial.set_user_attr("val_final_accuracy", result.metrics.get("val_final_accuracy"))
+        if cfg.folds:
+            trial.set_user_attr("cv", result.metrics)
         mark_trial_run(self.name, trial.number, "COMPLETE")
-        return _values(result.metrics, self.options.objective)
+        return _values(result.metrics, self.options.objective, cfg.folds)
 
     def _mark(
         self, trial: optuna.Trial, state: str, reason: str, status: str | None = None
@@ -140,7 +148,7 @@ def _claim_point(trial: optuna.Trial) -> None:
         raise PointTaken(reason)
 
 
-def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None:
+def cannot_win(study: optuna.Study, metrics: dict, objective: str, folds: int = 0) -> str | None:
     """Why a trained trial's model is not worth logging, or None to log it.
 
     Only the study's best trial is registered (and the comparison report links the best
@@ -156,7 +164,7 @@ def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
-    ((key, direction),) = OBJECTIVES[objective]
+    ((key, direction),) = ranked_by(objective, folds)
     best = (max if direction == "maximize" else min)(complete, key=lambda t: t.values[0])
     value = float(metrics.get(key, np.nan))
     if value >= best.values[0] if direction == "maximize" else value <= best.values[0]:
@@ -177,8 +185,8 @@ def cannot_win(study: optuna.Study, metrics: dict, objective: str) -> str | None
     )
 
 
-def _values(metrics: dict, objective: str):
-    values = [float(metrics.get(key, np.nan)) for key, _ in OBJECTIVES[objective]]
+def _values(metrics: dict, objective: str, folds: int = 0):
+    values = [float(metrics.get(key, np.nan)) for key, _ in ranked_by(objective, folds)]
     return values[0] if len(values) == 1 else values
 
 

@@ -162,6 +162,18 @@ def _jsonable(value):
     return str(value)
 
 
+def csv_text(rows: list[dict]) -> str:
+    """Rows (dicts with the same keys) as CSV text."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def log_text(text: str, name: str) -> None:
     """A text artifact (a CSV table, a YAML file) of the active run."""
     mlflow.log_text(text, name)

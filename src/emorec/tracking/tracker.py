@@ -56,6 +56,14 @@ class Tracker:
     ) -> None:
         """The trained model, as ``logged_models.log_trained_model`` logs it."""
 
+    def log_table(self, rows: list[dict], name: str) -> None:
+        """A table (one dict per row) as ``<name>.csv`` of the run."""
+
+    def child(self) -> Tracker:
+        """The tracker of a run nested under this one (a cross-validation fold): a new one
+        of the same kind."""
+        return type(self)()
+
 
 class NoTracker(Tracker):
     """Records nothing: ``train(cfg, tracker=NoTracker())`` trains and evaluates only."""
@@ -96,6 +104,9 @@ class MlflowTracker(Tracker):
     def log_metrics(self, values: dict[str, float]) -> None:
         runs.log_metrics(values)
         self._final_metrics = dict(values)
+
+    def log_table(self, rows: list[dict], name: str) -> None:
+        runs.log_text(runs.csv_text(rows), f"{name}.csv")
 
     def log_evaluation(self, report, history, classes) -> None:
         from emorec.evaluation.figures import run_figures

@@ -17,10 +17,13 @@ from emorec.tracking import store
 log = logging.getLogger(__name__)
 
 
-def trial_runs(study: str, *, status: str | None = None, trial_number: int | None = None) -> list:
-    """Runs of a study's trials (tag ``kind=trial``), newest first, in any experiment."""
+def trial_runs(
+    study: str, *, status: str | None = None, trial_number: int | None = None, kind: str = "trial"
+) -> list:
+    """Runs of a study's trials (tag ``kind=trial``; ``kind="cv_fold"``: the folds of its
+    cross-validated trials), newest first, in any experiment."""
     store.configure()
-    query = f"tags.kind = 'trial' AND tags.study = '{store.quote(study)}'"
+    query = f"tags.kind = '{kind}' AND tags.study = '{store.quote(study)}'"
     if status:
         query += f" AND attributes.status = '{status}'"
     if trial_number is not None:
@@ -73,7 +76,7 @@ def close_orphaned_trial_runs(study: str, states: dict[int, str]) -> list[str]:
     be in ``states``, are left alone: another worker may own them.
     """
     closed, client = [], store.client()
-    for run in trial_runs(study):
+    for run in trial_runs(study) + trial_runs(study, kind="cv_fold", status="RUNNING"):
         number = int(run.data.tags.get("trial_number", -1))
         state = states.get(number)
         orphaned = run.info.status == "RUNNING" and state in ("COMPLETE", "PRUNED", "FAIL")
