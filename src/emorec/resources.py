@@ -89,8 +89,16 @@ class PeakMemorySampler:
 
     def as_metrics(self) -> dict[str, float]:
         """The measured values under their metric keys, skipping those not measured."""
+        share = (
+            None
+            if self.peak_rss_mb is None or self.baseline_rss_mb is None
+            else self.peak_rss_mb - self.baseline_rss_mb
+        )
         values = {
             "peak_rss_mb": self.peak_rss_mb,
+            # The run's own share: its peak above the process as the block began (the
+            # frameworks, the data and the store already loaded).
+            "peak_rss_share_mb": share,
             "max_rss_lifetime_mb": self.max_rss_lifetime_mb,
             "gpu_peak_mb": self.gpu_peak_mb,
         }

@@ -141,6 +141,7 @@ def train(
             "epochs_run": fit.epochs_run,
             "best_epoch": fit.best_epoch,
             "num_parameters": engine.count_parameters(model),
+            "flops_per_image": engine.flops_per_image(model, x_test.shape[1:]),
             "weights_mb": engine.weights_mb(model),
             **memory.as_metrics(),
             **dedupe_counts,

@@ -255,14 +255,18 @@ def cmd_benchmark_all(args: argparse.Namespace) -> int:
         if not sep:
             raise UserError(f"--data-dir expects dataset=path, got {item!r}")
         dirs[name] = path
+    if not args.preset and not args.models:
+        raise UserError("benchmark-all needs --models (or --preset NAME, e.g. seed)")
+    datasets = args.datasets or ("" if args.preset else "synthetic")
     result = benchmark_all(
-        split_list(args.models),
-        split_list(args.datasets),
+        split_list(args.models or ""),
+        split_list(datasets),
         data_dirs=dirs,
         overrides=parse_sets(args.set),
         options=_study_options(args),
         out=args.out,
         cross=args.cross,
+        preset=args.preset,
     )
     for study in result.studies:
         _print_study(study)
@@ -385,12 +389,23 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("benchmark-all", help="a study per model x dataset, then the report")
     p.add_argument(
-        "--models", required=True, help="The models to tune, comma-separated, e.g. cnn_torch,vgg16."
+        "--models",
+        default=None,
+        help="The models to tune, comma-separated, e.g. cnn_torch,vgg16 (a preset names its own).",
     )
     p.add_argument(
         "--datasets",
-        default="synthetic",
-        help="The datasets to tune on, comma-separated, e.g. ckplus,fer2013. Default: synthetic.",
+        default=None,
+        help="The datasets to tune on, comma-separated, e.g. ckplus,fer2013. Default: "
+        "synthetic, or with a preset every dataset given a --data-dir.",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="A campaign in tuning/ (its models, each pair's recipe, budgets, folds and the "
+        "reference figures the report sets beside emorec's): seed reproduces the seed "
+        "study's comparison.",
     )
     p.add_argument(
         "--data-dir",

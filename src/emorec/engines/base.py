@@ -170,6 +170,11 @@ class Engine(ABC):
         """The number of (trainable) parameters, logged as ``num_parameters``."""
 
     @abstractmethod
+    def flops_per_image(self, model, shape: tuple[int, int, int]) -> float:
+        """Floating-point operations (a multiply-add counts two) of one forward pass of an
+        (H, W, C) image, as the model is evaluated (test-time augmentation included)."""
+
+    @abstractmethod
     def weights_mb(self, model) -> float:
         """Size of the weights in memory (parameters and buffers such as BN statistics)."""
 

@@ -115,6 +115,19 @@ class KerasEngine(Engine):
     def count_parameters(self, model) -> int:
         return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
+    def flops_per_image(self, model, shape: tuple[int, int, int]) -> float:
+        # Convolutions and dense layers, which are nearly all of the work: Keras counts no
+        # FLOPs itself, so each layer's are read off its kernel and output shapes.
+        flops = 0.0
+        for layer in model.layers:
+            kernel = getattr(layer, "kernel", None)
+            if kernel is None:
+                continue
+            out = layer.output.shape[1:-1]  # spatial positions (none for a dense layer)
+            positions = float(np.prod(out)) if len(out) else 1.0
+            flops += 2.0 * positions * float(np.prod(kernel.shape))
+        return flops
+
     def weights_mb(self, model) -> float:
         return sum(np.asarray(w).nbytes for w in model.weights) / 2**20
 

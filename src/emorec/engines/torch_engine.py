@@ -177,6 +177,16 @@ class TorchEngine(Engine):
     def count_parameters(self, model: nn.Module) -> int:
         return int(sum(p.numel() for p in model.parameters()))
 
+    def flops_per_image(self, model: nn.Module, shape: tuple[int, int, int]) -> float:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        h, w, c = shape
+        device = next(model.parameters()).device
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            model.eval()(torch.zeros((1, c, h, w), device=device))
+        return float(counter.get_total_flops())
+
     def weights_mb(self, model: nn.Module) -> float:
         tensors = [*model.parameters(), *model.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors) / 2**20

@@ -30,17 +30,32 @@ log = logging.getLogger(__name__)
 COLUMNS = (
     ("model", "model", "{}"),
     ("dataset", "dataset", "{}"),
-    ("source", "source", "{}"),
+    ("protocol", "protocol", "{}"),
     ("test_accuracy", "accuracy", "{:.4f}"),
     ("test_f1_macro", "F1 macro", "{:.4f}"),
     ("test_auc_roc_macro", "AUC ROC", "{:.4f}"),
     ("train_time_s", "train s", "{:.1f}"),
     ("eval_time_s", "eval s", "{:.2f}"),
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("peak_rss_share_mb", "its share MB", "{:.0f}"),
     ("num_parameters", "parameters", "{:,.0f}"),
+    ("flops_per_image", "FLOPs/image", "{:.3g}"),
+)
+# A reference's figures (the seed study's) set beside emorec's, and the differences.
+REFERENCED = (
+    ("accuracy", "test_accuracy"),
+    ("f1_macro", "test_f1_macro"),
+    ("auc_roc_macro", "test_auc_roc_macro"),
+    ("train_time_s", "train_time_s"),
+    ("eval_time_s", "eval_time_s"),
+    ("peak_rss_mb", "peak_rss_mb"),
 )
 CSV_KEYS = (
-    [c[0] for c in COLUMNS] + list(queries.REPORT_PARAMS) + ["run_id", "run_link", "model_uri"]
+    [c[0] for c in COLUMNS]
+    + [f"{m}_std" for m in queries.CV_REPORTED]
+    + [f"reference_{k}" for k, _ in REFERENCED]
+    + list(queries.REPORT_PARAMS)
+    + ["source", "run_id", "run_link", "model_uri"]
 )
 HYPERPARAMS = REPORTED
 CHARTS = (
@@ -67,8 +82,11 @@ def compare(
     *,
     cross: bool = False,
     log_mlflow: bool = True,
+    reference: dict | None = None,
 ) -> Report:
-    """Write the report for ``datasets`` (all when empty) into ``out``; log it to MLflow."""
+    """Write the report for ``datasets`` (all when empty) into ``out``; log it to MLflow.
+    ``reference``: dataset -> model -> {metric: figure} (a campaign's, the seed study's)
+    to set beside each row, with the difference."""
     from emorec.data.errors import require_output_dir
 
     folder = require_output_dir(out, "--out")  # before the queries, not after them
@@ -79,9 +97,12 @@ def compare(
             + (f" for dataset(s) {', '.join(datasets)}" if datasets else "")
             + "; run `emorec tune` or `emorec train` first"
         )
+    for row in rows:
+        known = (reference or {}).get(row["dataset"], {}).get(row["model"], {})
+        row.update({f"reference_{k}": known.get(k) for k, _ in REFERENCED})
     report = Report(folder, rows)
     report.folder.mkdir(parents=True, exist_ok=True)
-    report.files += write_tables(rows, report.folder)
+    report.files += write_tables(rows, report.folder, with_reference=bool(reference))
     report.files += [
         figures.save(bar_chart(rows, key, title), report.folder / f"{key}.png")
         for key, title in CHARTS
@@ -117,22 +138,39 @@ def _cell(value, fmt: str) -> str:
         return str(value)
 
 
-def markdown(rows: list[dict]) -> str:
-    headers = [h for _, h, _ in COLUMNS] + ["hyperparameters", "run"]
+def markdown(rows: list[dict], *, with_reference: bool = False) -> str:
+    """The results table; cross-validated figures carry their spread (mean +- std), and
+    ``with_reference`` adds the reference's figure and the difference after each."""
+    headers = [h for _, h, _ in COLUMNS]
+    if with_reference:
+        headers += [f"reference {k}" for k, _ in REFERENCED[:3]] + ["accuracy vs reference"]
+    headers += ["hyperparameters", "run"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
         hyper = ", ".join(f"{k}={r[k]}" for k in HYPERPARAMS if r.get(k))
-        cells = [_cell(r.get(k), fmt) for k, _, fmt in COLUMNS]
+        cells = [_cell(r.get(k), fmt) + _spread(r, k, fmt) for k, _, fmt in COLUMNS]
+        if with_reference:
+            cells += [_cell(r.get(f"reference_{k}"), "{:.4g}") for k, _ in REFERENCED[:3]]
+            ours, theirs = r.get("test_accuracy"), r.get("reference_accuracy")
+            cells.append(
+                _cell(None if ours is None or theirs is None else ours - theirs, "{:+.4f}")
+            )
         cells += [hyper, f"[{r['run_id'][:8]}]({r['run_link']})"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_tables(rows: list[dict], folder: Path) -> list[Path]:
+def _spread(row: dict, key: str, fmt: str) -> str:
+    std = row.get(f"{key}_std")
+    return "" if std is None else f" ± {_cell(std, fmt)}"
+
+
+def write_tables(rows: list[dict], folder: Path, *, with_reference: bool = False) -> list[Path]:
     md, table = folder / "results.md", folder / "results.csv"
     md.write_text(
-        "# emorec: results per model and dataset\n\nTest-split numbers of each "
-        "registered champion (or the best run where none is registered).\n\n" + markdown(rows)
+        "# emorec: results per model and dataset\n\nEach registered champion (or the best "
+        "run where none is registered): its test split's figures, or its folds' mean and "
+        "spread where it was cross-validated.\n\n" + markdown(rows, with_reference=with_reference)
     )
     with table.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_KEYS, extrasaction="ignore")

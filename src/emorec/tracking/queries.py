@@ -16,7 +16,19 @@ REPORT_METRICS = (
     "train_time_s",
     "eval_time_s",
     "peak_rss_mb",
+    "peak_rss_share_mb",
     "num_parameters",
+    "flops_per_image",
+)
+# A cross-validated run (a final fit) is reported by its folds' figures: the mean, and
+# the spread beside it.
+CV_REPORTED = (
+    "test_accuracy",
+    "test_f1_macro",
+    "test_auc_roc_macro",
+    "train_time_s",
+    "eval_time_s",
+    "peak_rss_mb",
 )
 REPORT_PARAMS = (*REPORTED, "split_digest")  # the split identifies what the test set was
 
@@ -62,11 +74,19 @@ def run_row(run_id: str, *, source: str, model_uri: str = "", run=None) -> dict:
     """A run's report row: model, dataset, metrics, hyperparameters, link."""
     run = run or store.client().get_run(run_id)
     data = run.data
+    metrics = {m: data.metrics.get(m) for m in REPORT_METRICS}
+    folds = data.params.get("folds", "0")
+    cross_validated = f"cv_{CV_REPORTED[0]}_mean" in data.metrics
+    if cross_validated:
+        for m in CV_REPORTED:
+            metrics[m] = data.metrics.get(f"cv_{m}_mean")
+            metrics[f"{m}_std"] = data.metrics.get(f"cv_{m}_std")
     return {
         "model": data.tags.get("model", "?"),
         "dataset": data.tags.get("dataset", "?"),
         "source": source,
-        **{m: data.metrics.get(m) for m in REPORT_METRICS},
+        "protocol": f"{folds}-fold CV" if cross_validated else "test split",
+        **metrics,
         **{p: data.params.get(p, "") for p in REPORT_PARAMS},
         "run_id": run_id,
         "run_link": store.run_link(run.info.experiment_id, run_id),
