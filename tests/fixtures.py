@@ -177,11 +177,13 @@ def write_kdef(
 
 
 def write_nhf(directory: Path, n_per_class: int = 2, *, seed: int = 0) -> Path:
-    """Natural Human Faces: the eight class folders with ``n_per_class`` images each."""
+    """Natural Human Faces: the eight class folders with ``n_per_class`` images each, named
+    as the real set names them (spaces, a timestamp, ``_face``), 224x224 PNG."""
     rng = np.random.default_rng(seed)
     for name in NHF_FOLDERS:
         for i in range(n_per_class):
-            write_image(directory / name / f"image{i:04d}.png", rng, 24)
+            stamp = f"2020-11-06T00{i:02d}50.{259 + i}"
+            write_image(directory / name / f"images - {stamp}_face.png", rng, 224)
     return directory
 
 

@@ -415,6 +415,46 @@ def test_nhf(tmp_path, no_image_opening):
     assert listing.groups is None and listing.usage is None
 
 
+def test_nhf_reads_its_real_file_names_with_spaces_and_timestamps(tmp_path):
+    """``anger/images - 2020-11-06T001050.259_face.png``, 224x224: loaded, trained on."""
+    from emorec.data import load_dataset
+    from emorec.data.preprocess import Preprocessing
+
+    root = fixtures.write_nhf(tmp_path / "nhf", n_per_class=2)
+    names = sorted(p.name for p in (root / "anger").iterdir())
+    assert names[0].startswith("images - 2020-11-06T00") and names[0].endswith("_face.png")
+    ds = load_dataset("nhf", root, Preprocessing(48, 1), progress=False, use_cache=False)
+    assert len(ds) == 16 and ds.stats["skipped"] == 0
+
+
+def test_explore_takes_kdefs_angles_as_train_does(tmp_path, capsys):
+    from emorec.cli import main
+
+    people = tuple(f"{'FM'[i % 2]}{i + 1:02d}" for i in range(8))  # a grouped split's minimum
+    root = fixtures.write_kdef(tmp_path / "KDEF", people, extras=False)
+    counts = {}
+    for angles in ("S", "all"):
+        out = tmp_path / f"explore-{angles}"
+        assert (
+            main(
+                [
+                    "explore",
+                    "--dataset",
+                    "kdef",
+                    "--data-dir",
+                    str(root),
+                    "--angles",
+                    angles,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        counts[angles] = int(capsys.readouterr().out.split(": ")[1].split()[0])
+    assert counts == {"S": 112, "all": 560}  # 2 sessions x 8 people x 7 expressions x angles
+
+
 def test_nhf_accepts_happy_and_rejects_other_names(tmp_path):
     root = fixtures.write_nhf(tmp_path / "nhf", n_per_class=1)
     (root / "happiness").rename(root / "happy")

@@ -87,7 +87,18 @@ def _where(link: str, run_id: str, logged: bool) -> None:
 def cmd_explore(args: argparse.Namespace) -> int:
     from emorec.explore import SHARPNESS_GAP, explore, sharpness_gap
 
-    options = {"count": args.samples} if args.dataset == "synthetic" else {}
+    # The scanner options of the dataset explored, as emorec train takes them.
+    cfg = TrainConfig.from_mapping(
+        {
+            "dataset": args.dataset,
+            "data_dir": args.data_dir or None,
+            "samples": args.samples,
+            "seed": args.seed,
+            "angles": args.angles,
+            "include_neutral": args.include_neutral,
+        }
+    )
+    options = cfg.dataset_options()
     summary = explore(
         args.dataset,
         args.data_dir,
@@ -151,6 +162,8 @@ def add_commands(sub) -> None:
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--split", default="auto")
     p.add_argument("--samples", type=int, default=1400, help="synthetic dataset size")
+    p.add_argument("--angles", default="S", help=describe("angles"))
+    p.add_argument("--include-neutral", default="false", help=describe("include_neutral"))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--log-mlflow", action="store_true", help="also log the files to MLflow")
     p.set_defaults(func=cmd_explore)
