@@ -10,12 +10,11 @@ report from PublicTest (``test/``), which no trial selects on. The target is a s
 most 2 hours of wall time, last trial included, on all of ``train/``: only such a run gets
 a verdict. ``--set time_budget_min=5`` makes a quick trial run of the same recipe.
 
-CK+48: the 118 subjects are divided into 5 folds (``StratifiedGroupKFold``); each fold is
-the test set once, while a further subject-disjoint ~15 % of the other four folds is the
-validation set (early stopping) and the rest trains, through ``emorec.training.train``
-with that split and no tracking (``NoTracker``). Mean and standard deviation
-over the folds are reported. By default every fold starts from the FER2013 champion the
-same run registered (``--ck-init-from``: its backbone, and its classifier rows of the
+CK+48: the product's cross-validation (``emorec.cross_validation``, as ``emorec train
+--folds 5`` runs it) without tracking: the 118 subjects in 5 folds, each the test set
+once, a further subject-disjoint part of the others validating. Mean and standard
+deviation over the folds are reported. By default every fold starts from the FER2013
+champion the same run registered (``--ck-init-from``: its backbone, and its classifier rows of the
 classes CK+ shares with FER2013); with ``--skip-fer --store DIR`` a later run starts from
 the champion an earlier run kept in DIR, and keeps that run's FER2013 figures.
 """
@@ -127,64 +126,62 @@ def preset_values(name: str) -> dict:
 
 
 def ck_folds(ck_dir: Path, args) -> dict:
-    """Each fold trains and evaluates through ``emorec.training.train``, untracked
-    (``NoTracker``), on that fold's subject-disjoint split of CK+48."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedGroupKFold
-
+    """The CK+ recipe cross-validated by the product (``emorec.cross_validation``, what
+    ``emorec train --folds`` runs), untracked: subject-independent folds, each starting
+    afresh from the recipe's ``init_from`` (e.g. the FER2013 champion)."""
     from emorec.cli.args import parse_sets
     from emorec.config import TrainConfig
-    from emorec.data.splits import Split
+    from emorec.cross_validation import cross_validate
     from emorec.tracking import NoTracker
-    from emorec.training import load_data, train
 
     cfg = TrainConfig.from_mapping(
         {
             **preset_values(args.ck_preset),
             "data_dir": str(ck_dir),
             "progress": False,
+            "folds": args.folds,
             **parse_sets(args.ck_set),
         }
     )
-    ds = load_data(cfg)
-    y, groups = ds.targets, ds.groups
-    folds = []
-    outer = StratifiedGroupKFold(n_splits=args.folds, shuffle=True, random_state=cfg.seed)
-    for k, (rest, test) in enumerate(outer.split(np.zeros(len(y)), y, groups)):
-        inner = StratifiedGroupKFold(n_splits=6, shuffle=True, random_state=cfg.seed + k)
-        tr, va = next(inner.split(np.zeros(len(rest)), y[rest], groups[rest]))
-        split = Split(rest[tr], rest[va], test, strategy="grouped")
-        assert not set(groups[test]) & set(groups[rest]), "a subject on both sides"
-        # Each fold starts afresh from cfg.init_from (e.g. the FER2013 champion).
-        m = train(cfg, tracker=NoTracker(), split=split).metrics
-        folds.append(
-            {
-                "fold": k,
-                "train": len(split.train),
-                "val": len(split.val),
-                "test": len(test),
-                "accuracy": m["test_accuracy"],
-                "f1_macro": m["test_f1_macro"],
-                "auc_roc_macro": m["test_auc_roc_macro"],
-                "train_time_s": m["train_time_s"],
-                "eval_time_s": m["eval_time_s"],
-                "peak_rss_mb": m["peak_rss_mb"],
-                "epochs_run": int(m["epochs_run"]),
-            }
-        )
+    cv = cross_validate(cfg, tracker=NoTracker())
+    folds = [
+        {
+            "fold": f["fold"],
+            "train": f["train"],
+            "val": f["val"],
+            "test": f["test"],
+            "accuracy": f["test_accuracy"],
+            "f1_macro": f["test_f1_macro"],
+            "auc_roc_macro": f["test_auc_roc_macro"],
+            "train_time_s": f["train_time_s"],
+            "eval_time_s": f["eval_time_s"],
+            "peak_rss_mb": f["peak_rss_mb"],
+            "epochs_run": int(f["epochs_run"]),
+        }
+        for f in cv.folds
+    ]
+    for f in folds:
         print(
-            f"CK+ fold {k + 1}/{args.folds}: accuracy {m['test_accuracy']:.4f} "
-            f"({int(m['epochs_run'])} epochs, {m['train_time_s']:.0f} s)",
+            f"CK+ fold {f['fold'] + 1}/{args.folds}: accuracy {f['accuracy']:.4f} "
+            f"({f['epochs_run']} epochs, {f['train_time_s']:.0f} s)",
             flush=True,
         )
-    keys = ("accuracy", "f1_macro", "auc_roc_macro", "train_time_s", "eval_time_s", "peak_rss_mb")
+    keys = {
+        "accuracy": "test_accuracy",
+        "f1_macro": "test_f1_macro",
+        "auc_roc_macro": "test_auc_roc_macro",
+        "train_time_s": "train_time_s",
+        "eval_time_s": "eval_time_s",
+        "peak_rss_mb": "peak_rss_mb",
+    }
+    m = cv.metrics
     return {
         "folds": folds,
         "model": cfg.model,
         "init_from": cfg.init_from,
         "epochs": cfg.epochs,
-        **{k: float(np.mean([f[k] for f in folds])) for k in keys},
-        **{f"{k}_std": benchlib.spread([f[k] for f in folds]) for k in keys},
+        **{k: m[f"cv_{v}_mean"] for k, v in keys.items()},
+        **{f"{k}_std": m[f"cv_{v}_std"] for k, v in keys.items()},
     }
 
 

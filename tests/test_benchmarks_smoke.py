@@ -76,6 +76,17 @@ TINY = {
         "epochs=1",
     ],
     "epoch_speed": ["--train-images", "20", "--models", "cnn_torch"],
+    "seed_table": [
+        "--stage",
+        "fer2013",
+        "--store",
+        "",
+        "--models",
+        "cnn_torch",
+        "--set",
+        "epochs=1",
+        "image_size=16",
+    ],
     "dedupe_effect": ["--minutes", "0.005"],
 }
 
