@@ -103,7 +103,8 @@ def main() -> None:
 
     base = recipe(args.preset, fer_dir, args.minutes)
     ds = load_data(base)
-    split = split_data(ds, base)  # what train() splits; dedupe then thins its training part
+    # What train() splits before dedupe thins its training part.
+    split, _ = split_data(ds, base.replace(dedupe=False))
     leaked = leaked_images(ds, split)
     runs = []
     for r in range(args.repeats):

@@ -230,7 +230,8 @@ def video_throughput(model_uri: str, photo: str, frames: int) -> dict:
     import numpy as np
 
     import emorec
-    from emorec.serving.video import predict_video, write_timeline
+    from emorec.serving.timeline import write_timeline
+    from emorec.serving.video import predict_video
 
     predictor = emorec.load(model_uri)
     face = cv2.resize(cv2.imread(photo), (200, 200))

@@ -133,7 +133,7 @@ def emorec_data_only(root: Path, batch_size: int) -> float:
     import numpy as np
 
     from emorec.data import Preprocessing, load_dataset
-    from emorec.engines.base import training_batches
+    from emorec.engines.batches import training_batches
 
     ds = load_dataset("folder", root, Preprocessing(48, 1), use_cache=False, progress=False)
     start = time.perf_counter()

@@ -153,7 +153,8 @@ def test_a_clip_gives_a_timeline_row_per_sampled_frame_and_one_stable_track(
 
 
 def test_an_interrupted_clip_leaves_valid_partial_timelines(photo, tiny_run, tiny_store, tmp_path):
-    from emorec.serving.video import predict_video, write_timeline
+    from emorec.serving.timeline import write_timeline
+    from emorec.serving.video import predict_video
 
     result, _ = tiny_run
     predictor = emorec.load(f"runs:/{result.run_id}/emotion_model")

@@ -253,9 +253,9 @@ def test_class_too_small_to_split_is_refused_before_any_run(tmp_path):
 
 
 def test_nan_loss_fails_the_run_with_its_reason(monkeypatch):
-    import emorec.engines.base as base
+    import emorec.engines.batches as batches
 
-    monkeypatch.setattr(base, "normalize", lambda b: np.full(b.shape, np.nan, np.float32))
+    monkeypatch.setattr(batches, "normalize", lambda b: np.full(b.shape, np.nan, np.float32))
     with pytest.raises(TrainingDiverged):
         train(TrainConfig(**TINY))
     runs = mlflow.search_runs(search_all_experiments=True)

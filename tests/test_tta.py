@@ -26,10 +26,7 @@ def tta_run(tmp_path_factory):
     import mlflow
 
     from emorec.config import TrainConfig
-    from emorec.data import load_dataset
-    from emorec.data.preprocess import Preprocessing
-    from emorec.data.splits import make_split
-    from emorec.training import train
+    from emorec.training import load_data, split_data, train
 
     folder = tmp_path_factory.mktemp("tta")
     uri = f"sqlite:///{folder}/mlflow.db"
@@ -40,16 +37,8 @@ def tta_run(tmp_path_factory):
         mlflow.set_tracking_uri(uri)
         result = train(cfg)
         # The run's own test split, rebuilt the way train() built it.
-        ds = load_dataset(
-            "synthetic", None, Preprocessing(16, 1), options=cfg.dataset_options(), progress=False
-        )
-    split = make_split(
-        ds,
-        strategy=cfg.split,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-    )
+        ds = load_data(cfg)
+    split, _ = split_data(ds, cfg)
     return result, uri, ds.images[split.test], ds.targets[split.test]
 
 

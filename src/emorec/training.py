@@ -17,6 +17,7 @@ from emorec import transfer
 from emorec.config import TrainConfig
 from emorec.data import load_dataset
 from emorec.data.dedupe import drop_duplicates
+from emorec.data.preprocess import Preprocessing
 from emorec.data.splits import Split, make_split
 from emorec.data.types import Dataset
 from emorec.engines import Callback, get_engine
@@ -38,28 +39,36 @@ class TrainResult:
     experiment_id: str = ""  # where the run is, for its link in the MLflow UI
 
 
-def load_data(cfg: TrainConfig) -> Dataset:
+def load_data(cfg: TrainConfig, prep: Preprocessing | None = None) -> Dataset:
     """The dataset of ``cfg`` as ``train`` loads it (cached after the first decode), for
-    callers that choose their own ``split`` of it."""
+    callers that choose their own ``split`` of it; ``prep``: prepared for another model
+    than ``cfg``'s (cross-dataset tests)."""
     return load_dataset(
         cfg.dataset,
         cfg.data_dir,
-        cfg.preprocessing,
+        prep or cfg.preprocessing,
         options=cfg.dataset_options(),
         strict=cfg.strict,
         progress=interactive(cfg),
     )
 
 
-def split_data(ds: Dataset, cfg: TrainConfig) -> Split:
-    """The train/val/test split ``train`` makes of ``ds`` for ``cfg``."""
-    return make_split(
+def split_data(ds: Dataset, cfg: TrainConfig, split: Split | None = None) -> tuple[Split, dict]:
+    """The train/val/test split ``train`` makes of ``ds`` for ``cfg`` (or ``split``), with
+    ``dedupe``'s drops applied, and the counts it dropped: the split a run logs, rebuilt
+    alike wherever a run's data is read again."""
+    split = split or make_split(
         ds,
         strategy=cfg.split,
         val_fraction=cfg.val_fraction,
         test_fraction=cfg.test_fraction,
         seed=cfg.seed,
     )
+    if not cfg.dedupe:
+        return split, {}
+    split, counts = drop_duplicates(ds, split)
+    log.info("dedupe: %s", counts)
+    return split, counts
 
 
 def train(
@@ -85,11 +94,7 @@ def train(
     source = transfer.load_source(cfg) if cfg.init_from else None
     prep = cfg.preprocessing
     ds = load_data(cfg)
-    split = split or split_data(ds, cfg)
-    dedupe_counts = {}
-    if cfg.dedupe:
-        split, dedupe_counts = drop_duplicates(ds, split)
-        log.info("dedupe: %s", dedupe_counts)
+    split, dedupe_counts = split_data(ds, cfg, split)
     targets = ds.targets
     parts = {
         name: (ds.images[idx], targets[idx])

@@ -11,7 +11,7 @@ ONNX (``emorec predict --model-uri model.onnx`` then runs it on ONNX Runtime).
 User mistakes (``emorec.errors.UserError``) end with one clear line, never a stack
 trace; any other error is a fault, shown in one line too, with its traceback under ``-v``.
 
-One module per area (``train``, ``predict``, ``study``), each adding its
+One module per area (``train``, ``predict``, ``study``, ``compare``), each adding its
 commands to the parser; ``args`` holds the shared little parsers.
 """
 
@@ -22,7 +22,7 @@ import logging
 import signal
 import sys
 
-from emorec.cli import predict, study, train
+from emorec.cli import compare, predict, study, train
 from emorec.cli.args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from emorec.cli.study import STUDY_OBJECTIVES, STUDY_PRUNERS, STUDY_SAMPLERS
 from emorec.engines.callbacks import TrainingDiverged
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emorec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for area in (train, predict, study):
+    for area in (train, predict, study, compare):
         area.add_commands(sub)
     return parser
 

@@ -111,14 +111,14 @@ def _predict_images(predictor, images, copies, args) -> int:
 
 
 def _predict_video(predictor, source, outputs, args) -> None:
-    from emorec.serving import video
+    from emorec.serving import timeline, video
 
     csv_path, json_path, annotated = outputs
     info: dict = {}
     frames = video.predict_video(
         predictor, source, every=args.every, fps=args.fps, smoothing=args.smooth, info=info
     )
-    summary = video.write_timeline(
+    summary = timeline.write_timeline(
         frames, predictor.classes, csv_path, json_path, info, annotated, progress=not args.json
     )
     tracks = ", ".join(f"#{t} {label}" for t, label in sorted(summary["tracks"].items()))

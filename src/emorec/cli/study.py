@@ -1,5 +1,5 @@
-"""``emorec tune``, ``study status``, ``compare`` and ``benchmark-all`` (emorec.study,
-emorec.evaluation.report)."""
+"""``emorec tune`` and ``emorec study status`` (emorec.study), and the flags every
+study-running command shares."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from emorec.cli.args import EXIT_FAILED, as_bool, optional, parse_sets, split_list
+from emorec.cli.args import EXIT_FAILED, optional, parse_sets
 from emorec.config import describe
 from emorec.errors import UserError
 
@@ -16,13 +16,9 @@ from emorec.errors import UserError
 STUDY_SAMPLERS = ("grid", "tpe")
 STUDY_OBJECTIVES = ("accuracy", "f1", "multi")
 STUDY_PRUNERS = ("median", "hyperband", "none")
-CROSS_HELP = (
-    "Also test each dataset's champion on the other datasets' test splits; "
-    "--cross alone or --cross true|false."
-)
 
 
-def _add_tuning_flags(p: argparse.ArgumentParser) -> None:
+def add_tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sampler",
         choices=STUDY_SAMPLERS,
@@ -151,7 +147,7 @@ def _storage_flag(url: str | None) -> str | None:
     return url
 
 
-def _study_options(args: argparse.Namespace, study_name: str | None = None):
+def study_options(args: argparse.Namespace, study_name: str | None = None):
     from emorec.study import StudyOptions
 
     return StudyOptions(
@@ -172,7 +168,7 @@ def _study_options(args: argparse.Namespace, study_name: str | None = None):
     )
 
 
-def _print_study(result) -> None:
+def print_study(result) -> None:
     states = ", ".join(f"{n} {s.lower()}" for s, n in result.states.items()) or "no trials"
     print(f"study {result.name} ({result.storage}): {result.new_trials} new trial(s); {states}")
     for best in result.best[:5]:
@@ -218,62 +214,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         values["data_dir"] = args.data_dir
     if args.folds:
         values["folds"] = args.folds
-    result = run_study(values, _study_options(args, args.study_name))
-    _print_study(result)
+    result = run_study(values, study_options(args, args.study_name))
+    print_study(result)
     if not result.best:
         print("emorec: no trial completed", file=sys.stderr)
         return EXIT_FAILED
     return 0
-
-
-def _print_report(report) -> None:
-    from emorec.evaluation.report import markdown
-
-    print(markdown(report.rows), end="")
-    logged = (
-        f"; logged as run {report.run_id} (experiment {report.experiment})" if report.run_id else ""
-    )
-    print(f"wrote {len(report.files)} files to {report.folder}{logged}")
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from emorec.evaluation.report import compare
-
-    datasets = [d for item in args.dataset for d in split_list(item.replace(" ", ","))]
-    _print_report(
-        compare(datasets or None, args.out, cross=args.cross, log_mlflow=not args.no_mlflow)
-    )
-    return 0
-
-
-def cmd_benchmark_all(args: argparse.Namespace) -> int:
-    from emorec.study.comparison import benchmark_all
-
-    dirs = {}
-    for item in args.data_dir or []:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise UserError(f"--data-dir expects dataset=path, got {item!r}")
-        dirs[name] = path
-    if not args.preset and not args.models:
-        raise UserError("benchmark-all needs --models (or --preset NAME, e.g. seed)")
-    datasets = args.datasets or ("" if args.preset else "synthetic")
-    result = benchmark_all(
-        split_list(args.models or ""),
-        split_list(datasets),
-        data_dirs=dirs,
-        overrides=parse_sets(args.set),
-        options=_study_options(args),
-        out=args.out,
-        cross=args.cross,
-        preset=args.preset,
-    )
-    for study in result.studies:
-        _print_study(study)
-    for pair, error in result.failures.items():
-        print(f"emorec: {pair} failed: {error}", file=sys.stderr)
-    _print_report(result.report)
-    return EXIT_FAILED if result.failures else 0
 
 
 def cmd_study_status(args: argparse.Namespace) -> int:
@@ -337,7 +283,7 @@ def add_commands(sub) -> None:
         help=describe("folds", default=False) + " Trials are ranked by their folds' mean "
         "(cv_test_accuracy_mean), and the best one's final fit is registered.",
     )
-    _add_tuning_flags(p)
+    add_tuning_flags(p)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("study", help="inspect studies: emorec study status")
@@ -363,61 +309,3 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="Print the status as JSON.")
     p.set_defaults(func=cmd_study_status)
-
-    p = sub.add_parser(
-        "compare",
-        help="results table, charts (and cross-dataset matrix) "
-        "of the registered champions and best runs",
-    )
-    p.add_argument(
-        "--dataset",
-        nargs="*",
-        action="extend",
-        default=[],
-        help="Report only these datasets, space- or comma-separated. Default: all.",
-    )
-    p.add_argument(
-        "--out",
-        default="outputs/compare",
-        help="The folder the report is written to. Default: outputs/compare.",
-    )
-    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool, help=CROSS_HELP)
-    p.add_argument(
-        "--no-mlflow", action="store_true", help="Do not log the report as a run of MLflow."
-    )
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("benchmark-all", help="a study per model x dataset, then the report")
-    p.add_argument(
-        "--models",
-        default=None,
-        help="The models to tune, comma-separated, e.g. cnn_torch,vgg16 (a preset names its own).",
-    )
-    p.add_argument(
-        "--datasets",
-        default=None,
-        help="The datasets to tune on, comma-separated, e.g. ckplus,fer2013. Default: "
-        "synthetic, or with a preset every dataset given a --data-dir.",
-    )
-    p.add_argument(
-        "--preset",
-        default=None,
-        metavar="NAME",
-        help="A campaign in tuning/ (its models, each pair's recipe, budgets, folds and the "
-        "reference figures the report sets beside emorec's): seed reproduces the seed "
-        "study's comparison.",
-    )
-    p.add_argument(
-        "--data-dir",
-        action="append",
-        metavar="DATASET=PATH",
-        help="A dataset's root folder; repeat the flag for each dataset.",
-    )
-    p.add_argument(
-        "--out",
-        default="outputs/compare",
-        help="The folder the report is written to. Default: outputs/compare.",
-    )
-    p.add_argument("--cross", nargs="?", const=True, default=False, type=as_bool, help=CROSS_HELP)
-    _add_tuning_flags(p)
-    p.set_defaults(func=cmd_benchmark_all)

@@ -168,5 +168,5 @@ def add_commands(sub) -> None:
     p.add_argument("--log-mlflow", action="store_true", help="also log the files to MLflow")
     p.set_defaults(func=cmd_explore)
 
-    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    sub.add_parser("models", help="list the model architectures").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the dataset formats").set_defaults(func=cmd_datasets)

@@ -17,14 +17,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from emorec.config import TrainConfig
-from emorec.data.augment import augment_batch, mix_batch
-from emorec.data.preprocess import normalize
-from emorec.engines.callbacks import Callback, StopTraining, TrainingDiverged, interactive
+from emorec.data.augment import mix_batch
+from emorec.engines.batches import (
+    EVAL_BATCH,
+    batched,
+    check_finite,
+    class_weights,
+    mean_loss,
+    training_batches,
+)
+from emorec.engines.callbacks import Callback, StopTraining, interactive
 from emorec.engines.schedule import EarlyStopping, LearningRate, TrainingClock
-
-# Images per forward pass in evaluation (validation each epoch, test, predict_proba): larger
-# batches raise the run's memory peak without making a CPU evaluation faster.
-EVAL_BATCH = 64
+from emorec.models import build_model
 
 
 @dataclass
@@ -74,9 +78,21 @@ class Engine(ABC):
     framework: str
     requirements: tuple[str, ...]  # pip packages a logged model of this framework imports
 
-    @abstractmethod
     def build(self, cfg: TrainConfig, num_classes: int):
         """A fresh, seeded model for ``cfg``."""
+        self.seed(cfg.seed)
+        return build_model(
+            cfg.model,
+            num_classes=num_classes,
+            in_channels=cfg.channels,
+            image_size=cfg.input_size,
+            dropout=cfg.dropout,
+            pretrained=cfg.pretrained,
+        )
+
+    @abstractmethod
+    def seed(self, seed: int) -> None:
+        """Seed the framework's random numbers (initial weights, dropout)."""
 
     @abstractmethod
     def fit_session(self, model, cfg: TrainConfig, train_targets: np.ndarray) -> FitSession:
@@ -230,65 +246,3 @@ class Engine(ABC):
         """The network inside ``for_inference``'s model: one forward pass per image, no
         test-time augmentation (``model`` itself when it has none)."""
         return model
-
-
-def batched(
-    forward: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int = EVAL_BATCH
-) -> np.ndarray:
-    """``forward`` over uint8 (N, H, W, C) ``images``, normalised, ``batch_size`` at a time."""
-    out = [
-        forward(normalize(images[start : start + batch_size]))
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def mean_loss(
-    proba: np.ndarray,
-    targets: np.ndarray,
-    label_smoothing: float = 0.0,
-    weights: np.ndarray | None = None,
-) -> float:
-    """The cross-entropy training minimises (label smoothing, class weights), of
-    probabilities: the validation loss of every framework, computed one way."""
-    logp = np.log(np.clip(proba.astype(np.float64), 1e-12, 1.0))
-    per_image = -(
-        (1 - label_smoothing) * logp[np.arange(len(targets)), targets]
-        + label_smoothing * logp.mean(axis=1)
-    )
-    if weights is None:
-        return float(per_image.mean())
-    w = weights[targets]
-    return float((per_image * w).sum() / w.sum())
-
-
-def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
-    """Inverse-frequency weights, mean 1 over the training samples ("balanced")."""
-    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, len(targets) / (num_classes * np.maximum(counts, 1)), 0.0)
-    return weights.astype(np.float32)
-
-
-def training_batches(
-    images: np.ndarray,
-    targets: np.ndarray,
-    batch_size: int,
-    augment: bool,
-    rng: np.random.Generator,
-    erasing: float = 0.0,
-):
-    """Shuffled (float32 NHWC, int64) batches, augmented per batch when asked."""
-    order = rng.permutation(len(targets))
-    for start in range(0, len(order), batch_size):
-        index = np.sort(order[start : start + batch_size])  # sorted: faster gather
-        batch = images[index]
-        if augment:
-            batch = augment_batch(batch, rng, erasing)
-        yield normalize(batch), targets[index]
-
-
-def check_finite(loss: float, epoch: int) -> None:
-    if not np.isfinite(loss):
-        raise TrainingDiverged(
-            f"loss became {loss} in epoch {epoch}; lower the learning rate or check the data"
-        )

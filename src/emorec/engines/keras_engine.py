@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 
 from emorec.config import TrainConfig  # noqa: E402
 from emorec.data.preprocess import normalize  # noqa: E402
-from emorec.engines.base import Engine, FitSession, class_weights  # noqa: E402
+from emorec.engines.base import Engine, FitSession  # noqa: E402
+from emorec.engines.batches import class_weights  # noqa: E402
 from emorec.engines.schedule import SGD_MOMENTUM  # noqa: E402
-from emorec.models import build_model  # noqa: E402
 
 
 def _optimizer(cfg: TrainConfig):
@@ -78,16 +78,8 @@ class KerasEngine(Engine):
         gpu = bool(tf.config.list_physical_devices("GPU"))
         return {**super().run_tags(cfg), "device": "gpu" if gpu else "cpu"}
 
-    def build(self, cfg: TrainConfig, num_classes: int):
-        keras.utils.set_random_seed(cfg.seed)
-        return build_model(
-            cfg.model,
-            num_classes=num_classes,
-            in_channels=cfg.channels,
-            image_size=cfg.input_size,
-            dropout=cfg.dropout,
-            pretrained=cfg.pretrained,
-        )
+    def seed(self, seed: int) -> None:
+        keras.utils.set_random_seed(seed)
 
     def fit_session(self, model, cfg: TrainConfig, train_targets: np.ndarray) -> FitSession:
         return _KerasFit(model, cfg, train_targets)

@@ -22,7 +22,8 @@ from torch import nn
 
 from emorec.config import TrainConfig
 from emorec.data.preprocess import network_input
-from emorec.engines.base import Engine, FitSession, class_weights
+from emorec.engines.base import Engine, FitSession
+from emorec.engines.batches import class_weights
 from emorec.engines.torch_setup import (
     autocast_dtype,
     freeze_backbone,
@@ -31,7 +32,6 @@ from emorec.engines.torch_setup import (
     select_device,
     to_tensor,
 )
-from emorec.models import build_model
 from emorec.models.tta import FlipAveraged
 from emorec.resources import cpu_flags
 
@@ -122,16 +122,8 @@ class TorchEngine(Engine):
     framework = "torch"
     requirements = ("torch", "torchvision")
 
-    def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
-        torch.manual_seed(cfg.seed)
-        return build_model(
-            cfg.model,
-            num_classes=num_classes,
-            in_channels=cfg.channels,
-            image_size=cfg.input_size,
-            dropout=cfg.dropout,
-            pretrained=cfg.pretrained,
-        )
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
 
     def fit_session(
         self, model: nn.Module, cfg: TrainConfig, train_targets: np.ndarray

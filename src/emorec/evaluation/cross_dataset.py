@@ -90,30 +90,11 @@ def _classes(row: dict) -> list[str]:
 def test_split(target: dict, source: dict) -> tuple[np.ndarray, np.ndarray]:
     """The target run's test images (at the source model's input size) and class names."""
     from emorec.config import TrainConfig
-    from emorec.data import load_dataset
-    from emorec.data.splits import make_split
+    from emorec.training import load_data, split_data
 
     cfg, src = TrainConfig.from_logged(target), TrainConfig.from_logged(source)
-    prep = src.preprocessing
-    ds = load_dataset(
-        cfg.dataset,
-        cfg.data_dir,
-        prep,
-        options=cfg.dataset_options(),
-        strict=cfg.strict,
-        progress=False,
-    )
-    split = make_split(
-        ds,
-        strategy=cfg.split,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-    )
-    if cfg.dedupe:  # the logged digest is of the deduplicated split (test is untouched)
-        from emorec.data.dedupe import drop_duplicates
-
-        split, _ = drop_duplicates(ds, split)
+    ds = load_data(cfg.replace(progress=False), src.preprocessing)
+    split, _ = split_data(ds, cfg)
     if split.digest != target.get("split_digest"):
         log.warning(
             "%s: rebuilt test split %s differs from the logged %s (data changed?)",

@@ -27,7 +27,7 @@ from emorec.data.preprocess import prepare_batch
 from emorec.errors import UserError
 
 # What ``load`` raises for a URI that names nothing; defined where models are loaded.
-from emorec.tracking.logged_models import ModelNotFound  # noqa: F401
+from emorec.tracking.model_uris import ModelNotFound  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -76,31 +76,19 @@ def training_sample(
     logged; refused when the data is not what the run trained on."""
     from emorec import tracking
     from emorec.config import TrainConfig
-    from emorec.data import DatasetError, load_dataset
-    from emorec.data.splits import make_split
+    from emorec.data import DatasetError
+    from emorec.training import load_data, split_data
 
     facts = tracking.training_facts(run_id)
-    cfg = TrainConfig.from_logged(facts["params"])
+    cfg = TrainConfig.from_logged(facts["params"]).replace(progress=False)
     try:
-        ds = load_dataset(
-            cfg.dataset, cfg.data_dir, prep, options=cfg.dataset_options(), progress=False
-        )
+        ds = load_data(cfg, prep)
     except DatasetError as exc:
         raise UserError(
             f"int8 calibration reads the model's training images ({cfg.dataset} "
             f"in {cfg.data_dir or 'built-in'}): {exc}"
         ) from None
-    split = make_split(
-        ds,
-        strategy=cfg.split,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-    )
-    if cfg.dedupe:  # the logged split is the deduplicated one
-        from emorec.data.dedupe import drop_duplicates
-
-        split, _ = drop_duplicates(ds, split)
+    split, _ = split_data(ds, cfg)
     now = {"dataset_digest": tracking.dataset_digest(ds), "split_digest": split.digest}
     changed = [f"{key} {facts[key]} then, {now[key]} now" for key in now if facts[key] != now[key]]
     if changed:  # ``prep`` is the model's, so the images are prepared as in training

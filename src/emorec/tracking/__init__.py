@@ -5,8 +5,8 @@ MLflow (but the engines' flavours and the serving pyfunc's base class).
 - ``runs``: opening and ending a run, what it records (parameters, tags, metrics,
   figures, JSON and text artifacts), and what a finished run trained on;
 - ``datasets``: the dataset a run trained on, as an MLflow input;
-- ``logged_models``: logging a trained model with its raw-image pyfunc, loading it back,
-  and what a model URI names;
+- ``logged_models``: logging a trained model with its raw-image pyfunc, loading it back;
+- ``model_uris``: what a model URI names (the run that logged it, a registered version);
 - ``model_registry``: registered models, their aliases and the champion rule;
 - ``queries``: reading runs and champions back for the comparison report;
 - ``trial_runs``: the runs of a study's trials and sessions (marking, closing orphans);
@@ -17,17 +17,19 @@ from __future__ import annotations
 
 from emorec.tracking.datasets import dataset_digest, log_dataset
 from emorec.tracking.logged_models import (
-    EMOTION_MODEL,
-    ModelNotFound,
-    check_model_uri,
     load_emotion_model,
     load_pyfunc,
     log_image_pyfunc,
     log_trained_model,
     quiet_model_logging,
+    requirements,
+)
+from emorec.tracking.model_uris import (
+    EMOTION_MODEL,
+    ModelNotFound,
+    check_model_uri,
     registered_summary,
     registered_version,
-    requirements,
     run_id_of,
 )
 from emorec.tracking.runs import (

@@ -16,7 +16,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from emorec.tracking import logged_models, store
+from emorec.tracking import model_uris, store
 from emorec.tracking.runs import training_facts
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,12 @@ def register_best(
     Idempotent: a run already registered under ``name`` is not registered
     again (a resumed study that found no better trial changes nothing).
     """
-    uri = logged_models.emotion_model_uri(run_id)
+    uri = model_uris.emotion_model_uri(run_id)
     if uri is None:
         log.warning(
             "run %s logged no %s (log_model=false?): nothing registered",
             run_id,
-            logged_models.EMOTION_MODEL,
+            model_uris.EMOTION_MODEL,
         )
         return None
     client = store.client()

@@ -6,8 +6,8 @@ import mlflow
 
 from emorec.config import REPORTED
 from emorec.tracking import store
-from emorec.tracking.logged_models import EMOTION_MODEL
 from emorec.tracking.model_registry import CHAMPION, current
+from emorec.tracking.model_uris import EMOTION_MODEL
 
 REPORT_METRICS = (
     "test_accuracy",
