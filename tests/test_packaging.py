@@ -73,7 +73,7 @@ def _compose() -> dict:
 
 def test_compose_file_references_what_exists():
     compose = _compose()
-    assert {"postgres", "minio", "minio-init", "mlflow", "worker"} <= set(compose["services"])
+    assert {"postgres", "mlflow", "worker"} <= set(compose["services"])
     for name, service in compose["services"].items():
         build = service.get("build")
         if build:
@@ -85,18 +85,24 @@ def test_compose_file_references_what_exists():
                 assert (REPO / "docker" / source).exists(), f"{name}: {source}"
         for dependency in service.get("depends_on", {}):
             assert dependency in compose["services"], f"{name} depends on {dependency}"
-    # The named volumes keep the databases and artifacts across restarts.
-    assert {"pgdata", "miniodata"} <= set(compose["volumes"])
-    for name in ("postgres", "minio", "mlflow"):
+    # The named volumes keep the databases and artifacts across restarts; the tracking
+    # server stores the artifacts in its volume by default.
+    assert {"pgdata", "mlartifacts"} <= set(compose["volumes"])
+    server = compose["services"]["mlflow"]
+    assert "mlartifacts:/mlartifacts" in server["volumes"]
+    assert "--artifacts-destination /mlartifacts" in " ".join(server["command"])
+    for name in ("postgres", "mlflow"):
         assert "healthcheck" in compose["services"][name], name
-    # Every ${VAR} compose reads is in the example env file (with a placeholder).
+    # Every ${VAR} the compose files read is in the example env file (with a placeholder).
     import re
 
-    text = (REPO / "docker" / "compose.yaml").read_text()
     example = (REPO / "docker" / ".env.example").read_text()
     defined = set(re.findall(r"^([A-Z_]+)=", example, re.M))
-    used = set(re.findall(r"\$\{([A-Z_]+)", text))
-    assert used <= defined, used - defined
+    for path in (REPO / "docker").glob("compose*.yaml"):
+        used = set(re.findall(r"\$\{([A-Z_]+)", path.read_text()))
+        assert used <= defined, (path.name, used - defined)
+    s3 = yaml.safe_load((REPO / "docker" / "compose.s3.yaml").read_text())
+    assert {"minio", "minio-init", "mlflow"} <= set(s3["services"]) and "miniodata" in s3["volumes"]
 
 
 def test_compose_and_env_example_hold_no_secret_and_publish_only_on_loopback():
@@ -130,4 +136,6 @@ def test_dockerfile_pins_torch_like_pyproject():
     for package in ("torch", "torchvision"):
         pin = next(p for p in pins if p.startswith(f"{package}=="))
         assert re.search(rf"\b{re.escape(pin)}\b", dockerfile), pin
-    assert "ARG TORCH=cpu" in dockerfile and "USER emorec" in dockerfile
+    assert "ARG BASE=python:3.11-slim" in dockerfile and "USER emorec" in dockerfile
+    # PyPI (or wheels in the build context) only: no other index.
+    assert "--index-url" not in dockerfile and "--extra-index-url" not in dockerfile
