@@ -139,8 +139,12 @@ def store(benchmarked, monkeypatch):
 def test_benchmark_all_trains_keras_then_pytorch_in_one_process(benchmarked):
     done, _, _ = benchmarked
     assert done.returncode == 0, done.stderr[-3000:]
-    for model in ("cnn_tf", "cnn_torch"):
-        assert f"| {model} | folder | champion v1 |" in done.stdout, done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| cnn_")]
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| cnn_tf", "folder", "test split"],
+        ["| cnn_torch", "folder", "test split"],
+    ], done.stdout
+    assert all("[champion v1 " in row for row in rows), done.stdout
 
 
 def test_compare_cross_loads_a_keras_and_a_pytorch_champion(benchmarked, store):

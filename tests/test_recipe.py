@@ -206,7 +206,10 @@ def test_a_preset_names_its_model_dataset_and_space():
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--preset", "nosuch"], "unknown preset 'nosuch'; valid presets: ckplus, fer2013"),
+        (
+            ["--preset", "nosuch"],
+            "unknown preset 'nosuch'; valid presets: ckplus, ckplus-cnn_tf, ckplus-resnet50",
+        ),
         (["--preset", "fer2013", "--model", "vgg16"], "is for --model cnn_torch, not vgg16"),
         ([], "needs --model (or --preset NAME)"),
     ],

@@ -261,6 +261,39 @@ def test_another_workers_best_trial_is_registered_only_once_its_session_ended(tm
     assert _ours(study, name, 0, ran=[])  # it has ended: whoever finishes now registers
 
 
+def test_a_dead_containers_session_is_closed_once_its_trial_lost_its_heartbeat(tmp_path):
+    """A worker in another container (another host name: its pid cannot be checked) is
+    known dead once Optuna failed its trial for a stopped heartbeat; its session run is
+    closed, a live worker's (or one whose trial merely raised) is left open."""
+    from emorec.study.recovery import recover
+
+    name = "cnn_torch-synthetic-grid-accuracy"
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/optuna.db", study_name=name, direction="maximize"
+    )
+    lost = study.ask()  # failed by the heartbeat: no state_reason
+    lost.set_user_attr("worker", "container-a:1")
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    raised = study.ask()  # its worker lives on and said why the trial failed
+    raised.set_user_attr("worker", "container-b:1")
+    raised.set_user_attr("state_reason", "ValueError: bad point")
+    study.tell(raised, state=optuna.trial.TrialState.FAIL)
+    client = MlflowClient()
+    runs = {
+        host: client.create_run(
+            tracking.experiment_id("emorec-synthetic"),
+            tags={"kind": "study", "study": name, "host": host, "pid": "1"},
+        ).info.run_id
+        for host in ("container-a", "container-b", "container-c")
+    }
+
+    closed = recover(study, name)
+
+    status = {host: client.get_run(run).info.status for host, run in runs.items()}
+    assert closed == [runs["container-a"]]
+    assert status == {"container-a": "FAILED", "container-b": "RUNNING", "container-c": "RUNNING"}
+
+
 def test_a_start_point_queued_twice_is_trained_once(tmp_path):
     """Two workers started together may both queue the space's start points: the second
     copy is refused before training and a sampled trial takes its place."""

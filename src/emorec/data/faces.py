@@ -36,6 +36,7 @@ YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10
 # which it scores ~0.87-0.93.
 YUNET_THRESHOLD = 0.7
 DETECT_SIDE = 640  # photos are searched at most this large (their long side), for speed
+MIN_SIDE = 96  # and at least this large (their short side)
 LEVEL_SIDE = 400  # the levelled face is searched again this large at most: its eyes' detail
 CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -71,7 +72,9 @@ def detect_faces(
         img = img[:, :, 0] if img.shape[2] == 1 else img[:, :, :3]
     gray_or_rgb = img
     h, w = gray_or_rgb.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
+    # Large photos are searched smaller (speed); tiny ones larger, where the detectors'
+    # coarsest feature maps would otherwise be a pixel or two.
+    scale = min(1.0, max_side / max(h, w)) if min(h, w) >= MIN_SIDE else MIN_SIDE / min(h, w)
     small = (
         gray_or_rgb
         if scale == 1.0
@@ -80,8 +83,24 @@ def detect_faces(
         )
     )
     found = _yunet(small) if detector == "yunet" else _haar(small)
-    faces = [_scaled(f, 1 / scale, w, h) for f in found]
+    faces = [_scaled(f, 1 / scale, w, h) for f in found if _plausible(f, *small.shape[:2])]
     return sorted(faces, key=lambda f: f.box[2] * f.box[3], reverse=True)
+
+
+def _plausible(face: Face, height: int, width: int) -> bool:
+    """A face a detector could have found in this image: finite numbers, a score in
+    [0, 1], a box of some size that overlaps the image (OpenCV's YuNet has been seen to
+    return garbage for some inputs)."""
+    x, y, w, h = face.box
+    values = [*face.box, face.score, *(v for p in face.landmarks or () for v in p)]
+    return (
+        all(np.isfinite(values))
+        and 0 <= face.score <= 1
+        and 2 <= w <= 2 * width
+        and 2 <= h <= 2 * height
+        and -w < x < width
+        and -h < y < height
+    )
 
 
 def largest_face(img: np.ndarray, detector: str = DEFAULT_DETECTOR) -> Face | None:

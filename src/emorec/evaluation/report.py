@@ -155,7 +155,7 @@ def markdown(rows: list[dict], *, with_reference: bool = False) -> str:
             cells.append(
                 _cell(None if ours is None or theirs is None else ours - theirs, "{:+.4f}")
             )
-        cells += [hyper, f"[{r['run_id'][:8]}]({r['run_link']})"]
+        cells += [hyper, f"[{r['source']} {r['run_id'][:8]}]({r['run_link']})"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

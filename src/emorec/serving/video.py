@@ -19,13 +19,16 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from emorec.data.images import MAX_PIXELS
 from emorec.errors import MissingFile, UserError
-from emorec.serving.predictor import Prediction, Predictor
+
+if TYPE_CHECKING:  # the predictor imports this module: types only, no cycle
+    from emorec.serving.predictor import Prediction, Predictor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 DETECT_SIDE = 320  # frames are searched for faces at most this large: video is about speed

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from emorec.engines.callbacks import TrainingDiverged
-from emorec.study.options import StudyOptions, target_trials
+from emorec.study.options import StudyOptions, session_worker, target_trials
 from emorec.tracking import trial_runs
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,30 @@ def warn_failed_points(study: optuna.Study, name: str, options: StudyOptions) ->
 def recover(study: optuna.Study, name: str) -> list[str]:
     """Fail trials whose heartbeat stopped (retried once), then close their MLflow runs.
 
-    Parent runs of dead sessions are closed too when they ran on this machine
-    (their process id is checked); another machine's are left to it.
+    Parent runs of dead sessions are closed too: on this machine their process id is
+    checked; on another (a container), a session is dead once Optuna failed one of its
+    worker's trials for a stopped heartbeat.
     """
     fail_stale(study)
-    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
-    closed = trial_runs.close_orphaned_trial_runs(name, states)
-    return closed + trial_runs.close_orphaned_study_runs(name, session_alive)
+    trials = study.get_trials(deepcopy=False)
+    closed = trial_runs.close_orphaned_trial_runs(name, {t.number: t.state.name for t in trials})
+    dead = dead_workers(trials)
+    return closed + trial_runs.close_orphaned_study_runs(
+        name, lambda run: session_worker(run) not in dead and session_alive(run)
+    )
+
+
+def dead_workers(trials) -> set[str]:
+    """The workers (``host:pid``) a trial of which Optuna failed for its stopped heartbeat:
+    their process died, on any machine. A trial that raised or was pruned says why in
+    its ``state_reason``; a heartbeat-failed one never got to."""
+    return {
+        t.user_attrs["worker"]
+        for t in trials
+        if t.state == TrialState.FAIL
+        and t.user_attrs.get("worker")
+        and not t.user_attrs.get("state_reason")
+    }
 
 
 def fail_stale(study: optuna.Study) -> None:

@@ -57,6 +57,8 @@ def make_storage(
     )
 
     database = _sqlite_file(url)  # created by one process at a time, as MLflow's store
+    if database and not database.parent.is_dir():  # a typo in a folder: said, not created
+        database = None
     attempt = 0
     while True:
         creating = tracking.store.sqlite_lock(database) if database else contextlib.nullcontext()

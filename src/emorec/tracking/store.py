@@ -56,6 +56,7 @@ def _create_once(database: Path) -> None:
     one fails (duplicate column, circular dependency). The first query creates the schema."""
     if database in _created:
         return
+    database.parent.mkdir(parents=True, exist_ok=True)
     with sqlite_lock(database):
         mlflow.search_experiments(max_results=1)
     _created.add(database)
@@ -67,7 +68,6 @@ def sqlite_lock(database: Path):
     one process at a time creates or upgrades the schema in it."""
     import fcntl
 
-    database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
