@@ -226,6 +226,8 @@ def as_benchlib(result: dict, args, started: float) -> dict:
     commit = sh("git", "rev-parse", "--short", "HEAD", check=False, cwd=REPO).stdout.strip()
     figures = {f"{k}_s": v for k, v in result["times_s"].items()}
     figures.update({f"{k} (MB)": v for k, v in (result.get("disk_mb") or {}).items()})
+    if result.get("base_build_s") is not None:
+        figures["base_image_mmdebstrap_s"] = result["base_build_s"]
     figures["checks"] = result["summary"]
     notes = [
         "3 workers (compose --scale) on one grid study of 6 tiny trials (synthetic faces, "
@@ -460,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
             "exec", "-T", "mlflow", "sh", "-c",
             "find /mlartifacts -name MLmodel | wc -l; du -sm /mlartifacts | cut -f1",
         ).stdout.split()  # fmt: skip
-        needle = (champion or {}).get("model_id") or (champion or {}).get("run_id") or "?"
+        # The version's source is its logged model (models:/m-<id>), stored under that id.
+        source = (champion or {}).get("source") or ""
+        needle = source.rsplit("/", 1)[-1] if source.startswith("models:/") else "?"
         hit = stack("exec", "-T", "mlflow", "sh", "-c",
                     f"find /mlartifacts -path '*{needle}*' -name MLmodel | head -1",
                     check=False).stdout.strip()  # fmt: skip
