@@ -156,6 +156,6 @@ def test_a_request_within_the_budget_is_decoded_one_image_at_a_time(server):
     baseline = _server_rss_mb(proc)
     (status, answer), peak = _peak_rss_during(proc, lambda: post_json(url, body))
     assert status == 200 and len(answer["predictions"]) == 2, answer
-    # One decoded 6000 x 6000 gray photo is 34 MB; decoding and resizing add about as much
-    # again: under what holding both at once, with their copies, would take.
+    # One decoded 6000 x 6000 gray photo is 34 MB, twice that while Pillow hands it to
+    # NumPy, and its crop a little more: under what two decoded photos at once would take.
     assert peak - baseline < 140, f"the server grew {peak - baseline:.0f} MB"

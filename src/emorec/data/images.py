@@ -130,7 +130,8 @@ def _pil_pixels(im: Image.Image, name: str) -> np.ndarray:
             f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} "
             f"pixels are not supported; save it with 8 or 16 bits per channel"
         )
-    return np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+    mode = "L" if im.mode in ("L", "1") else "RGB"
+    return np.asarray(im if im.mode == mode else im.convert(mode))  # convert copies
 
 
 def as_pixels(image, name: str = "<array>") -> np.ndarray:

@@ -74,14 +74,16 @@ def prepared_request(frame, prep: Preprocessing) -> np.ndarray:
             f"limit is {REQUEST_PIXELS} pixels a request: send fewer or smaller "
             "images per request"
         )
-    crops = []
-    for i, data in enumerate(files):
-        try:
-            pixels = decode_image(data)
-        except ImageError as exc:
-            raise ImageError(f"image {i}: {str(exc).removeprefix('<bytes>: ')}") from None
-        crops.append(prepare_image(pixels, prep)[0])
-    return np.stack(crops)
+    # One decoded image alive at a time: each is decoded and cropped in its own call.
+    return np.stack([_prepared(i, data, prep) for i, data in enumerate(files)])
+
+
+def _prepared(index: int, data: bytes, prep: Preprocessing) -> np.ndarray:
+    try:
+        pixels = decode_image(data)
+    except ImageError as exc:
+        raise ImageError(f"image {index}: {str(exc).removeprefix('<bytes>: ')}") from None
+    return prepare_image(pixels, prep)[0]
 
 
 def _size(index: int, data: bytes) -> tuple[int, int]:

@@ -46,6 +46,8 @@ def run_study(values: dict, options: StudyOptions = StudyOptions()) -> StudyResu
     name = options.study_name or (
         f"{base.model}-{base.dataset}-{options.sampler}-{options.objective}"
     )
+    # The tracking store first: a SQLite study storage beside it finds its folder made.
+    tracking.configure()
     url = options.storage or default_storage()
     study, seed = _open(
         name,
