@@ -14,11 +14,9 @@ accuracy. Prints the figures and writes them as JSON to ``$OUT/gpu_check.json`` 
 passed, 1 otherwise. Needs: torch, torchvision, numpy, scikit-learn, opencv, pillow,
 psutil, nvidia-ml-py (pyyaml optional).
 
-Where MLflow is not importable, ``emorec.training`` cannot be imported as it stands
-(``emorec.training`` -> ``emorec.tracking`` package -> ``emorec.tracking.datasets`` ->
-``mlflow``): the check then records that chain and puts light stand-ins for the MLflow
-modules of ``emorec.tracking`` in place, so that the real ``NoTracker`` and ``train()``
-run unchanged.
+Training with ``NoTracker`` and serving through ``Predictor`` import no MLflow and no Optuna
+(``emorec.tracking`` imports its MLflow modules on first use); an import chain that
+reaches either is recorded and fails the check.
 """
 
 from __future__ import annotations
@@ -37,11 +35,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-# The modules of emorec.tracking that import MLflow at import time (stood in for when
-# MLflow is absent; NoTracker uses none of them).
-MLFLOW_MODULES = ("datasets", "logged_models", "runs")
-# What a failed import leaves half-imported, dropped before the next attempt.
-_PARTIAL = ("emorec.tracking", "emorec.training", "emorec.serving")
 
 
 class _Blocked(importlib.abc.MetaPathFinder):
@@ -76,44 +69,20 @@ def _chain(exc: BaseException) -> list[str]:
     ] + [f"import {exc.name}"]
 
 
-def _stand_in_tracking() -> list[str]:
-    """Light stand-ins for the MLflow modules of ``emorec.tracking`` (see the docstring)."""
-    from emorec.errors import UserError
-
-    package = types.ModuleType("emorec.tracking")
-    package.__path__ = [str(SRC / "emorec" / "tracking")]
-    sys.modules["emorec.tracking"] = package
-    names = []
-    for name in MLFLOW_MODULES:
-        names.append(f"emorec.tracking.{name}")
-        sys.modules[names[-1]] = types.ModuleType(names[-1])
-    uris = types.ModuleType("emorec.tracking.model_uris")
-    uris.ModelNotFound = type("ModelNotFound", (UserError,), {})  # what serving imports
-    sys.modules[uris.__name__] = uris
-    return [*names, uris.__name__]
-
-
 def import_emorec(modules: tuple[str, ...]) -> dict:
-    """Import ``modules`` of emorec from the source tree; where one breaks for want of
-    MLflow or Optuna, record the chain and import it again with the stand-ins."""
+    """Import ``modules`` of emorec from the source tree; where one needs MLflow or Optuna
+    and they are absent, record the chain (the check then fails)."""
     sys.path.insert(0, str(SRC))
     import emorec
 
-    info: dict = {"emorec_from": str(Path(emorec.__file__).parent), "stand_ins": []}
-    info["broken_chains"] = {}
-    for module in modules:  # every chain first, each from a clean slate
+    info: dict = {"emorec_from": str(Path(emorec.__file__).parent), "broken_chains": {}}
+    for module in modules:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name is None or exc.name.split(".")[0] not in ("mlflow", "optuna"):
                 raise
             info["broken_chains"][module] = _chain(exc)
-            for name in [m for m in sys.modules if m.startswith(_PARTIAL)]:
-                del sys.modules[name]
-    if info["broken_chains"]:
-        info["stand_ins"] = _stand_in_tracking()
-        for module in modules:
-            importlib.import_module(module)
     return info
 
 
@@ -216,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report["imports"] = import_emorec(("emorec.training", "emorec.serving.predictor"))
     report["import_s"] = round(time.perf_counter() - t0, 2)
+    for module, chain in report["imports"]["broken_chains"].items():
+        raise SystemExit(f"without MLflow/Optuna, {module} breaks at: {' -> '.join(chain)}")
     import emorec
     from emorec.config import TrainConfig
     from emorec.engines import get_engine
@@ -333,8 +304,6 @@ def main(argv: list[str] | None = None) -> int:
         "train_wall_s",
     )
     print(", ".join(f"{k} {report.get(k)}" for k in figures))
-    for module, chain in report["imports"]["broken_chains"].items():
-        print(f"without MLflow, {module} breaks at: {' -> '.join(chain)}")
     print(f"wrote {out}")
     return 0 if report["passed"] else 1
 

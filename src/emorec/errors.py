@@ -12,3 +12,7 @@ class UserError(ValueError):
 
 class MissingFile(UserError, FileNotFoundError):
     """A file or folder the user named (or must provide) is not there."""
+
+
+class ModelNotFound(UserError):
+    """A model URI that names nothing; the message lists what does exist."""

@@ -24,7 +24,7 @@ from emorec.engines import Callback, get_engine
 from emorec.engines.callbacks import EpochLog, interactive
 from emorec.evaluation.metrics import classification_metrics, scalar_metrics
 from emorec.resources import PeakMemorySampler
-from emorec.tracking.tracker import MlflowTracker, Tracker
+from emorec.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,10 @@ def train(
     instead of the split ``cfg.split`` makes; ``extra_metrics``: logged with the run's
     final ones (a cross-validated config's final fit carries its folds' ``cv_*``).
     """
-    tracker = tracker or MlflowTracker()
+    if tracker is None:
+        from emorec.tracking.mlflow_tracker import MlflowTracker
+
+        tracker = MlflowTracker()
     source = transfer.load_source(cfg) if cfg.init_from else None
     prep = cfg.preprocessing
     ds = load_data(cfg)

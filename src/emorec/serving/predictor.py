@@ -24,10 +24,7 @@ import numpy as np
 from emorec.data import faces
 from emorec.data.images import ImageError, as_pixels, decode_image
 from emorec.data.preprocess import prepare_batch
-from emorec.errors import UserError
-
-# What ``load`` raises for a URI that names nothing; defined where models are loaded.
-from emorec.tracking.model_uris import ModelNotFound  # noqa: F401
+from emorec.errors import ModelNotFound, UserError  # noqa: F401 (ModelNotFound: what load raises)
 
 
 @dataclass(frozen=True)

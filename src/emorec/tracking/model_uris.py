@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import contextlib
 
-from emorec.errors import UserError
+from emorec.errors import ModelNotFound, UserError
 from emorec.tracking.store import client
 
 EMOTION_MODEL = "emotion_model"  # the raw-image pyfunc every run logs
-
-
-class ModelNotFound(UserError):
-    """A model URI that names nothing; the message lists what does exist."""
 
 
 URI_FORMS = (
