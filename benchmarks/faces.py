@@ -202,7 +202,7 @@ def emorec_pipeline(model_uri: str, items: list[tuple[str, str]]) -> tuple[dict,
 def fer_child(paths_file: str) -> None:
     """Runs under fer's interpreter: fer's own pipeline on each photo; one JSON line."""
     import cv2
-    from fer import FER
+    from fer.fer import FER  # fer 25 no longer exports it at the top
 
     items = json.loads(Path(paths_file).read_text())
     out = {}
