@@ -55,12 +55,13 @@ def run_stage(stage: str, data_dir: Path, store: Path, args) -> dict:
     dataset = STAGES[stage]
     campaign = read_campaign("seed")
     models = args.models.split(",") if args.models else list(campaign.models)
+    overrides = parse_sets(args.set)
     started = time.perf_counter()
     result = benchmark_all(
         models,
         [dataset],
         data_dirs={dataset: str(data_dir)},
-        overrides=parse_sets(args.set),
+        overrides=overrides,
         out=str(store / f"report-{stage}"),
         preset="seed",
         progress=False,
@@ -75,7 +76,7 @@ def run_stage(stage: str, data_dir: Path, store: Path, args) -> dict:
         "wall_s": seconds,
         "rows": rows,
         "failures": result.failures,
-        "budget_min": campaign.budget_min.get(dataset),
+        "budget_min": overrides.get("time_budget_min", campaign.budget_min.get(dataset)),
         "folds": campaign.folds.get(dataset, 0),
     }
 
