@@ -35,6 +35,7 @@ UNPACK_DIR = HERE / "data"  # gitignored
 ARCHIVES = {
     "ckplus": ("ckplus48.tar.gz", "CK+48"),
     "fer2013": ("fer2013-train-publictest.tar.gz", "fer2013"),
+    "wild-faces": ("wild-faces.tar", "wild-faces"),
 }
 
 

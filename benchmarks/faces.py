@@ -279,11 +279,6 @@ def champion_facts(model_uri: str) -> dict:
 
 def main() -> None:
     p = benchlib.parser(__doc__)
-    p.add_argument(
-        "--wild",
-        default="/work/data/wild-faces",
-        help="the unpacked wild-faces folder (class folders of photos)",
-    )
     p.add_argument("--model-uri", default="models:/emorec-cnn_torch-fer2013@champion")
     p.add_argument("--store", default="", help="the MLflow store holding the model")
     p.add_argument(
@@ -296,10 +291,7 @@ def main() -> None:
     p.add_argument("--video-frames", type=int, default=250)
     args = benchlib.parse_or_run_child(p, "fer-child", lambda paths, a: fer_child(paths))
     started = time.time()
-    wild = Path(args.wild)
-    if not wild.is_dir():
-        print(f"SKIPPED: no wild-faces folder at {wild} (unpack ../shared/data/wild-faces.tar)")
-        return
+    wild = benchlib.require(args.data, "wild-faces")
     items = wild_photos(wild, args.limit)
     figures: dict = {"detectors": detectors(items), "levelling": levelling(items, 300)}
     fer_dir = benchlib.dataset_dir(args.data, "fer2013")
