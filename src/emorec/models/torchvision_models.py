@@ -104,7 +104,10 @@ def build_resnet50(
     """ResNet50 up to layer4 + our head; 2048 channels out, 32x downsampling."""
     weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
     state = _cached_state_dict(weights) if pretrained else None
-    resnet = torchvision.models.resnet50(weights=None)
+    # Each residual block starts as the identity (its last batch norm zeroed): from scratch,
+    # a 50-layer net then learns in the few epochs a CPU budget allows instead of sitting at
+    # the majority class. Pretrained weights overwrite those norms.
+    resnet = torchvision.models.resnet50(weights=None, zero_init_residual=True)
     if state is not None:
         resnet.load_state_dict(state)
     # Everything but torchvision's own avgpool and fc: our head pools itself.
