@@ -18,6 +18,18 @@ STUDY_OBJECTIVES = ("accuracy", "f1", "multi")
 STUDY_PRUNERS = ("median", "hyperband", "none")
 
 
+def add_storage_flag(p: argparse.ArgumentParser) -> None:
+    """``--storage``, as tune and study status both take it."""
+    p.add_argument(
+        "--storage",
+        type=optional(str),
+        default=None,
+        help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
+        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
+        "SQLite mlruns/optuna.db.",
+    )
+
+
 def add_tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sampler",
@@ -39,14 +51,7 @@ def add_tuning_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Seconds after which no new trial starts; absent or 0 for no limit.",
     )
-    p.add_argument(
-        "--storage",
-        type=optional(str),
-        default=None,
-        help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
-        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
-        "SQLite mlruns/optuna.db.",
-    )
+    add_storage_flag(p)
     p.add_argument(
         "--objective",
         choices=STUDY_OBJECTIVES,
@@ -293,14 +298,7 @@ def add_commands(sub) -> None:
         help="trials by state, best value and running trials "
         "(with their worker) of the studies in a storage",
     )
-    p.add_argument(
-        "--storage",
-        type=optional(str),
-        default=None,
-        help="SQLAlchemy URL of the Optuna storage, without a password (give it in "
-        "PGPASSWORD or ~/.pgpass). Default: $EMOREC_OPTUNA_STORAGE, else "
-        "SQLite mlruns/optuna.db.",
-    )
+    add_storage_flag(p)
     p.add_argument(
         "--study-name",
         type=optional(str),
