@@ -198,3 +198,21 @@ def post_json(url: str, body: bytes) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def training_run_started(store: str, deadline: float) -> str | None:
+    """The id of a RUNNING run in the tracking ``store`` that has logged an epoch's
+    ``val_loss`` (a training process past its start), or None by ``deadline``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    while time.time() < deadline:
+        try:
+            experiments = [e.experiment_id for e in client.search_experiments()]
+            for run in client.search_runs(experiments, "attributes.status = 'RUNNING'"):
+                if client.get_metric_history(run.info.run_id, "val_loss"):
+                    return run.info.run_id
+        except Exception:  # the store is being created
+            pass
+        time.sleep(0.3)
+    return None

@@ -18,7 +18,12 @@ import fixtures
 from conftest import TINY
 from emorec.cli import main
 from emorec.config import TrainConfig
-from services import mlflow_server, postgres_database, postgres_unavailable
+from services import (
+    mlflow_server,
+    postgres_database,
+    postgres_unavailable,
+    training_run_started,
+)
 
 SECRET = "S3cret-pw"
 TINY_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
@@ -233,20 +238,6 @@ def test_a_tracking_server_password_never_reaches_the_output(tmp_path):
 # ------------------------------------------------------- signals and races ---
 
 
-def _running_run(store: str, deadline: float) -> str | None:
-    client = mlflow.MlflowClient(tracking_uri=store)
-    while time.time() < deadline:
-        try:
-            runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-            running = [r for r in runs if r.info.status == "RUNNING"]
-            if running and client.get_metric_history(running[0].info.run_id, "val_loss"):
-                return running[0].info.run_id
-        except Exception:  # the store is being created
-            pass
-        time.sleep(0.3)
-    return None
-
-
 def test_sighup_ends_the_run_killed_with_its_reason(tmp_path, monkeypatch):
     """A closed terminal or a dropped ssh connection: the run ends KILLED, not RUNNING."""
     store = f"sqlite:///{tmp_path}/mlflow.db"
@@ -270,7 +261,7 @@ def test_sighup_ends_the_run_killed_with_its_reason(tmp_path, monkeypatch):
         text=True,
     )
     try:
-        run_id = _running_run(store, time.time() + 180)
+        run_id = training_run_started(store, time.time() + 180)
         assert run_id, "the run never reached its first epoch"
         proc.send_signal(signal.SIGHUP)
         _, err = proc.communicate(timeout=120)
