@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
+from sqlalchemy.pool import NullPool
 
 from services import mlflow_server, postgres_database, postgres_unavailable
 
@@ -99,7 +100,10 @@ def finish(workers: list[subprocess.Popen], tmp_path: Path, timeout: float = 300
 
 
 def trials(storage: str, name: str) -> list:
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
+    # No pool: a storage made per poll (every 0.2 s) kept its pooled connection open until
+    # the garbage collector found it, and PostgreSQL refused the 101st client.
+    rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"poolclass": NullPool})
+    return optuna.load_study(study_name=name, storage=rdb).get_trials()
 
 
 def study_runs(client: MlflowClient, name: str, kind: str) -> list:
