@@ -216,3 +216,26 @@ def training_run_started(store: str, deadline: float) -> str | None:
             pass
         time.sleep(0.3)
     return None
+
+
+def signalled_mid_training(
+    store: str, cwd: Path, flags: list[str], sig: int
+) -> tuple[str, int, str]:
+    """``emorec train *flags`` in its own process, tracking to ``store``, sent ``sig`` once a
+    run has logged an epoch; returns that run's id, the exit status and the error output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emorec.cli", "train", *flags],
+        env={**os.environ, "MLFLOW_TRACKING_URI": store},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_id = training_run_started(store, time.time() + 180)
+        assert run_id, "no run reached its first epoch"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return run_id, proc.returncode, err

@@ -4,11 +4,7 @@ study ranked by the folds' mean, and one line for every fold count that cannot w
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import mlflow
 import numpy as np
@@ -20,7 +16,7 @@ from emorec.cli import main
 from emorec.config import TrainConfig
 from emorec.cross_validation import cross_validate, fold_splits
 from emorec.training import load_data
-from services import training_run_started
+from services import signalled_mid_training
 
 CK = {**TINY, "dataset": "ckplus", "image_size": 16}
 
@@ -167,28 +163,16 @@ def test_a_killed_cv_run_ends_killed_with_every_fold_run_closed(ckplus, tmp_path
     the store's runs is left RUNNING."""
     store = f"sqlite:///{tmp_path}/mlflow.db"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in CK.items()]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emorec.cli", "train", *flags, f"--data-dir={ckplus}"]
-        + ["--folds=3", "--epochs=500", "--early-stopping=0", "--log-model=false"],
-        env={**os.environ, "MLFLOW_TRACKING_URI": store},
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    flags += [f"--data-dir={ckplus}", "--folds=3", "--epochs=500", "--early-stopping=0"]
+    fold_run, status, err = signalled_mid_training(
+        store, tmp_path, [*flags, "--log-model=false"], signal.SIGTERM
     )
-    try:
-        fold_run = training_run_started(store, time.time() + 180)
-        assert fold_run, "no fold reached its first epoch"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    assert status == 143, err
     client = mlflow.MlflowClient(tracking_uri=store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    status = {r.info.run_id: r.info.status for r in runs}
+    states = {r.info.run_id: r.info.status for r in runs}
     kinds = {r.info.run_id: r.data.tags.get("kind") for r in runs}
-    assert status[fold_run] == "KILLED" and kinds[fold_run] == "cv_fold"
+    assert states[fold_run] == "KILLED" and kinds[fold_run] == "cv_fold"
     parents = [run_id for run_id, kind in kinds.items() if kind == "cv"]
-    assert len(parents) == 1 and status[parents[0]] == "KILLED"
-    assert "RUNNING" not in status.values(), status
+    assert len(parents) == 1 and states[parents[0]] == "KILLED"
+    assert "RUNNING" not in states.values(), states

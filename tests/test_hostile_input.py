@@ -22,7 +22,7 @@ from services import (
     mlflow_server,
     postgres_database,
     postgres_unavailable,
-    training_run_started,
+    signalled_mid_training,
 )
 
 SECRET = "S3cret-pw"
@@ -243,31 +243,9 @@ def test_sighup_ends_the_run_killed_with_its_reason(tmp_path, monkeypatch):
     store = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     mlflow.set_tracking_uri(store)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emorec.cli",
-            "train",
-            *TINY_FLAGS,
-            "--epochs=500",
-            "--early-stopping=0",
-            "--log-model=false",
-        ],
-        env={**os.environ, "MLFLOW_TRACKING_URI": store},
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        run_id = training_run_started(store, time.time() + 180)
-        assert run_id, "the run never reached its first epoch"
-        proc.send_signal(signal.SIGHUP)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    flags = [*TINY_FLAGS, "--epochs=500", "--early-stopping=0", "--log-model=false"]
+    run_id, status, err = signalled_mid_training(store, tmp_path, flags, signal.SIGHUP)
+    assert status == 143, err
     run = mlflow.get_run(run_id)
     assert run.info.status == "KILLED"
     assert "SIGHUP" in run.data.tags["failure_reason"]
