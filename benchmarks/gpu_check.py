@@ -185,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report["imports"] = import_emorec(("emorec.training", "emorec.serving.predictor"))
     report["import_s"] = round(time.perf_counter() - t0, 2)
-    for module, chain in report["imports"]["broken_chains"].items():
-        raise SystemExit(f"without MLflow/Optuna, {module} breaks at: {' -> '.join(chain)}")
+    broken = report["imports"]["broken_chains"]
+    if broken:
+        raise SystemExit(
+            "without MLflow/Optuna: "
+            + "; ".join(f"{m} breaks at {' -> '.join(c)}" for m, c in broken.items())
+        )
     import emorec
     from emorec.config import TrainConfig
     from emorec.engines import get_engine

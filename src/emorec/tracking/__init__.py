@@ -21,50 +21,49 @@ from __future__ import annotations
 
 import importlib
 
-# name -> the module defining it
-_HOMES = {
-    "dataset_digest": "datasets",
-    "log_dataset": "datasets",
-    "load_emotion_model": "logged_models",
-    "load_pyfunc": "logged_models",
-    "log_image_pyfunc": "logged_models",
-    "log_trained_model": "logged_models",
-    "quiet_model_logging": "logged_models",
-    "requirements": "logged_models",
-    "MlflowTracker": "mlflow_tracker",
-    "check_model_uri": "model_uris",
-    "EMOTION_MODEL": "model_uris",
-    "ModelNotFound": "model_uris",
-    "registered_summary": "model_uris",
-    "registered_version": "model_uris",
-    "run_id_of": "model_uris",
-    "git_commit": "runs",
-    "log_artifact_to_run": "runs",
-    "log_config": "runs",
-    "log_exploration": "runs",
-    "log_figure": "runs",
-    "log_files": "runs",
-    "log_json": "runs",
-    "log_metrics": "runs",
-    "log_model_input": "runs",
-    "log_params": "runs",
-    "log_report": "runs",
-    "log_text": "runs",
-    "MlflowCallback": "runs",
-    "set_tags": "runs",
-    "start_run": "runs",
-    "training_facts": "runs",
-    "configure": "store",
-    "default_tracking_uri": "store",
-    "experiment_id": "store",
-    "STORE_DIR": "store",
-    "NoTracker": "tracker",
-    "RunInfo": "tracker",
-    "Tracker": "tracker",
+# module -> the names it defines that the package offers
+_EXPORTS = {
+    "datasets": ("dataset_digest", "log_dataset"),
+    "logged_models": (
+        "load_emotion_model",
+        "load_pyfunc",
+        "log_image_pyfunc",
+        "log_trained_model",
+        "quiet_model_logging",
+        "requirements",
+    ),
+    "mlflow_tracker": ("MlflowTracker",),
+    "model_uris": (
+        "EMOTION_MODEL",
+        "check_model_uri",
+        "registered_summary",
+        "registered_version",
+        "run_id_of",
+    ),
+    "runs": (
+        "MlflowCallback",
+        "git_commit",
+        "log_artifact_to_run",
+        "log_config",
+        "log_exploration",
+        "log_figure",
+        "log_files",
+        "log_json",
+        "log_metrics",
+        "log_model_input",
+        "log_params",
+        "log_report",
+        "log_text",
+        "set_tags",
+        "start_run",
+        "training_facts",
+    ),
+    "store": ("STORE_DIR", "configure", "default_tracking_uri", "experiment_id"),
+    "tracker": ("NoTracker", "RunInfo", "Tracker"),
 }
+_HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
 
-
-_MODULES = {*_HOMES.values(), "queries", "model_registry", "trial_runs"}
+_MODULES = {*_EXPORTS, "queries", "model_registry", "trial_runs"}
 
 
 def __getattr__(name: str):
@@ -77,43 +76,4 @@ def __getattr__(name: str):
     return value
 
 
-__all__ = [
-    "EMOTION_MODEL",
-    "STORE_DIR",
-    "MlflowCallback",
-    "MlflowTracker",
-    "ModelNotFound",
-    "NoTracker",
-    "RunInfo",
-    "Tracker",
-    "check_model_uri",
-    "configure",
-    "dataset_digest",
-    "default_tracking_uri",
-    "experiment_id",
-    "git_commit",
-    "load_emotion_model",
-    "load_pyfunc",
-    "log_artifact_to_run",
-    "log_config",
-    "log_dataset",
-    "log_exploration",
-    "log_figure",
-    "log_files",
-    "log_image_pyfunc",
-    "log_json",
-    "log_metrics",
-    "log_model_input",
-    "log_params",
-    "log_report",
-    "log_text",
-    "log_trained_model",
-    "quiet_model_logging",
-    "registered_summary",
-    "registered_version",
-    "requirements",
-    "run_id_of",
-    "set_tags",
-    "start_run",
-    "training_facts",
-]
+__all__ = sorted(_HOMES)

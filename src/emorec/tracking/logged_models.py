@@ -18,12 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emorec.tracking.model_uris import (
-    EMOTION_MODEL,
-    ModelNotFound,
-    check_model_uri,
-    registered_summary,
-)
+from emorec.errors import ModelNotFound
+from emorec.tracking.model_uris import EMOTION_MODEL, check_model_uri, registered_summary
 from emorec.tracking.store import client, configure
 
 log = logging.getLogger(__name__)

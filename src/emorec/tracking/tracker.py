@@ -1,8 +1,8 @@
 """What ``train`` tells about a run, as a collaborator passed in: ``train(cfg, tracker=...)``.
 
 ``MlflowTracker`` (the default, ``mlflow_tracker``) records the run in MLflow; ``NoTracker``
-records nothing,
-for callers that want the training and its metrics only (benchmarks, quick checks).
+records nothing, for callers that want the training and its metrics only (benchmarks,
+quick checks).
 Both go through the same ``train``, so an untracked run is the tracked one minus the
 tracking, never a copy of the pipeline.
 """
