@@ -127,6 +127,15 @@ def accuracy(predictor, images: list, labels: list[str]) -> float:
     return sum(a == b for a, b in zip(predicted, labels)) / len(labels)
 
 
+def preset_values(name: str) -> dict:
+    """A preset's model, dataset, fixed values and first grid point: one training config."""
+    from emorec import search_space
+
+    path, preset = search_space.read_preset(name)
+    space = search_space.load(path)
+    return {**preset, **space.fixed, **{k: v[0] for k, v in space.grid.items()}}
+
+
 def parse_or_run_child(p: argparse.ArgumentParser, option: str, run) -> argparse.Namespace:
     """Parse the arguments; if the hidden ``--<option> VALUE`` (a script's child-process
     mode) is given, call ``run(VALUE, args)`` and exit instead of returning."""

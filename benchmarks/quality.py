@@ -116,15 +116,6 @@ def cross_dataset(ck_dir: Path, model_uri: str) -> dict:
     return {"model_uri": model_uri, "shared_classes": shared, "images": n, "accuracy": accuracy}
 
 
-def preset_values(name: str) -> dict:
-    """A preset's model, dataset, fixed values and first grid point: one training config."""
-    from emorec import search_space
-
-    path, preset = search_space.read_preset(name)
-    space = search_space.load(path)
-    return {**preset, **space.fixed, **{k: v[0] for k, v in space.grid.items()}}
-
-
 def ck_folds(ck_dir: Path, args) -> dict:
     """The CK+ recipe cross-validated by the product (``emorec.cross_validation``, what
     ``emorec train --folds`` runs), untracked: subject-independent folds, each starting
@@ -136,7 +127,7 @@ def ck_folds(ck_dir: Path, args) -> dict:
 
     cfg = TrainConfig.from_mapping(
         {
-            **preset_values(args.ck_preset),
+            **benchlib.preset_values(args.ck_preset),
             "data_dir": str(ck_dir),
             "progress": False,
             "folds": args.folds,

@@ -172,4 +172,49 @@ def test_cli_export_with_tta_says_how_to_leave_it_out(served, tmp_path, capsys):
 
     model_uri, _ = served
     assert main(["export", "--model-uri", model_uri, "--no-log", str(tmp_path / "tta.onnx")]) == 0
-    assert "two passes per face): --no-tta exports one pass" in capsys.readouterr().out
+    assert "(flip, 2 passes per face): --no-tta exports one pass" in capsys.readouterr().out
+
+
+def test_tencrop_serves_the_mean_over_ten_views_on_every_path(tmp_path, monkeypatch):
+    """``tta=tencrop``: the served probabilities are the mean over the five crops (scaled
+    back to the input size) and their mirror images, and the ONNX file (whose export
+    checks its own parity) gives the same."""
+    import mlflow
+    import torch
+    import torch.nn.functional as F
+
+    from emorec.config import TrainConfig
+    from emorec.data.preprocess import normalize
+    from emorec.models.tta import TenCropAveraged
+    from emorec.serving.onnx_export import export_onnx
+    from emorec.training import train
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("EMOREC_CACHE_DIR", str(tmp_path / "cache"))
+    mlflow.set_tracking_uri(uri)
+    result = train(TrainConfig(**{**TINY, "samples": 70}, tta="tencrop"))
+    model_uri = f"runs:/{result.run_id}/emotion_model"
+    predictor = emorec.load(model_uri)
+    wrapped = predictor.model.network
+    assert isinstance(wrapped, TenCropAveraged)
+
+    images = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 1), dtype=np.uint8)
+    proba = predictor.predict_proba(list(images))
+    x = torch.from_numpy(normalize(images)).permute(0, 3, 1, 2)
+    side = x.shape[-1]
+    crop = round(side * TenCropAveraged.CROP)
+    offsets = [(0, 0), (0, side - crop), (side - crop, 0), (side - crop, side - crop)]
+    offsets.append(((side - crop) // 2, (side - crop) // 2))
+    expected = []
+    with torch.inference_mode():
+        for top, left in offsets:
+            view = x[..., top : top + crop, left : left + crop]
+            view = F.interpolate(view, size=(side, side), mode="bilinear", align_corners=False)
+            for v in (view, torch.flip(view, dims=[3])):
+                expected.append(torch.softmax(wrapped.model.eval()(v), 1).numpy())
+    assert np.abs(proba - np.mean(expected, axis=0)).max() < 1e-6
+    assert np.abs(proba - expected[-2]).max() > 1e-6, "ten-crop changed nothing"
+
+    path = export_onnx(model_uri, tmp_path / "tencrop.onnx", log_to_run=False)
+    assert np.abs(emorec.load(str(path)).predict_proba(list(images)) - proba).max() < 1e-4

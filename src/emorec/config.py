@@ -18,7 +18,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 MAX_SAMPLES = 1_000_000  # synthetic faces: a million 48-px images is ~2.3 GB in memory
 LR_SCHEDULES = ("none", "cosine", "step", "plateau", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "tencrop")
 
 
 def option(
@@ -178,8 +178,9 @@ class TrainConfig:
     tta: str = option(
         "none",
         "Test-time augmentation, used by evaluation and every serving "
-        "path alike: none, or flip (the mean of the probabilities of the image "
-        "and its mirror image).",
+        "path alike: none, flip (the mean of the probabilities of the image "
+        "and its mirror image), or tencrop (five crops of 92 % of the side and their "
+        "mirror images: ten passes).",
         choices=TTA_MODES,
         needs="tta",
     )

@@ -163,10 +163,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     elif args.no_tta:
         logged += "; --no-tta changed nothing: the model has no test-time augmentation"
     elif meta.get("tta", "none") != "none":
-        # Worth knowing for serving: two passes per face is what makes this file slow.
+        from emorec.models.tta import WRAPPERS
+
+        # Worth knowing for serving: several passes per face is what makes this file slow.
         logged += (
-            "; with its test-time augmentation (two passes per face): --no-tta "
-            "exports one pass, about half the time, at a little accuracy"
+            f"; with its test-time augmentation ({meta['tta']}, {WRAPPERS[meta['tta']].passes} "
+            "passes per face): "
+            "--no-tta exports one pass, a fraction of the time, at a little accuracy"
         )
     print(
         f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "

@@ -32,7 +32,7 @@ from emorec.engines.torch_setup import (
     select_device,
     to_tensor,
 )
-from emorec.models.tta import FlipAveraged
+from emorec.models.tta import WRAPPERS, ViewAveraged
 from emorec.resources import cpu_flags
 
 
@@ -155,10 +155,11 @@ class TorchEngine(Engine):
         model.load_state_dict(target)
 
     def for_inference(self, model: nn.Module, cfg: TrainConfig) -> nn.Module:
-        return FlipAveraged(model) if cfg.tta == "flip" else model
+        wrapper = WRAPPERS.get(cfg.tta)
+        return wrapper(model) if wrapper else model
 
     def without_tta(self, model: nn.Module) -> nn.Module:
-        return model.model if isinstance(model, FlipAveraged) else model
+        return model.model if isinstance(model, ViewAveraged) else model
 
     @torch.inference_mode()
     def probabilities(self, model: nn.Module, batch: np.ndarray) -> np.ndarray:

@@ -106,8 +106,9 @@ def export_onnx(
         "parity_samples": PARITY_SAMPLES,
         "layout": layout,
         # The test-time augmentation in the graph, and the one the run evaluated with.
-        "tta": "none" if network is bare else "flip",
-        "tta_trained": "none" if trained is bare else "flip",
+        # A TTA wrapper names its mode; a bare network (torch or Keras) has none.
+        "tta": getattr(network, "mode", "none"),
+        "tta_trained": getattr(trained, "mode", "none"),
         "input": f"float32 {layout} in [-1, 1]",
         "output": "probabilities, one column per class",
     }
