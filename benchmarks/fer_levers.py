@@ -102,6 +102,21 @@ def train_lever(lever: str, fer_dir: Path, budget_min: float) -> dict:
     }
 
 
+def targets(models: dict) -> list[dict]:
+    """Keep what helps: ten-crop against flip on each model, each lever against the recipe
+    (both with flip, the recipe's mode), in points of PublicTest accuracy."""
+    out = []
+    for name, m in models.items():
+        gain = 100 * (m["tta"]["tencrop"]["accuracy"] - m["tta"]["flip"]["accuracy"])
+        out.append(benchlib.target(f"tencrop vs flip, {name}", gain, "> 0 points", gain > 0))
+    recipe = models.get("recipe")
+    for name, m in models.items():
+        if recipe and name in LEVERS and name != "recipe":
+            gain = 100 * (m["tta"]["flip"]["accuracy"] - recipe["tta"]["flip"]["accuracy"])
+            out.append(benchlib.target(f"{name} vs the recipe", gain, "> 0 points", gain > 0))
+    return out
+
+
 def main() -> None:
     p = benchlib.parser(__doc__)
     p.add_argument("--store", default="", help="the MLflow store (default: a throwaway one)")
@@ -109,14 +124,14 @@ def main() -> None:
     p.add_argument("--levers", default="", help=f"train these: {', '.join(LEVERS)}")
     p.add_argument("--budget-min", type=float, default=10.0, help="minutes each lever trains")
     args = p.parse_args()
+    started = time.time()
+    fer_dir = benchlib.require(args.data, "fer2013")
     levers = [x for x in args.levers.split(",") if x]
     unknown = sorted(set(levers) - set(LEVERS))
     if unknown:
         p.error(f"unknown lever {', '.join(unknown)}; choose from {', '.join(LEVERS)}")
     if not (levers or args.model_uri):
         p.error(f"give --model-uri, --levers (from {', '.join(LEVERS)}) or both")
-    started = time.time()
-    fer_dir = benchlib.require(args.data, "fer2013")
 
     # Models scored in an earlier run stay in the file beside this run's.
     models: dict[str, dict] = benchlib.previous("fer_levers", args).get("figures", {})
@@ -147,7 +162,7 @@ def main() -> None:
         "Recipe levers on FER2013 PublicTest: test-time augmentation, EMA, mixup, CutMix",
         args,
         started=started,
-        targets=[],
+        targets=targets(models),
         figures={"models": models},
         notes=[
             f"PublicTest (3,589 faces) in batches of {BATCH}. Levers (recipe, ema, mixup, "

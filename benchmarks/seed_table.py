@@ -46,9 +46,12 @@ COLUMNS = [
 ]
 
 
-def run_stage(stage: str, data_dir: Path, store: Path, args) -> dict:
+def run_stage(stage: str, data_dir: Path, store: Path, args, before: dict) -> dict:
     """The stage's studies through ``benchmark_all`` (the product's command), then each
-    pair's registered champion read back."""
+    pair's registered champion read back. ``before``: this stage's entry from an earlier
+    run; where the store already holds trials of this stage's studies, they resume here
+    (grid points finished are not run again) and the stage's wall time is the sum of the
+    sittings."""
     from emorec.cli.args import parse_sets
     from emorec.study.comparison import benchmark_all, read_campaign
 
@@ -56,6 +59,7 @@ def run_stage(stage: str, data_dir: Path, store: Path, args) -> dict:
     campaign = read_campaign("seed")
     models = args.models.split(",") if args.models else list(campaign.models)
     overrides = parse_sets(args.set)
+    resumed = bool(trials_done(dataset, models))
     started = time.perf_counter()
     result = benchmark_all(
         models,
@@ -67,18 +71,32 @@ def run_stage(stage: str, data_dir: Path, store: Path, args) -> dict:
         progress=False,
     )
     seconds = time.perf_counter() - started
+    earlier = before.get("sittings_s", [before["wall_s"]]) if resumed and before else []
+    sittings = [*earlier, seconds]
     rows = {
         f"{r['model']}/{r['dataset']}": _row(r)
         for r in result.report.rows
         if r["dataset"] == dataset
     }
     return {
-        "wall_s": seconds,
+        "wall_s": sum(sittings),
+        "sittings_s": sittings,
         "rows": rows,
         "failures": result.failures,
         "budget_min": overrides.get("time_budget_min", campaign.budget_min.get(dataset)),
         "folds": campaign.folds.get(dataset, 0),
     }
+
+
+def trials_done(dataset: str, models: list[str]) -> dict[str, int]:
+    """{study: finished trials} of this stage's studies already in the store."""
+    import os
+
+    import optuna
+
+    names = {f"seed-{m}-{dataset}" for m in models}
+    summaries = optuna.get_all_study_summaries(os.environ["EMOREC_OPTUNA_STORAGE"])
+    return {s.study_name: s.n_trials for s in summaries if s.study_name in names and s.n_trials}
 
 
 def _row(r: dict) -> dict:
@@ -218,11 +236,16 @@ def main() -> None:
     data_dir = benchlib.require(args.data, archive_name)
     previous = benchlib.previous("seed_table", args).get("figures", {}).get("stages", {})
     with benchlib.temporary_store(args.store or None) as store:
-        stage = run_stage(args.stage, data_dir, store, args)
+        stage = run_stage(args.stage, data_dir, store, args, previous.get(args.stage, {}))
     stages = {**previous, args.stage: stage}
     notes = [
-        f"{s}: {v['wall_s'] / 60:.0f} min of wall time, budget {v['budget_min']} min a "
-        f"training run"
+        f"{s}: {v['wall_s'] / 60:.0f} min of wall time"
+        + (
+            f" in {len(v['sittings_s'])} sittings resuming one store"
+            if len(v.get("sittings_s", ())) > 1
+            else ""
+        )
+        + f", budget {v['budget_min']} min a training run"
         + (f", {v['folds']}-fold CV" if v["folds"] else "")
         + (f"; failed: {v['failures']}" if v["failures"] else "")
         for s, v in stages.items()
