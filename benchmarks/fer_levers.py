@@ -19,6 +19,7 @@ The time per face is of the whole PublicTest in batches of 256 on this machine's
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -52,25 +53,36 @@ def score(emotion_model, crops, targets) -> dict:
     }
 
 
+@functools.cache
+def public_test(fer_dir: Path, prep) -> tuple:
+    """PublicTest's crops as ``prep`` prepares them and their emotion names, read once for
+    every model scored in this process."""
+    import numpy as np
+
+    from emorec.data import load_dataset
+    from emorec.labels import EMOTIONS
+
+    ds = load_dataset("fer2013", fer_dir, prep, progress=False)
+    test = ds.usage == "test"
+    return ds.images[test], np.asarray(EMOTIONS)[ds.labels[test]]
+
+
 def every_tta(model_uri: str, fer_dir: Path) -> dict:
     """{tta mode: score} of the model at ``model_uri`` on the whole PublicTest."""
     import numpy as np
 
     from emorec import tracking
-    from emorec.data import load_dataset
-    from emorec.labels import EMOTIONS
     from emorec.models.tta import WRAPPERS
 
     emotion_model = tracking.load_emotion_model(model_uri)
     bare = emotion_model.engine.without_tta(emotion_model.network)
-    ds = load_dataset("fer2013", fer_dir, emotion_model.prep, progress=False)
-    test = ds.usage == "test"
+    crops, names = public_test(fer_dir, emotion_model.prep)
     index = {name: i for i, name in enumerate(emotion_model.classes)}
-    targets = np.array([index[EMOTIONS[label]] for label in ds.labels[test]])
+    targets = np.array([index[name] for name in names])
     modes = {}
     for mode in ("none", *WRAPPERS):
         emotion_model.network = WRAPPERS[mode](bare) if mode in WRAPPERS else bare
-        modes[mode] = score(emotion_model, ds.images[test], targets)
+        modes[mode] = score(emotion_model, crops, targets)
         print(f"  {mode}: {modes[mode]}", flush=True)
     return modes
 
@@ -134,8 +146,7 @@ def main() -> None:
         p.error(f"give --model-uri, --levers (from {', '.join(LEVERS)}) or both")
 
     # Models scored in an earlier run stay in the file beside this run's.
-    models: dict[str, dict] = benchlib.previous("fer_levers", args).get("figures", {})
-    models = models.get("models", {})
+    models = benchlib.previous("fer_levers", args).get("figures", {}).get("models", {})
     with benchlib.temporary_store(args.store or None):
         if args.model_uri:
             models[args.model_uri] = {"tta": every_tta(args.model_uri, fer_dir)}

@@ -59,7 +59,7 @@ def run_stage(stage: str, data_dir: Path, store: Path, args, before: dict) -> di
     campaign = read_campaign("seed")
     models = args.models.split(",") if args.models else list(campaign.models)
     overrides = parse_sets(args.set)
-    resumed = bool(trials_done(dataset, models))
+    resumed = resumes(dataset, models)
     started = time.perf_counter()
     result = benchmark_all(
         models,
@@ -88,15 +88,17 @@ def run_stage(stage: str, data_dir: Path, store: Path, args, before: dict) -> di
     }
 
 
-def trials_done(dataset: str, models: list[str]) -> dict[str, int]:
-    """{study: finished trials} of this stage's studies already in the store."""
-    import os
-
-    import optuna
+def resumes(dataset: str, models: list[str]) -> bool:
+    """Whether the store already holds trials of this stage's studies (``emorec study
+    status``'s reading of it); a store no study has used yet holds none."""
+    from emorec.errors import UserError
+    from emorec.study.storage import status
 
     names = {f"seed-{m}-{dataset}" for m in models}
-    summaries = optuna.get_all_study_summaries(os.environ["EMOREC_OPTUNA_STORAGE"])
-    return {s.study_name: s.n_trials for s in summaries if s.study_name in names and s.n_trials}
+    try:
+        return any(row["states"] for row in status() if row["study"] in names)
+    except UserError:  # no study storage yet
+        return False
 
 
 def _row(r: dict) -> dict:
