@@ -88,7 +88,7 @@ TINY = {
         "image_size=16",
     ],
     "dedupe_effect": ["--minutes", "0.005"],
-    "fer_levers": ["--levers", "recipe,mixup", "--budget-min", "0.005"],
+    "fer_levers": ["--levers", "recipe,mixup,snapshots", "--budget-min", "0.005"],
 }
 
 

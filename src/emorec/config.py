@@ -19,6 +19,8 @@ MAX_SAMPLES = 1_000_000  # synthetic faces: a million 48-px images is ~2.3 GB in
 LR_SCHEDULES = ("none", "cosine", "step", "plateau", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 TTA_MODES = ("none", "flip", "tencrop")
+CYCLIC_SCHEDULES = ("onecycle", "cosine")  # the schedules a snapshot ensemble can restart
+MAX_SNAPSHOTS = 10  # members of an ensemble: each costs a forward pass at serving
 
 
 def option(
@@ -175,6 +177,13 @@ class TrainConfig:
         "the logged model use the averaged weights.",
         needs="ema",
     )
+    snapshots: int = option(
+        0,
+        "Snapshot ensemble: train in this many learning-rate cycles, each restarting "
+        "the schedule, and keep the weights at the end of every cycle; evaluation and "
+        "serving average their probabilities (costing this many passes). 0 for off.",
+        needs="snapshots",
+    )
     tta: str = option(
         "none",
         "Test-time augmentation, used by evaluation and every serving "
@@ -312,6 +321,20 @@ class TrainConfig:
             f"mixup and cutmix must be >= 0 (0 = off), got {self.mixup}, {self.cutmix}",
         )
         _check(0 <= self.ema < 1, f"ema must be in [0, 1) (0 = off), got {self.ema}")
+        _check(
+            self.snapshots == 0 or 2 <= self.snapshots <= MAX_SNAPSHOTS,
+            f"snapshots must be 0 (off) or in [2, {MAX_SNAPSHOTS}], got {self.snapshots}",
+        )
+        _check(
+            not self.snapshots or self.lr_schedule in CYCLIC_SCHEDULES,
+            f"snapshots restarts the learning-rate schedule every cycle: lr_schedule must be "
+            f"{' or '.join(CYCLIC_SCHEDULES)}, got {self.lr_schedule}",
+        )
+        _check(
+            not self.snapshots or not self.early_stopping,
+            "snapshots keeps the last weights of every cycle, not the best epoch's: "
+            f"early_stopping must be 0, got {self.early_stopping}",
+        )
         _check(
             self.folds == 0 or self.folds >= 2,
             f"folds must be >= 2 (or 0 for one train/val/test split), got {self.folds}",

@@ -130,7 +130,7 @@ def train(
                 [*tracker.callbacks(), *lines, *(callbacks or [])],
             )
             train_time = time.perf_counter() - start
-            model = engine.for_inference(model, cfg)
+            model = engine.for_inference(model, cfg, fit.snapshots)
             start = time.perf_counter()
             proba = engine.predict_proba(model, parts["test"][0])
             eval_time = time.perf_counter() - start

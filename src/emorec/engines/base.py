@@ -38,6 +38,7 @@ class FitResult:
     epochs_run: int = 0
     stopped_early: bool = False
     images_seen: int = 0  # training images processed over all epochs, for throughput
+    snapshots: list = field(default_factory=list)  # each cycle's last weights (snapshots)
 
 
 class FitSession(ABC):
@@ -107,7 +108,8 @@ class Engine(ABC):
         callbacks: list[Callback],
     ) -> FitResult:
         """Train on uint8 (N, H, W, C) images and 0..K-1 targets; the weights of the epoch
-        with the lowest validation loss are kept."""
+        with the lowest validation loss are kept or, with ``cfg.snapshots``, the last
+        weights of every learning-rate cycle are returned (``FitResult.snapshots``)."""
         (x_train, y_train), (x_val, y_val) = train, val
         rng = np.random.default_rng(cfg.seed)
         session = self.fit_session(model, cfg, y_train)
@@ -130,7 +132,10 @@ class Engine(ABC):
                 disable=not interactive(cfg),
             )
             for xb, yb in bar:
-                rate = lr.at(clock.progress(steps))
+                progress = clock.progress(steps)
+                if lr.cycle(progress) > len(result.snapshots):  # a cycle has just ended
+                    result.snapshots.append(session.snapshot())
+                rate = lr.at(progress)
                 session.set_lr(rate)
                 xb, soft = mix_batch(xb, yb, session.num_classes, rng, cfg.mixup, cfg.cutmix)
                 loss, hits = session.step(xb, soft)
@@ -154,7 +159,7 @@ class Engine(ABC):
             for key, value in logs.items():
                 result.history.setdefault(key, []).append(value)
             result.epochs_run, result.images_seen = epoch, result.images_seen + seen
-            if stopper.improved(val_loss, epoch):
+            if stopper.improved(val_loss, epoch) and not cfg.snapshots:
                 best = session.snapshot()
             lr.epoch_end(val_loss)
             try:
@@ -166,9 +171,11 @@ class Engine(ABC):
             if stopper.should_stop(epoch) or clock.out_of_time():
                 result.stopped_early = True
                 break
-        if best is not None:
+        if cfg.snapshots:
+            result.snapshots.append(session.snapshot())  # the last cycle's end
+        elif best is not None:
             session.restore(best)
-        result.best_epoch = stopper.best_epoch or result.epochs_run
+        result.best_epoch = stopper.best_epoch if best is not None else result.epochs_run
         return result
 
     @abstractmethod
@@ -237,9 +244,10 @@ class Engine(ABC):
         and of the classifier's last layer the ``(new row, source row)`` pairs."""
         raise NotImplementedError(f"{self.framework} models cannot start from another model")
 
-    def for_inference(self, model, cfg: TrainConfig):
-        """The trained model as evaluated, logged and served (with its test-time
-        augmentation, where the config asks for one)."""
+    def for_inference(self, model, cfg: TrainConfig, snapshots: list = ()):
+        """The trained model as evaluated, logged and served: the ensemble of ``snapshots``
+        (``FitResult.snapshots``) where there are some, with its test-time augmentation
+        where the config asks for one."""
         return model
 
     def without_tta(self, model):

@@ -27,14 +27,21 @@ def onecycle_factor(progress: float) -> float:
 
 class LearningRate:
     """The learning rate of every step, for every schedule and framework alike: a function
-    of training's progress (``TrainingClock``), times the plateau's cuts."""
+    of training's progress (``TrainingClock``), times the plateau's cuts. With
+    ``snapshots`` the schedule runs once per cycle, each an equal share of training."""
 
     def __init__(self, cfg: TrainConfig):
         self.base, self.kind = cfg.lr, cfg.lr_schedule
+        self.cycles = max(1, cfg.snapshots)
         self.cut, self.bad_epochs, self.best = 1.0, 0, float("inf")
+
+    def cycle(self, progress: float) -> int:
+        """The 0-based learning-rate cycle training is in at ``progress``."""
+        return min(self.cycles - 1, int(max(progress, 0.0) * self.cycles))
 
     def at(self, progress: float) -> float:
         progress = min(max(progress, 0.0), 1.0)
+        progress = progress * self.cycles - self.cycle(progress)  # within the cycle
         if self.kind == "onecycle":
             return self.base * onecycle_factor(progress)
         if self.kind == "cosine":

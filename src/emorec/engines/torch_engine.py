@@ -32,6 +32,7 @@ from emorec.engines.torch_setup import (
     select_device,
     to_tensor,
 )
+from emorec.models.ensemble import SnapshotEnsemble
 from emorec.models.tta import WRAPPERS, ViewAveraged
 from emorec.resources import cpu_flags
 
@@ -143,6 +144,8 @@ class TorchEngine(Engine):
         self, model: nn.Module, source_model: nn.Module, rows: list[tuple[int, int]]
     ) -> None:
         source_model = self.without_tta(source_model)  # the weights are the wrapped model's
+        if isinstance(source_model, SnapshotEnsemble):
+            source_model = source_model.members[-1]  # the last cycle's weights
         target = model.state_dict()
         last = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
         classifier = {f"{last}.weight", f"{last}.bias"}
@@ -154,7 +157,12 @@ class TorchEngine(Engine):
                 target[key] = value
         model.load_state_dict(target)
 
-    def for_inference(self, model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    def for_inference(self, model: nn.Module, cfg: TrainConfig, snapshots: list = ()) -> nn.Module:
+        if snapshots:
+            members = [copy.deepcopy(model) for _ in snapshots]
+            for member, weights in zip(members, snapshots):
+                member.load_state_dict(weights)
+            model = SnapshotEnsemble(members)
         wrapper = WRAPPERS.get(cfg.tta)
         return wrapper(model) if wrapper else model
 

@@ -20,7 +20,7 @@ FRAMEWORK_NAMES = {"torch": "PyTorch", "keras": "Keras"}  # as a person writes t
 # The optional training features each framework's engine implements (beyond what every
 # engine does); a TrainConfig field that needs one names it (``needs``): bf16 autocast,
 # test-time augmentation, a frozen backbone's first epochs, averaged weights.
-FEATURES = {"torch": frozenset({"bf16", "tta", "freeze", "ema"}), "keras": frozenset()}
+FEATURES = {"torch": frozenset({"bf16", "tta", "freeze", "ema", "snapshots"}), "keras": frozenset()}
 
 
 @dataclass(frozen=True)

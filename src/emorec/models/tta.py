@@ -17,6 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def log_of_mean(proba: torch.Tensor) -> torch.Tensor:
+    """The log of the mean over the first axis of stacked class probabilities: what an
+    averaging model returns, so that a softmax of it gives back the mean exactly."""
+    return torch.log(proba.mean(0).clamp_min(1e-30))  # no log(0) where one underflows
+
+
 class ViewAveraged(nn.Module):
     """The mean of the class probabilities over views of each image.
 
@@ -40,8 +46,7 @@ class ViewAveraged(nn.Module):
         # several passes.
         logits = self.model(self.views(x))
         proba = torch.softmax(logits.float(), dim=1)
-        proba = proba.reshape(self.passes, -1, proba.shape[1]).mean(0)
-        return torch.log(proba.clamp_min(1e-30))  # no log(0) where a probability underflows
+        return log_of_mean(proba.reshape(self.passes, -1, proba.shape[1]))
 
 
 class FlipAveraged(ViewAveraged):
