@@ -86,12 +86,16 @@ def test_the_fit_keeps_each_cycles_last_weights_and_the_ensemble_averages_them()
     assert engine.for_inference(model, TrainConfig(**TINY)) is model
 
 
-def test_a_tracked_ensemble_serves_and_exports_the_mean_of_its_members(tmp_path, monkeypatch):
+def test_a_tracked_ensemble_serves_and_exports_the_mean_of_its_members(
+    tmp_path, monkeypatch, capsys
+):
     """With flip TTA around it: every view of every member, averaged, on the loaded model
-    and on its ONNX export; a model started from the ensemble starts from its last member."""
+    and on its ONNX export, whose message counts the passes; a model started from the
+    ensemble starts from its last member."""
     import mlflow
     import torch
 
+    from emorec.cli import main
     from emorec.data.preprocess import normalize
     from emorec.engines import get_engine
     from emorec.models.ensemble import SnapshotEnsemble
@@ -124,6 +128,8 @@ def test_a_tracked_ensemble_serves_and_exports_the_mean_of_its_members(tmp_path,
     assert np.abs(proba - np.mean(views, axis=0)).max() < 1e-6
     path = export_onnx(model_uri, tmp_path / "ensemble.onnx", log_to_run=False)
     assert np.abs(emorec.load(str(path)).predict_proba(list(images)) - proba).max() < 1e-4
+    assert main(["export", "--model-uri", model_uri, "--no-log", str(tmp_path / "cli.onnx")]) == 0
+    assert "(flip, 4 passes per face): --no-tta exports 2 passes," in capsys.readouterr().out
 
     engine = get_engine("torch")
     student = engine.build(cfg, num_classes=len(result.classes))

@@ -172,7 +172,7 @@ def test_cli_export_with_tta_says_how_to_leave_it_out(served, tmp_path, capsys):
 
     model_uri, _ = served
     assert main(["export", "--model-uri", model_uri, "--no-log", str(tmp_path / "tta.onnx")]) == 0
-    assert "(flip, 2 passes per face): --no-tta exports one pass" in capsys.readouterr().out
+    assert "(flip, 2 passes per face): --no-tta exports 1 pass," in capsys.readouterr().out
 
 
 def test_tencrop_serves_the_mean_over_ten_views_on_every_path(tmp_path, monkeypatch):

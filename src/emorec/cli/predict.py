@@ -163,13 +163,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     elif args.no_tta:
         logged += "; --no-tta changed nothing: the model has no test-time augmentation"
     elif meta.get("tta", "none") != "none":
-        from emorec.models.tta import WRAPPERS
-
         # Worth knowing for serving: several passes per face is what makes this file slow.
+        bare = meta["passes_without_tta"]
         logged += (
-            f"; with its test-time augmentation ({meta['tta']}, {WRAPPERS[meta['tta']].passes} "
-            "passes per face): "
-            "--no-tta exports one pass, a fraction of the time, at a little accuracy"
+            f"; with its test-time augmentation ({meta['tta']}, {meta['passes']} passes per "
+            f"face): --no-tta exports {bare} pass{'es' if bare > 1 else ''}, a fraction of "
+            "the time, at a little accuracy"
         )
     print(
         f"wrote {out} in {time.perf_counter() - start:.1f}s: {len(meta['classes'])} classes, "
@@ -286,8 +285,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--no-tta",
         action="store_true",
-        help="leave out the test-time augmentation the model was trained with (flip): "
-        "one pass per face instead of two, about twice as fast, with "
+        help="leave out the test-time augmentation the model was trained with (flip, "
+        "tencrop): one view per face instead of two or ten, that much faster, with "
         "probabilities that differ from the run's logged test metrics",
     )
     p.set_defaults(func=cmd_export)

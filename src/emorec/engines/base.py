@@ -250,7 +250,11 @@ class Engine(ABC):
         where the config asks for one."""
         return model
 
+    def passes_per_image(self, model) -> int:
+        """Forward passes of the trained network that one image costs in ``model``."""
+        return 1
+
     def without_tta(self, model):
-        """The network inside ``for_inference``'s model: one forward pass per image, no
+        """The network inside ``for_inference``'s model: one view per image, no
         test-time augmentation (``model`` itself when it has none)."""
         return model

@@ -166,6 +166,11 @@ class TorchEngine(Engine):
         wrapper = WRAPPERS.get(cfg.tta)
         return wrapper(model) if wrapper else model
 
+    def passes_per_image(self, model: nn.Module) -> int:
+        views = model.passes if isinstance(model, ViewAveraged) else 1
+        inner = self.without_tta(model)
+        return views * (len(inner.members) if isinstance(inner, SnapshotEnsemble) else 1)
+
     def without_tta(self, model: nn.Module) -> nn.Module:
         return model.model if isinstance(model, ViewAveraged) else model
 

@@ -49,10 +49,10 @@ def export_onnx(
     with softmax, dynamic batch), check parity, and log it to the source run under ``onnx/``.
 
     ``tta=False`` exports the bare network of a model trained with test-time augmentation:
-    one forward pass per face instead of two, so about twice as fast, with probabilities
-    that are no longer those the run's test metrics were computed from (the metadata's
-    ``tta`` says which graph a file holds). Raises OnnxParityError when the check fails
-    (the file is then removed).
+    one view per face instead of two (flip) or ten (tencrop), that much faster, with
+    probabilities that are no longer those the run's test metrics were computed from (the
+    metadata's ``tta`` says which graph a file holds; ``passes`` what one face costs).
+    Raises OnnxParityError when the check fails (the file is then removed).
     """
     import onnx
     import onnxruntime as ort
@@ -109,6 +109,9 @@ def export_onnx(
         # A TTA wrapper names its mode; a bare network (torch or Keras) has none.
         "tta": getattr(network, "mode", "none"),
         "tta_trained": getattr(trained, "mode", "none"),
+        # What serving the file costs: views times the members of a snapshot ensemble.
+        "passes": engine.passes_per_image(network),
+        "passes_without_tta": engine.passes_per_image(bare),
         "input": f"float32 {layout} in [-1, 1]",
         "output": "probabilities, one column per class",
     }
