@@ -133,19 +133,13 @@ def targets(models: dict) -> list[dict]:
     for name, m in models.items():
         gain = 100 * (m["tta"]["tencrop"]["accuracy"] - m["tta"]["flip"]["accuracy"])
         out.append(benchlib.target(f"tencrop vs flip, {name}", gain, "> 0 points", gain > 0))
-    # Rows from before sittings were recorded hold their lever in their name, no sitting.
-    recipes = {m.get("sitting"): m for name, m in models.items() if lever_of(name, m) == "recipe"}
+    recipes = {m["sitting"]: m for m in models.values() if m.get("lever") == "recipe"}
     for name, m in models.items():
         recipe = recipes.get(m.get("sitting"))
-        if recipe and lever_of(name, m) not in ("recipe", None):
+        if recipe and m.get("lever") not in ("recipe", None):
             gain = 100 * (m["tta"]["flip"]["accuracy"] - recipe["tta"]["flip"]["accuracy"])
             out.append(benchlib.target(f"{name} vs the recipe", gain, "> 0 points", gain > 0))
     return out
-
-
-def lever_of(name: str, model: dict) -> str | None:
-    """The lever a row of the results trained, None for a model trained elsewhere."""
-    return model.get("lever", name if name in LEVERS else None)
 
 
 def main() -> None:

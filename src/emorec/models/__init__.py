@@ -19,7 +19,8 @@ FRAMEWORKS = ("torch", "keras")
 FRAMEWORK_NAMES = {"torch": "PyTorch", "keras": "Keras"}  # as a person writes them
 # The optional training features each framework's engine implements (beyond what every
 # engine does); a TrainConfig field that needs one names it (``needs``): bf16 autocast,
-# test-time augmentation, a frozen backbone's first epochs, averaged weights.
+# test-time augmentation, a frozen backbone's first epochs, averaged weights, snapshot
+# ensembles.
 FEATURES = {"torch": frozenset({"bf16", "tta", "freeze", "ema", "snapshots"}), "keras": frozenset()}
 
 
