@@ -115,6 +115,7 @@ def train(
         del ds
         if source and source.logged_model_id:
             tracker.log_model_input(source.logged_model_id)
+        engine.load_framework()  # the process's one-time cost, not this run's memory
         with PeakMemorySampler() as memory:
             model = engine.build(cfg, num_classes=len(classes))
             if source:

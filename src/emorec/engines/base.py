@@ -91,6 +91,11 @@ class Engine(ABC):
             pretrained=cfg.pretrained,
         )
 
+    def load_framework(self) -> None:  # noqa: B027 (optional: a no-op)
+        """Import what the framework loads on first use in training, once per process:
+        ``train()`` calls it before it measures a run's memory, so that the first run in a
+        process is not charged for the framework's own code (later runs find it loaded)."""
+
     @abstractmethod
     def seed(self, seed: int) -> None:
         """Seed the framework's random numbers (initial weights, dropout)."""

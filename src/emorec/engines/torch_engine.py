@@ -123,6 +123,11 @@ class TorchEngine(Engine):
     framework = "torch"
     requirements = ("torch", "torchvision")
 
+    def load_framework(self) -> None:
+        # An optimizer imports torch's compiler stack (torch._dynamo) when it takes its
+        # first parameters, whether or not anything is compiled.
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
