@@ -3,7 +3,9 @@
 Each model trains in its own fresh process (so one framework's memory never counts
 against another's): ``emorec.training.train`` with the defaults users get (MLflow logging,
 system metrics, the model logged) for ``--epochs`` epochs on CK+48 (subject-independent
-split) into a throwaway store. Two figures per model, as users feel them:
+split) into a throwaway store. ``--dataset fer2013`` trains each model's FER2013 recipe
+(``tuning/fer2013*.yaml``, its time budget replaced by ``--epochs``) on FER2013 instead and
+writes ``memory_fer2013.json``. Two figures per model, as users feel them:
 
 - the whole process: ``peak_rss_mb`` as the run logs it (sampled over build, training and
   evaluation) and the kernel's lifetime high-water mark (``ru_maxrss``);
@@ -38,10 +40,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 MODELS = ("cnn_torch", "cnn_tf", "sanet", "vgg16", "resnet50")
+DATASETS = {"ckplus": "CK+48", "fer2013": "FER2013"}  # --dataset -> its name in the report
 SEED_BEST_MB = 345.85
 
 
-def child(model: str, data_dir: str, epochs: int) -> None:
+def recipe(model: str, dataset: str) -> dict:
+    """The values a measured run trains with beyond the defaults: on FER2013 the model's
+    recipe (the proposed CNN's is the ``fer2013`` preset), on CK+48 none (its recipes
+    start from a FER2013 champion that a throwaway store does not hold)."""
+    if dataset == "ckplus":
+        return {}
+    values = benchlib.preset_values("fer2013" if model == "cnn_torch" else f"fer2013-{model}")
+    return {**values, "time_budget_min": 0}
+
+
+def child(model: str, data_dir: str, epochs: int, dataset: str) -> None:
     """Runs in the measured process; prints one JSON line."""
     import importlib
 
@@ -77,13 +90,16 @@ def child(model: str, data_dir: str, epochs: int) -> None:
     from emorec.training import load_data, train
 
     steps["emorec_training"] = benchlib.rss_mb()
-    cfg = TrainConfig(
-        model=model,
-        dataset="ckplus",
-        data_dir=data_dir,
-        epochs=epochs,
-        progress=False,
-        experiment="bench-memory",
+    cfg = TrainConfig.from_mapping(
+        {
+            **recipe(model, dataset),
+            "model": model,
+            "dataset": dataset,
+            "data_dir": data_dir,
+            "epochs": epochs,
+            "progress": False,
+            "experiment": "bench-memory",
+        }
     )
     images_mb = load_data(cfg).images.nbytes / 2**20  # decoded (or read from the cache)
     steps["data_decoded"] = benchlib.rss_mb()
@@ -103,6 +119,8 @@ def child(model: str, data_dir: str, epochs: int) -> None:
                 "end_file_backed_mb": after.shared / 2**20,
                 "import_rss_mb": steps,
                 "peak_rss_mb": result.metrics["peak_rss_mb"],
+                # The share the run logs: model, training and test evaluation only.
+                "logged_share_mb": result.metrics["peak_rss_share_mb"],
                 "max_rss_lifetime_mb": max_rss_lifetime_mb(),
                 "before_train_rss_mb": window.baseline_rss_mb,
                 "train_peak_rss_mb": window.peak_rss_mb,
@@ -124,14 +142,18 @@ def main() -> None:
     p = benchlib.parser(__doc__)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--dataset", choices=tuple(DATASETS), default="ckplus")
     p.add_argument(
         "--cpu-torch-python",
         default=None,
         help="interpreter with a CPU-only torch that can import emorec",
     )
-    args = benchlib.parse_or_run_child(p, "child", lambda model, a: child(model, a.data, a.epochs))
+    args = benchlib.parse_or_run_child(
+        p, "child", lambda model, a: child(model, a.data, a.epochs, a.dataset)
+    )
     started = time.time()
-    ck = benchlib.require(args.data, "ckplus")
+    data_dir = benchlib.require(args.data, args.dataset)
+    dataset_name = DATASETS[args.dataset]
     runs = []
     interpreters = [(sys.executable, m) for m in args.models.split(",") if m]
     if args.cpu_torch_python:
@@ -144,7 +166,9 @@ def main() -> None:
                 "--child",
                 model,
                 "--data",
-                str(ck),
+                str(data_dir),
+                "--dataset",
+                args.dataset,
                 "--epochs",
                 str(args.epochs),
             ]
@@ -234,12 +258,14 @@ def main() -> None:
     )
     batch = runs[0]["batch_size"]
     notes = [
-        f"CK+48, {args.epochs} epoch(s) per run at the default batch size ({batch}), each "
+        f"{dataset_name}, {args.epochs} epoch(s) per run at batch size {batch}"
+        + (" (each model's FER2013 recipe)" if args.dataset == "fer2013" else "")
+        + ", each "
         f"model in a fresh process, {args.repeats} repeat(s), medians. Whole process: the "
         "kernel's ru_maxrss (imports, training, evaluation, plots and model logging). Own "
         "share: the RSS peak during train() (10 ms samples) above the process just "
         "before it.",
-        "Copies of the image array a run holds (CK+48 at 48x48: "
+        f"Copies of the image array a run holds ({dataset_name} at 48x48: "
         f"{main['image_array_mb']:.1f} MB each; FER2013's 28,709 images: 63 MB each): "
         "the array load_dataset returns (read from the cache) and the train/val/test "
         "parts train() gathers from it; once the dataset is logged train() drops the "
@@ -249,7 +275,8 @@ def main() -> None:
         "whole run, plus a third while the dataset digest hashed tobytes().",
         "torch's optimizers import torch._dynamo (~900 modules) the first time they take "
         "parameters (torch._disable_dynamo on add_param_group), compiled or not: that "
-        "import is counted as the framework's ('its lazy imports'), not the training's.",
+        "import is counted as the framework's ('its lazy imports'), not the training's, "
+        "here and in the share train() logs (Engine.load_framework).",
         "The seed's best (345.85 MB) was a whole-process figure; the pinned torch 2.14.1 "
         "wheel is the CUDA build, whose import alone maps its CUDA libraries into RSS; "
         "the cpu_torch row (if present) runs the same code on a CPU-only wheel.",
@@ -274,8 +301,8 @@ def main() -> None:
             f"whole process peaks at {tf['max_rss_lifetime_mb']:.0f} MB."
         )
     benchlib.save(
-        "memory",
-        "Memory (RSS) per model on CK+48: whole process and train()'s share",
+        "memory" if args.dataset == "ckplus" else f"memory_{args.dataset}",
+        f"Memory (RSS) per model on {dataset_name}: whole process and train()'s share",
         args,
         started=started,
         figures={
@@ -289,7 +316,7 @@ def main() -> None:
         tables={"memory": table},
         targets=[
             benchlib.target(
-                "cnn_torch train() own share above the loaded process, CK+48",
+                f"cnn_torch train() own share above the loaded process, {dataset_name}",
                 share,
                 f"<= 346 MB (seed {SEED_BEST_MB})",
                 share <= 346,
