@@ -203,6 +203,7 @@ def main() -> None:
                 "train_share_mb",
                 "train_share_file_backed_mb",
                 "train_share_anonymous_mb",
+                "logged_share_mb",
             )
         }
         imports = {
@@ -239,6 +240,7 @@ def main() -> None:
     # The target is the project's own environment (the pinned wheel) when it was measured.
     main = per_model.get("cnn_torch") or min(torch_rows.values(), key=lambda v: v["train_share_mb"])
     share, best_whole = main["train_share_mb"], main["max_rss_lifetime_mb"]
+    logged = main["logged_share_mb"]
     table = benchlib.markdown_table(
         [
             "model",
@@ -308,6 +310,7 @@ def main() -> None:
         figures={
             "seed_best_mb": SEED_BEST_MB,
             "cnn_torch_train_share_mb": share,
+            "cnn_torch_logged_share_mb": logged,
             "cnn_torch_best_whole_process_mb": best_whole,
             "models": per_model,
             "runs": runs,
@@ -320,6 +323,13 @@ def main() -> None:
                 share,
                 f"<= 346 MB (seed {SEED_BEST_MB})",
                 share <= 346,
+                " MB",
+            ),
+            benchlib.target(
+                f"cnn_torch share as its run logs it (peak_rss_share_mb), {dataset_name}",
+                logged,
+                f"<= 346 MB (seed {SEED_BEST_MB})",
+                logged <= 346,
                 " MB",
             ),
             benchlib.target(
