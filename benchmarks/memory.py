@@ -46,11 +46,13 @@ SEED_BEST_MB = 345.85
 
 def recipe(model: str, dataset: str) -> dict:
     """The values a measured run trains with beyond the defaults: on FER2013 the model's
-    recipe (the proposed CNN's is the ``fer2013`` preset), on CK+48 none (its recipes
-    start from a FER2013 champion that a throwaway store does not hold)."""
+    recipe in the seed comparison (``tuning/seed.yaml``), on CK+48 none (its recipes start
+    from a FER2013 champion that a throwaway store does not hold)."""
     if dataset == "ckplus":
         return {}
-    values = benchlib.preset_values("fer2013" if model == "cnn_torch" else f"fer2013-{model}")
+    from emorec.study.comparison import read_campaign
+
+    values = benchlib.preset_values(read_campaign("seed").recipe(model, dataset))
     return {**values, "time_budget_min": 0}
 
 
@@ -268,7 +270,9 @@ def main() -> None:
         "share: the RSS peak during train() (10 ms samples) above the process just "
         "before it.",
         f"Copies of the image array a run holds ({dataset_name} at 48x48: "
-        f"{main['image_array_mb']:.1f} MB each; FER2013's 28,709 images: 63 MB each): "
+        f"{main['image_array_mb']:.1f} MB each"
+        + ("; FER2013's 28,709 training images: 63 MB each" if args.dataset == "ckplus" else "")
+        + "): "
         "the array load_dataset returns (read from the cache) and the train/val/test "
         "parts train() gathers from it; once the dataset is logged train() drops the "
         "first, so 2 while the run starts and 1 (the parts) through training, evaluation "
